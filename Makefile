@@ -1,0 +1,62 @@
+# workloads-etl: every target sets up what it needs on a fresh machine.
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+UV := .uv/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.synced
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: help setup test lint fmt typecheck demo dev simulate docs bench clean
+
+help:
+	@echo "make demo      run the whole pipeline on the simulated control plane"
+	@echo "make test      lint, type-check and run the test suite"
+	@echo "make dev       Dagster UI with the simulated control plane behind it"
+	@echo "make simulate  serve the simulated Run:ai control plane on 127.0.0.1:8080"
+	@echo "make docs      dbt docs for the warehouse models"
+	@echo "make bench     benchmark scripts (simulator, client, lake)"
+
+$(UV):
+	python3 -m venv .uv
+	.uv/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+$(STAMP): $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen
+	@mkdir -p $(DAGSTER_HOME)
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+fmt: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: setup lint typecheck
+	$(VENV)/bin/pytest
+
+demo: setup
+	$(VENV)/bin/workloads-etl demo
+
+dev: setup
+	$(VENV)/bin/workloads-etl dev
+
+simulate: setup
+	$(VENV)/bin/workloads-etl simulate --host 127.0.0.1 --port 8080
+
+docs: setup
+	$(VENV)/bin/workloads-etl docs
+
+bench: setup
+	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .uv .dagster_home dbt/target dbt/logs
