@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
+
+import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -52,3 +54,151 @@ class RawResponse:
             text=d["text"],
             meta=dict(d.get("meta") or {}),
         )
+
+
+# --- Spec-shaped answers (TypedDicts: plain dicts at runtime, field names as in the spec) ---
+
+
+class Workload(TypedDict, total=False):
+    """``Workload`` / ``WorkloadDetailed``; only the commonly read fields are typed here."""
+
+    id: str
+    name: str
+    type: str
+    tenantId: int
+    clusterId: str
+    projectId: str
+    projectName: str
+    departmentId: str | None
+    departmentName: str | None
+    namespace: str
+    createdAt: str
+    updatedAt: str
+    deletedAt: str | None
+    completedAt: str | None
+    phase: str
+    phaseUpdatedAt: str
+    k8sPhase: str
+    runningPods: int
+    submittedBy: str | None
+    priority: int | None
+    priorityClassName: str
+    category: str
+    source: str
+    allocatedResources: dict[str, Any] | None
+    workloadRequestedResources: dict[str, Any] | None
+    podsRequestedResources: dict[str, Any] | None
+    requestedPods: dict[str, Any] | None
+    currentNodePools: list[str] | None
+    idleGpus: float | None
+    idleAllocatedGpus: float | None
+    totalPendingTimeSeconds: int | None
+    totalRunningTimeSeconds: int | None
+    distributedFramework: str | None
+    conditions: list[dict[str, Any]]
+
+
+class WorkloadsPage(TypedDict, total=False):
+    workloads: list[Workload]
+    next: int
+
+
+class CountResponse(TypedDict):
+    count: int
+
+
+class TelemetryGroup(TypedDict, total=False):
+    key: str
+    value: str
+    name: str
+
+
+class TelemetryValue(TypedDict, total=False):
+    value: str
+    groups: list[TelemetryGroup]
+
+
+class TelemetryResponse(TypedDict):
+    type: str
+    timestamp: str
+    values: list[TelemetryValue]
+
+
+class MetricSample(TypedDict):
+    value: str
+    timestamp: str | None
+
+
+class MeasurementResponse(TypedDict, total=False):
+    type: str
+    labels: dict[str, str] | None
+    values: list[MetricSample] | None
+
+
+class MetricsCompositeResponse(TypedDict, total=False):
+    measurements: list[MeasurementResponse]
+    histogram: list[dict[str, Any]] | None
+
+
+class TokenResponse(TypedDict, total=False):
+    accessToken: str
+    idToken: str
+    refreshToken: str
+    expiresIn: int
+
+
+class ErrorBody(TypedDict, total=False):
+    code: int
+    message: str
+    details: str
+
+
+# The enums the client validates against before sending (checked against the spec by tests).
+TELEMETRY_TYPES: tuple[str, ...] = (
+    "WORKLOADS_COUNT",
+    "GPU_ALLOCATION",
+    "PENDING_TIME_DISTRIBUTION",
+)
+TELEMETRY_GROUP_BY: tuple[str, ...] = (
+    "ClusterId",
+    "DepartmentId",
+    "ProjectId",
+    "Type",
+    "CurrentNodepools",
+    "Phase",
+    "Category",
+)
+
+
+@dataclass(frozen=True)
+class MetricsResult:
+    """All requested metric types of one workload (or pod) over ``[start, end)`` at one step.
+
+    ``table`` has the columns of :data:`workloads_etl.runai.metrics.MEASUREMENTS_SCHEMA`, merged
+    across windows, clipped to the range, without repeated samples, sorted.
+    ``missing_types`` are types the server did not deliver for at least one window even after
+    re-requesting them (partial 207 answers); ``empty_types`` are types delivered without any
+    sample (the workload has no such data). ``rejects`` are unparsable samples with reasons.
+    """
+
+    workload_id: str
+    start: datetime
+    end: datetime
+    step_seconds: int
+    table: pa.Table
+    metric_types: tuple[str, ...]
+    missing_types: list[str]
+    empty_types: list[str]
+    rejects: list[dict[str, Any]]
+    windows: int
+    pod_id: str | None = None
+
+    @property
+    def status(self) -> str:
+        """``complete``, or ``partial`` when a type is missing from at least one window."""
+        return "partial" if self.missing_types else "complete"
+
+    def series(self, metric_type: str) -> list[tuple[datetime, float | None]]:
+        from workloads_etl.runai.metrics import series
+
+        return series(self.table, metric_type)

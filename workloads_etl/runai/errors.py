@@ -1,0 +1,168 @@
+"""Exceptions raised by the Run:ai client.
+
+The tree::
+
+    RunaiError                      anything this package raises on purpose
+    ├── ConfigurationError          settings missing or invalid (base URL, credentials, CA bundle)
+    │   └── TLSVerificationError    the server certificate did not verify
+    ├── AuthenticationError         no usable token: credentials refused, or a 401 that survived
+    │                               a token refresh
+    ├── ApiError                    an HTTP error answer; carries the Error body's code/message
+    │   ├── BadRequestError         400 (never retried)
+    │   ├── ForbiddenError          403 (never retried)
+    │   ├── NotFoundError           404 (never retried)
+    │   ├── RateLimitedError        429 (retried, honouring Retry-After)
+    │   ├── RequestTimeoutError     408 (retried)
+    │   └── ServerError             5xx (retried)
+    ├── RetryExhaustedError         retryable failures went on past max_attempts or
+    │                               max_total_retry_time; ``last_error`` (and ``__cause__``) hold
+    │                               the final failure
+    └── ProtocolError               a 2xx answer whose body is not what the spec promises
+        └── MeasurementsParseError  a metrics body that cannot be read at all
+
+No message ever contains a client secret or a bearer token: the client builds messages from the
+method, path, status and the server's Error body, and scrubs known secrets out of the latter.
+"""
+
+from __future__ import annotations
+
+
+class RunaiError(Exception):
+    """Base class of every error raised on purpose by ``workloads_etl.runai``."""
+
+
+class ConfigurationError(RunaiError, ValueError):
+    """Settings are missing or invalid."""
+
+
+class TLSVerificationError(ConfigurationError):
+    """The control plane's certificate could not be verified against the trusted CAs."""
+
+
+class AuthenticationError(RunaiError):
+    """No valid bearer token could be obtained or the control plane keeps refusing it."""
+
+
+class ProtocolError(RunaiError):
+    """A successful answer whose body does not have the shape the spec promises."""
+
+
+class MeasurementsParseError(ProtocolError):
+    """A metrics body that is not JSON or has no ``measurements`` array."""
+
+
+class ApiError(RunaiError):
+    """An HTTP error answer. ``code``/``message``/``details`` come from the spec's Error body."""
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        status: int,
+        code: int | None,
+        message: str,
+        details: str | None = None,
+        *,
+        method: str = "",
+        path: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.method = method
+        self.path = path
+        self.retry_after = retry_after
+        where = f"{method} {path} " if method else ""
+        text = f"{where}-> HTTP {status}"
+        if code is not None and code != status:
+            text += f" (code {code})"
+        text += f": {message}"
+        if details:
+            text += f" [{details}]"
+        super().__init__(text)
+
+
+class BadRequestError(ApiError):
+    """400: the request is invalid; retrying cannot help."""
+
+
+class ForbiddenError(ApiError):
+    """403: the credentials are valid but not allowed to read this resource."""
+
+
+class NotFoundError(ApiError):
+    """404: the resource (e.g. a workload id) does not exist."""
+
+
+class RateLimitedError(ApiError):
+    """429: too many requests; retried after the server's Retry-After."""
+
+    retryable = True
+
+
+class RequestTimeoutError(ApiError):
+    """408: the server gave up waiting for the request; retried."""
+
+    retryable = True
+
+
+class ServerError(ApiError):
+    """5xx: the control plane failed; retried."""
+
+    retryable = True
+
+
+class RetryExhaustedError(RunaiError):
+    """Retryable failures did not stop within the configured attempts or time."""
+
+    def __init__(self, message: str, *, attempts: int, last_error: BaseException | None) -> None:
+        self.attempts = attempts
+        self.last_error = last_error
+        super().__init__(message)
+
+
+_BY_STATUS: dict[int, type[ApiError]] = {
+    400: BadRequestError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    408: RequestTimeoutError,
+    429: RateLimitedError,
+}
+
+
+def api_error_class(status: int) -> type[ApiError]:
+    """The ApiError subclass for an HTTP status (401 is handled as AuthenticationError)."""
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    if status >= 500:
+        return ServerError
+    return ApiError
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether a failed attempt may be repeated."""
+    if isinstance(exc, ApiError):
+        return exc.retryable
+    return isinstance(exc, ProtocolError) and not isinstance(exc, MeasurementsParseError)
+
+
+__all__ = [
+    "ApiError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ForbiddenError",
+    "MeasurementsParseError",
+    "NotFoundError",
+    "ProtocolError",
+    "RateLimitedError",
+    "RequestTimeoutError",
+    "RetryExhaustedError",
+    "RunaiError",
+    "ServerError",
+    "TLSVerificationError",
+    "api_error_class",
+    "is_retryable",
+]
