@@ -1,0 +1,1 @@
+"""Raw landing, normalisation and the Parquet lake."""

@@ -1,0 +1,1 @@
+"""The DuckDB warehouse: loading lake partitions into the ``raw`` schema."""

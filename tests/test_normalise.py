@@ -1,0 +1,490 @@
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from workloads_etl.contract import enum_values, load_spec
+from workloads_etl.lake.normalise import (
+    normalise_metrics,
+    normalise_telemetry,
+    normalise_workloads,
+    parse_timestamps,
+)
+from workloads_etl.lake.schemas import QUARANTINE, TELEMETRY, WORKLOAD_METRICS, WORKLOAD_SNAPSHOTS
+from workloads_etl.runai.models import RawResponse
+
+DAY = date(2024, 12, 20)
+AT = datetime(2024, 12, 20, 23, 0, tzinfo=UTC)
+
+
+def workload(**over: Any) -> dict[str, Any]:
+    w: dict[str, Any] = {
+        "tenantId": 1001,
+        "runningPods": 1,
+        "phaseUpdatedAt": "2022-06-08T11:28:24.131Z",
+        "k8sPhaseUpdatedAt": "2022-06-08T11:28:24.131Z",
+        "updatedAt": "2022-06-08T11:28:24.131Z",
+        "source": "Control-plane",
+        "deletedAt": None,
+        "type": "runai-job",
+        "name": "very-important-job",
+        "id": str(uuid.uuid4()),
+        "priority": 50,
+        "priorityClassName": "high-priority",
+        "submittedBy": "researcher@run.ai",
+        "clusterId": "71f69d83-ba66-4822-adf5-55ce55efd210",
+        "projectName": "proj-1",
+        "projectId": "1",
+        "departmentName": "department-1",
+        "departmentId": "1",
+        "namespace": "runai-proj-1",
+        "createdAt": "2023-06-06 12:09:18.211",
+        "phase": "Running",
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "k8sPhase": "Running",
+        "category": "Train",
+        "workloadRequestedResources": {
+            "gpuRequestType": "portion",
+            "gpu": {"request": 0.5, "limit": 1},
+            "gpuMemory": {"request": "200Mi", "limit": "2G"},
+            "cpu": {"request": 1, "limit": 1.5},
+            "cpuMemory": {"request": "1Gi", "limit": None},
+            "extendedResources": [{"resource": "x.io/foo", "quantity": "2"}],
+        },
+        "allocatedResources": {"gpu": 0.5, "gpuMemory": "12e+6", "cpu": 0.5, "cpuMemory": "0B"},
+        "requestedPods": {"number": 2, "min": 1, "max": 4},
+        "images": ["alpine:latest"],
+        "requestedNodePools": ["default"],
+        "environmentVariables": {"B": "2", "A": "1"},
+    }
+    w.update(over)
+    return w
+
+
+def page(items: list[Any], *, text: str | None = None, deleted: bool = False) -> RawResponse:
+    body = text if text is not None else json.dumps({"workloads": items, "next": len(items)})
+    return RawResponse(
+        "get_workloads",
+        "GET",
+        "/api/v1/workloads",
+        {"deleted": str(deleted).lower(), "limit": "500"},
+        {},
+        200,
+        AT,
+        body,
+    )
+
+
+def test_spec_workload_fields_are_all_mapped() -> None:
+    props = set(load_spec()["components"]["schemas"]["Workload"]["properties"])
+    rec = {**{p: None for p in props}, "id": str(uuid.uuid4())}
+    rows, q = normalise_workloads([page([rec])], DAY, "r1")
+    assert q.num_rows == 0
+    # every field is a column, except the write-only childrenIds, which is kept as extra
+    extra = json.loads(rows["extra_fields_json"][0].as_py())
+    assert extra == {"childrenIds": None}
+
+
+def test_workload_flattening_and_types() -> None:
+    w = workload(unknownNew={"b": 1, "a": [2]}, zeta=1)
+    rows, q = normalise_workloads([page([w])], DAY, "run-1")
+    assert q.num_rows == 0
+    assert rows.schema == WORKLOAD_SNAPSHOTS
+    r = rows.to_pylist()[0]
+    assert r["workload_id"] == w["id"]
+    assert r["snapshot_date"] == DAY
+    assert r["snapshot_at"] == AT
+    assert r["created_at"] == datetime(2023, 6, 6, 12, 9, 18, 211000, tzinfo=UTC)
+    assert r["updated_at"] == datetime(2022, 6, 8, 11, 28, 24, 131000, tzinfo=UTC)
+    assert r["deleted_at"] is None
+    assert r["requested_gpu_memory_request_bytes"] == 200 * 2**20
+    assert r["requested_gpu_memory_limit_bytes"] == 2e9
+    assert r["requested_cpu_memory_request_bytes"] == 2**30
+    assert r["requested_cpu_memory_limit_bytes"] is None
+    assert r["requested_gpu_request"] == 0.5
+    assert r["requested_cpu_limit_cores"] == 1.5
+    assert r["allocated_gpu_memory_bytes"] == 12e6
+    assert r["allocated_cpu_memory_bytes"] == 0.0
+    assert r["pods_requested_gpu_request"] is None
+    assert r["requested_pods_number"] == 2
+    assert r["requested_pods_parallelism"] is None
+    assert r["images"] == ["alpine:latest"]
+    assert r["current_node_pools"] is None
+    assert r["environment_variables_json"] == '{"A":"1","B":"2"}'
+    assert json.loads(r["requested_extended_resources_json"]) == [
+        {"resource": "x.io/foo", "quantity": "2"}
+    ]
+    assert r["extra_fields_json"] == '{"unknownNew":{"a":[2],"b":1},"zeta":1}'
+
+
+def test_missing_optional_fields_become_null() -> None:
+    w = {"id": str(uuid.uuid4()), "name": "minimal"}
+    rows, q = normalise_workloads([page([w])], DAY, "r")
+    assert q.num_rows == 0
+    r = rows.to_pylist()[0]
+    assert r["name"] == "minimal"
+    assert r["phase"] is None
+    assert r["allocated_gpu"] is None
+    assert r["extra_fields_json"] is None
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ({"id": None}, "missing required field id"),
+        ({"id": "not-a-uuid"}, "id is not a uuid"),
+        ({"priority": "high"}, "priority: expected integer"),
+        ({"preemptible": "yes"}, "preemptible: expected boolean"),
+        ({"name": 5}, "name: expected string"),
+        ({"createdAt": "yesterday"}, "created_at: unparsable timestamp"),
+        ({"updatedAt": "2024-13-01T00:00:00Z"}, "updated_at: unparsable timestamp"),
+        ({"allocatedResources": {"cpuMemory": "2GB"}}, "allocated_cpu_memory_bytes: unparsable"),
+        ({"images": "alpine"}, "images: expected array of strings"),
+        ({"requestedPods": 3}, "requestedPods: expected object"),
+        ({"idleAllocatedGpus": True}, "idleAllocatedGpus: expected number"),
+    ],
+)
+def test_bad_records_are_quarantined_with_reason(bad: dict[str, Any], reason: str) -> None:
+    good = workload()
+    w = workload(**bad)
+    rows, q = normalise_workloads([page([good, w])], DAY, "r9")
+    assert rows["workload_id"].to_pylist() == [good["id"]]
+    assert q.schema == QUARANTINE
+    (qr,) = q.to_pylist()
+    assert reason in qr["reason"]
+    assert json.loads(qr["raw_record"]) == w
+    assert qr["dataset"] == "workload_snapshots"
+    assert qr["run_id"] == "r9"
+    assert qr["quarantine_date"] == DAY
+
+
+def test_unparsable_page_and_non_object_record() -> None:
+    rows, q = normalise_workloads(
+        [page([], text="<html>oops</html>"), page(["just a string", workload()])], DAY, "r"
+    )
+    assert rows.num_rows == 1
+    reasons = q["reason"].to_pylist()
+    assert any("unparsable workloads page" in r for r in reasons)
+    assert any("expected an object" in r for r in reasons)
+    assert "<html>oops</html>" in q["raw_record"].to_pylist()
+
+
+def test_duplicates_keep_latest_and_quarantine_others() -> None:
+    wid = str(uuid.uuid4())
+    old = workload(id=wid, updatedAt="2024-01-01T00:00:00Z", phase="Pending")
+    new = workload(id=wid, updatedAt="2024-01-02T00:00:00Z", phase="Running")
+    rows, q = normalise_workloads([page([new, old, new])], DAY, "r")
+    assert rows.num_rows == 1
+    assert rows["phase"].to_pylist() == ["Running"]
+    reasons = sorted(q["reason"].to_pylist())
+    assert len(reasons) == 2
+    assert "different content" in reasons[0]
+    assert "identical copy" in reasons[1]
+
+
+def test_unknown_enum_value_is_kept() -> None:
+    assert "Hibernating" not in enum_values("Phase")
+    rows, q = normalise_workloads([page([workload(phase="Hibernating")])], DAY, "r")
+    assert rows["phase"].to_pylist() == ["Hibernating"]
+    assert q.num_rows == 0
+
+
+def test_timestamp_forms() -> None:
+    ts, bad = parse_timestamps(
+        pa.array(
+            [
+                "2024-12-20T14:30:00Z",
+                "2023-06-06 12:09:18.211",
+                "2024-12-20T14:30:00.123456789+02:00",
+                None,
+                "20/12/2024",
+                "2024-02-30T00:00:00Z",
+            ]
+        )
+    )
+    assert ts.to_pylist() == [
+        datetime(2024, 12, 20, 14, 30, tzinfo=UTC),
+        datetime(2023, 6, 6, 12, 9, 18, 211000, tzinfo=UTC),
+        datetime(2024, 12, 20, 12, 30, 0, 123456, tzinfo=UTC),
+        None,
+        None,
+        None,
+    ]
+    assert bad.to_pylist() == [False, False, False, False, True, True]
+
+
+# ----------------------------------------------------------------------------- metrics
+
+WID = str(uuid.uuid4())
+
+
+def metrics_resp(body: Any, wid: str = WID, n: str = "1440") -> RawResponse:
+    text = body if isinstance(body, str) else json.dumps(body)
+    return RawResponse(
+        "get_workload_metrics",
+        "GET",
+        f"/api/v1/workloads/{wid}/metrics",
+        {
+            "start": "2024-12-20T00:00:00Z",
+            "end": "2024-12-21T00:00:00Z",
+            "numberOfSamples": n,
+            "metricType": "GPU_UTILIZATION,CPU_USAGE_CORES",
+        },
+        {"workloadId": wid},
+        200,
+        AT,
+        text,
+    )
+
+
+def test_metrics_long_rows_both_timestamp_forms() -> None:
+    body = {
+        "measurements": [
+            {
+                "type": "GPU_UTILIZATION",
+                "labels": {"gpu": "0", "a": "x"},
+                "values": [
+                    {"value": "85", "timestamp": "2024-12-20T14:30:00Z"},
+                    {"value": "92.5", "timestamp": "2024-12-20 14:31:00.000"},
+                    {"value": "1", "timestamp": "2024-12-21T00:00:00Z"},  # next day: out of window
+                ],
+            },
+            {"type": "CPU_USAGE_CORES", "labels": None, "values": None},
+            {
+                "type": "CPU_USAGE_CORES",
+                "values": [{"value": "0.5", "timestamp": "2024-12-20T00:00:00Z"}],
+            },
+        ]
+    }
+    rows, q = normalise_metrics([metrics_resp(body)], DAY, "m1")
+    assert q.num_rows == 0
+    assert rows.schema == WORKLOAD_METRICS
+    got = sorted(rows.to_pylist(), key=lambda r: (r["metric_type"], r["ts"]))
+    assert [(r["metric_type"], r["labels_json"], r["value"], r["step_seconds"]) for r in got] == [
+        ("CPU_USAGE_CORES", None, 0.5, 60),
+        ("GPU_UTILIZATION", '{"a":"x","gpu":"0"}', 85.0, 60),
+        ("GPU_UTILIZATION", '{"a":"x","gpu":"0"}', 92.5, 60),
+    ]
+    assert got[2]["ts"] == datetime(2024, 12, 20, 14, 31, tzinfo=UTC)
+    assert {r["workload_id"] for r in got} == {WID}
+    assert {r["usage_date"] for r in got} == {DAY}
+
+
+def test_metrics_quarantine_reasons() -> None:
+    body = {
+        "measurements": [
+            {
+                "type": "GPU_UTILIZATION",
+                "values": [
+                    {"value": "85", "timestamp": "2024-12-20T01:00:00Z"},
+                    {"value": "86", "timestamp": "2024-12-20T01:00:00Z"},
+                    {"value": "abc", "timestamp": "2024-12-20T02:00:00Z"},
+                    {"value": "NaN", "timestamp": "2024-12-20T03:00:00Z"},
+                    {"value": "1", "timestamp": "noon"},
+                    {"value": "1", "timestamp": None},
+                ],
+            },
+            {"type": "X", "values": "oops"},
+        ]
+    }
+    rows, q = normalise_metrics(
+        [metrics_resp(body), metrics_resp("not json"), metrics_resp({"m": 1}, wid="nope")], DAY, "m"
+    )
+    assert rows["value"].to_pylist() == [85.0]
+    reasons = q["reason"].to_pylist()
+    for expected in (
+        "different value",
+        "not numeric",
+        "not finite",
+        "unparsable timestamp",
+        "missing timestamp",
+        "values is not an array",
+        "body is not JSON",
+        "workloadId path parameter is not a uuid",
+    ):
+        assert any(expected in r for r in reasons), expected
+    assert len(reasons) == 8
+    raw = dict(zip(reasons, q["raw_record"].to_pylist(), strict=True))
+    (abc,) = [v for k, v in raw.items() if "not numeric" in k]
+    assert json.loads(abc) == {"value": "abc", "timestamp": "2024-12-20T02:00:00Z"}
+
+
+def test_metrics_bad_request_params_quarantine_response() -> None:
+    rows, q = normalise_metrics([metrics_resp({"measurements": []}, n="0")], DAY, "m")
+    assert rows.num_rows == 0
+    assert "numberOfSamples=0" in q["reason"][0].as_py()
+
+
+# --------------------------------------------------------------------------- telemetry
+
+
+def telemetry_resp(body: Any, group_by: str | None = "department") -> RawResponse:
+    params = {"telemetryType": "GPU_ALLOCATION"}
+    if group_by:
+        params["groupBy"] = group_by
+    return RawResponse(
+        "get_workloads_telemetry",
+        "GET",
+        "/api/v1/workloads/telemetry",
+        params,
+        {},
+        200,
+        AT,
+        json.dumps(body),
+    )
+
+
+def test_telemetry_rows_and_quarantine() -> None:
+    body = {
+        "type": "GPU_ALLOCATION",
+        "timestamp": "2023-06-06 12:09:18.211",
+        "values": [
+            {"value": "85", "groups": [{"key": "department", "value": "1", "name": "dep-A"}]},
+            {"value": "3", "groups": [{"key": "department", "value": "2"}]},
+            {"value": "x"},
+            {"value": "1", "groups": [{}, {}, {}]},
+        ],
+    }
+    rows, q = normalise_telemetry([telemetry_resp(body)], DAY, "t")
+    assert rows.schema == TELEMETRY
+    got = rows.to_pylist()
+    assert [(r["group1_value"], r["group1_name"], r["value"]) for r in got] == [
+        ("1", "dep-A", 85.0),
+        ("2", None, 3.0),
+    ]
+    assert got[0]["timestamp"] == datetime(2023, 6, 6, 12, 9, 18, 211000, tzinfo=UTC)
+    assert got[0]["group_by"] == "department"
+    assert got[0]["fetched_at"] == AT
+    assert q.num_rows == 2
+
+
+# ------------------------------------------------------------------- property-based
+
+_json_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=8),
+)
+_json = st.recursive(
+    _json_leaf,
+    lambda c: st.one_of(
+        st.lists(c, max_size=3), st.dictionaries(st.text(max_size=5), c, max_size=3)
+    ),
+    max_leaves=6,
+)
+_ts = st.one_of(
+    st.sampled_from(
+        ["2024-12-20T14:30:00Z", "2023-06-06 12:09:18.211", "garbage", "2024-02-30T00:00:00Z"]
+    ),
+    _json_leaf,
+)
+_qty = st.one_of(st.sampled_from(["200Mi", "0B", "1e3", "1KiB", "x", "-1.5Gi"]), _json_leaf)
+_field = st.sampled_from(
+    [
+        "id",
+        "name",
+        "priority",
+        "createdAt",
+        "updatedAt",
+        "preemptible",
+        "allocatedResources",
+        "workloadRequestedResources",
+        "images",
+        "requestedPods",
+        "phase",
+        "extraThing",
+        "idleAllocatedGpus",
+    ]
+)
+
+
+@st.composite
+def records(draw: st.DrawFn) -> Any:
+    if draw(st.integers(0, 9)) == 0:
+        return draw(_json)  # not even an object
+    ids = [str(uuid.UUID(int=i)) for i in range(4)]
+    rec = workload(id=draw(st.sampled_from([*ids, "bad", None])))
+    for _ in range(draw(st.integers(0, 3))):
+        name = draw(_field)
+        if name in ("createdAt", "updatedAt"):
+            rec[name] = draw(_ts)
+        elif name in ("allocatedResources",):
+            rec[name] = {"cpuMemory": draw(_qty), "gpu": draw(_json_leaf)}
+        elif name == "workloadRequestedResources":
+            rec[name] = draw(
+                st.one_of(_json, st.builds(lambda q: {"gpuMemory": {"request": q}}, _qty))
+            )
+        else:
+            rec[name] = draw(_json)
+    if draw(st.booleans()):
+        del rec["id"]
+    return rec
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(records(), max_size=12))
+def test_property_workloads_account_for_every_record(recs: list[Any]) -> None:
+    rows, q = normalise_workloads([page(recs)], DAY, "p")
+    assert rows.num_rows + q.num_rows == len(recs)
+    assert rows.schema == WORKLOAD_SNAPSHOTS
+    assert len(set(rows["workload_id"].to_pylist())) == rows.num_rows
+    inputs = [json.dumps(r, sort_keys=True) for r in recs]
+    for reason, raw in zip(q["reason"].to_pylist(), q["raw_record"].to_pylist(), strict=True):
+        assert reason
+        assert json.dumps(json.loads(raw), sort_keys=True) in inputs
+
+
+_point = st.fixed_dictionaries(
+    {
+        "value": st.one_of(st.sampled_from(["1", "2.5", "1e3", "NaN", "x", ""]), _json_leaf),
+        "timestamp": st.one_of(
+            st.sampled_from(
+                ["2024-12-20T00:00:00Z", "2024-12-20 10:00:00", "2024-12-21T00:00:00Z", "bad"]
+            ),
+            st.none(),
+        ),
+    }
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "type": st.sampled_from(["GPU_UTILIZATION", "CPU_USAGE_CORES"]),
+                "labels": st.one_of(
+                    st.none(),
+                    st.dictionaries(
+                        st.sampled_from(["gpu", "pod"]), st.sampled_from(["0", "1"]), max_size=2
+                    ),
+                ),
+                "values": st.lists(st.one_of(_point, _json_leaf), max_size=6),
+            }
+        ),
+        max_size=4,
+    )
+)
+def test_property_metrics_account_for_every_point(measurements: list[dict[str, Any]]) -> None:
+    received = sum(len(m["values"]) for m in measurements)
+    rows, q = normalise_metrics([metrics_resp({"measurements": measurements})], DAY, "p")
+    out_of_window = sum(
+        1
+        for m in measurements
+        for v in m["values"]
+        if isinstance(v, dict) and v["timestamp"] == "2024-12-21T00:00:00Z"
+    )
+    assert rows.num_rows + q.num_rows + out_of_window == received
+    assert all(q["reason"].to_pylist())
+    inputs = [json.dumps(v, sort_keys=True) for m in measurements for v in m["values"]]
+    for raw in q["raw_record"].to_pylist():
+        assert json.dumps(json.loads(raw), sort_keys=True) in inputs

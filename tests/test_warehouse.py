@@ -1,0 +1,224 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from workloads_etl.config import DataPaths
+from workloads_etl.lake.normalise import normalise_partition
+from workloads_etl.lake.raw import RawLanding
+from workloads_etl.lake.schemas import DATASETS
+from workloads_etl.runai.models import RawResponse
+from workloads_etl.warehouse.loader import (
+    PartitionNotFoundError,
+    Warehouse,
+    WarehouseLockedError,
+    table_ddl,
+)
+
+DAY = date(2024, 12, 20)
+AT = datetime(2024, 12, 20, 23, 0, tzinfo=UTC)
+WID = str(uuid.UUID(int=7))
+
+
+def land_metrics(paths: DataPaths, run_id: str, values: list[str]) -> None:
+    body = {
+        "measurements": [
+            {
+                "type": "GPU_UTILIZATION",
+                "labels": {"gpu": "0"},
+                "values": [
+                    {"value": v, "timestamp": f"2024-12-20T{i:02d}:00:00Z"}
+                    for i, v in enumerate(values)
+                ],
+            }
+        ]
+    }
+    resp = RawResponse(
+        "get_workload_metrics",
+        "GET",
+        f"/api/v1/workloads/{WID}/metrics",
+        {"start": "2024-12-20T00:00:00Z", "end": "2024-12-21T00:00:00Z", "numberOfSamples": "24"},
+        {"workloadId": WID},
+        200,
+        AT,
+        json.dumps(body),
+    )
+    with RawLanding(paths.raw).writer("workload_metrics", DAY, run_id) as w:
+        w.record(resp)
+
+
+def land_workloads(paths: DataPaths) -> None:
+    items = [
+        {
+            "id": str(uuid.UUID(int=1)),
+            "name": "a",
+            "images": ["x:1"],
+            "createdAt": "2023-06-06 12:09:18.211",
+            "tenantId": 1,
+        },
+        {"id": "nope"},
+    ]
+    resp = RawResponse(
+        "get_workloads",
+        "GET",
+        "/api/v1/workloads",
+        {},
+        {},
+        200,
+        AT,
+        json.dumps({"workloads": items}),
+    )
+    with RawLanding(paths.raw).writer("workload_snapshots", DAY, "w1") as w:
+        w.record(resp)
+
+
+def test_ddl_types() -> None:
+    ddl = table_ddl("workload_snapshots")
+    assert '"snapshot_at" TIMESTAMPTZ NOT NULL' in ddl
+    assert '"snapshot_date" DATE NOT NULL' in ddl
+    assert '"images" VARCHAR[]' in ddl
+    assert '"tenant_id" BIGINT' in ddl
+    assert '"preemptible" BOOLEAN' in ddl
+    assert '"step_seconds" INTEGER NOT NULL' in table_ddl("workload_metrics")
+
+
+def test_load_is_idempotent_and_audited(tmp_path: Path) -> None:
+    paths = DataPaths(tmp_path).ensure()
+    land_metrics(paths, "m1", ["1", "2", "x"])
+    land_workloads(paths)
+    normalise_partition(paths, "workload_metrics", DAY)
+    normalise_partition(paths, "workload_snapshots", DAY)
+    with Warehouse.open(paths) as wh:
+        r1 = wh.load_partition("workload_metrics", DAY)
+        snap1 = wh.con.execute("SELECT * FROM raw.workload_metrics ORDER BY ts").fetchall()
+        q1 = wh.con.execute("SELECT reason, raw_record FROM raw.quarantine").fetchall()
+        r2 = wh.load_partition("workload_metrics", DAY)
+        snap2 = wh.con.execute("SELECT * FROM raw.workload_metrics ORDER BY ts").fetchall()
+        q2 = wh.con.execute("SELECT reason, raw_record FROM raw.quarantine").fetchall()
+        wh.load_partitions("workload_snapshots", [DAY])
+        loads = wh.con.execute(
+            'SELECT dataset, "partition", rows, run_id, schema_version, file_sha256 '
+            "FROM raw._loads ORDER BY loaded_at"
+        ).fetchall()
+        ws = wh.con.execute(
+            "SELECT workload_id, images, created_at::VARCHAR FROM raw.workload_snapshots"
+        ).fetchall()
+    assert r1.rows == r2.rows == 2
+    assert r1.run_id == "m1"
+    assert snap1 == snap2
+    assert [(r[4], r[5]) for r in snap1] == [
+        (datetime(2024, 12, 20, 0, tzinfo=UTC), 1.0),
+        (datetime(2024, 12, 20, 1, tzinfo=UTC), 2.0),
+    ]
+    assert (
+        q1
+        == q2
+        == [
+            (
+                "value is not numeric (workload " + WID + ", GPU_UTILIZATION)",
+                '{"value":"x","timestamp":"2024-12-20T02:00:00Z"}',
+            )
+        ]
+    )
+    assert ws == [(str(uuid.UUID(int=1)), ["x:1"], "2023-06-06 12:09:18.211+00")]
+    assert [row[:5] for row in loads] == [
+        ("workload_metrics", "usage_date=2024-12-20", 2, "m1", 1),
+        ("quarantine", "dataset=workload_metrics/quarantine_date=2024-12-20", 1, "m1", 1),
+        ("workload_metrics", "usage_date=2024-12-20", 2, "m1", 1),
+        ("quarantine", "dataset=workload_metrics/quarantine_date=2024-12-20", 1, "m1", 1),
+        ("workload_snapshots", "snapshot_date=2024-12-20", 1, "w1", 1),
+        ("quarantine", "dataset=workload_snapshots/quarantine_date=2024-12-20", 1, "w1", 1),
+    ]
+    assert all(len(row[5]) == 64 for row in loads)
+    ro = Warehouse.connect_read_only(paths)
+    try:
+        assert ro.execute("SELECT count(*) FROM raw.quarantine").fetchall() == [(2,)]
+        assert ro.execute("SELECT current_setting('TimeZone')").fetchall() == [("UTC",)]
+    finally:
+        ro.close()
+
+
+def test_reload_replaces_partition_with_new_run(tmp_path: Path) -> None:
+    paths = DataPaths(tmp_path).ensure()
+    land_metrics(paths, "m1", ["1", "x"])
+    normalise_partition(paths, "workload_metrics", DAY)
+    with Warehouse.open(paths) as wh:
+        wh.load_partition("workload_metrics", DAY)
+        time.sleep(0.01)
+        land_metrics(paths, "m2", ["5", "6", "7"])
+        normalise_partition(paths, "workload_metrics", DAY)
+        r = wh.load_partition("workload_metrics", DAY)
+        values = wh.con.execute(
+            "SELECT value, run_id FROM raw.workload_metrics ORDER BY ts"
+        ).fetchall()
+        nq = wh.con.execute("SELECT count(*) FROM raw.quarantine").fetchall()[0][0]
+    assert r.run_id == "m2"
+    assert values == [(5.0, "m2"), (6.0, "m2"), (7.0, "m2")]
+    assert nq == 0
+
+
+def test_missing_partition_is_a_clear_error(tmp_path: Path) -> None:
+    with Warehouse.open(DataPaths(tmp_path)) as wh, pytest.raises(PartitionNotFoundError):
+        wh.load_partition("telemetry", DAY)
+    with Warehouse.open(DataPaths(tmp_path)) as wh:
+        tables = {
+            r[0]
+            for r in wh.con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema='raw'"
+            ).fetchall()
+        }
+    assert tables == {*DATASETS, "_loads"}
+
+
+_HOLD = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from workloads_etl.config import DataPaths
+    from workloads_etl.warehouse.loader import Warehouse
+    with Warehouse.open(DataPaths(Path(sys.argv[1])), wait_seconds=0):
+        print("LOCKED", flush=True)
+        time.sleep(float(sys.argv[2]))
+    """
+)
+
+
+def test_second_writer_waits_then_fails_clearly(tmp_path: Path) -> None:
+    paths = DataPaths(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(tmp_path), "30"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "LOCKED"
+        t0 = time.monotonic()
+        with pytest.raises(WarehouseLockedError) as err:
+            Warehouse.open(paths, wait_seconds=1.0)
+        assert time.monotonic() - t0 >= 1.0
+        assert str(paths.warehouse) in str(err.value)
+        assert "read-only" in str(err.value)
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+
+
+def test_second_writer_gets_the_lock_when_released(tmp_path: Path) -> None:
+    paths = DataPaths(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(tmp_path), "1.5"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "LOCKED"
+        with Warehouse.open(paths, wait_seconds=30) as wh:
+            assert wh.con.execute("SELECT 1").fetchall() == [(1,)]
+    finally:
+        holder.wait(timeout=30)
