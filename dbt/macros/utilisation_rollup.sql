@@ -1,0 +1,50 @@
+{#- Daily GPU utilisation of fct_workload_usage_daily rolled up to one grain. `keys` are the
+    grouping columns, `labels` descriptive columns taken per group (max). -#}
+{% macro utilisation_rollup(keys, labels=[]) %}
+with
+
+usage as (
+
+    select * from {{ ref('fct_workload_usage_daily') }}
+
+),
+
+aggregated as (
+
+    select
+        usage_date,
+        {%- for key in keys %}
+        {{ key }},
+        {%- endfor %}
+        {%- for label in labels %}
+        max({{ label }}) as {{ label }},
+        {%- endfor %}
+        count(distinct workload_id) as workloads,
+        sum(allocated_gpu_hours) as allocated_gpu_hours,
+        sum(used_gpu_hours) as used_gpu_hours,
+        sum(idle_gpu_hours) as idle_gpu_hours,
+        sum(gpu_cost) as gpu_cost,
+        sum(idle_gpu_cost) as idle_gpu_cost,
+        sum(total_cost) as total_cost,
+        max(currency) as currency
+    from usage
+    group by usage_date{% for key in keys %}, {{ key }}{% endfor %}
+
+),
+
+final as (
+
+    select
+        *,
+        case
+            when allocated_gpu_hours > 0 then used_gpu_hours / allocated_gpu_hours * 100
+        end as gpu_utilisation_pct,
+        case
+            when allocated_gpu_hours > 0 then idle_gpu_hours / allocated_gpu_hours * 100
+        end as idle_gpu_share_pct
+    from aggregated
+
+)
+
+select * from final
+{% endmacro %}

@@ -1,0 +1,21 @@
+with
+
+prices as (
+
+    select * from {{ ref('resource_prices') }}
+
+),
+
+final as (
+
+    select
+        resource,
+        valid_from,
+        lead(valid_from) over (partition by resource order by valid_from) as valid_to,
+        cast(usd_per_unit_hour as double) as price_per_unit_hour,
+        currency
+    from prices
+
+)
+
+select * from final

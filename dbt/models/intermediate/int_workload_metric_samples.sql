@@ -1,0 +1,52 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='usage_date',
+        on_schema_change='sync_all_columns',
+    )
+}}
+
+with
+
+metrics as (
+
+    select * from {{ ref('stg_runai__workload_metrics') }}
+    where labels_json is null
+      and {{ usage_window_predicate('usage_date') }}
+
+),
+
+-- One row per workload and sample time, one column pair (value, step) per metric type.
+pivoted as (
+
+    select
+        usage_date,
+        workload_id,
+        sampled_at,
+        {%- for metric, column in [
+            ('GPU_ALLOCATION', 'gpu_allocation'),
+            ('GPU_UTILIZATION', 'gpu_utilisation_pct'),
+            ('GPU_MEMORY_USAGE_BYTES', 'gpu_memory_usage_bytes'),
+            ('GPU_MEMORY_REQUEST_BYTES', 'gpu_memory_request_bytes'),
+            ('CPU_REQUEST_CORES', 'cpu_request_cores'),
+            ('CPU_USAGE_CORES', 'cpu_usage_cores'),
+            ('CPU_MEMORY_REQUEST_BYTES', 'cpu_memory_request_bytes'),
+            ('CPU_MEMORY_USAGE_BYTES', 'cpu_memory_usage_bytes'),
+        ] %}
+        max(metric_value) filter (where metric_type = '{{ metric }}') as {{ column }},
+        max(step_seconds) filter (where metric_type = '{{ metric }}')
+            as {{ column }}_step_seconds{{ ',' if not loop.last }}
+        {%- endfor %}
+    from metrics
+    group by usage_date, workload_id, sampled_at
+
+),
+
+final as (
+
+    select * from pivoted
+
+)
+
+select * from final

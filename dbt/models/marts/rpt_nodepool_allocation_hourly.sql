@@ -1,0 +1,129 @@
+with
+
+samples as (
+
+    select * from {{ ref('int_workload_metric_samples') }}
+
+),
+
+workloads as (
+
+    select * from {{ ref('int_workloads_latest') }}
+
+),
+
+capacity as (
+
+    select * from {{ ref('nodepool_capacity') }}
+
+),
+
+telemetry as (
+
+    select * from {{ ref('stg_runai__telemetry_values') }}
+
+),
+
+-- Sum of allocation * step over the hour / 3600 s = average GPUs allocated in that hour.
+allocated as (
+
+    select
+        coalesce(workloads.cluster_id, 'unknown') as cluster_id,
+        coalesce(workloads.nodepool, 'unknown') as nodepool,
+        date_trunc('hour', samples.sampled_at) as hour_start,
+        sum(samples.gpu_allocation * samples.gpu_allocation_step_seconds) / 3600.0
+            as allocated_gpus,
+        count(distinct samples.workload_id) filter (where samples.gpu_allocation > 0)
+            as workloads_with_allocation
+    from samples
+    left join workloads using (workload_id)
+    where samples.gpu_allocation is not null
+    group by all
+
+),
+
+hours as (
+
+    select unnest(generate_series(
+        (select min(hour_start) from allocated),
+        (select max(hour_start) from allocated),
+        interval 1 hour
+    )) as hour_start
+
+),
+
+pools as (
+
+    select cluster_id, nodepool from capacity
+    union
+    select cluster_id, nodepool from allocated
+
+),
+
+-- Telemetry GPU_ALLOCATION grouped by CurrentNodepools: per fetch, the node pool's value
+-- (summed over any second grouping), then averaged over the fetches of the hour.
+telemetry_by_fetch as (
+
+    select
+        date_trunc('hour', coalesce(measured_at, fetched_at)) as hour_start,
+        fetched_at,
+        group_by,
+        case
+            when lower(group1_key) like '%nodepool%' then group1_value
+            when lower(group2_key) like '%nodepool%' then group2_value
+        end as nodepool,
+        sum(telemetry_value) as telemetry_allocated_gpus
+    from telemetry
+    where telemetry_type = 'GPU_ALLOCATION'
+      and (lower(group1_key) like '%nodepool%' or lower(group2_key) like '%nodepool%')
+    group by all
+
+),
+
+telemetry_hourly as (
+
+    select
+        hour_start,
+        nodepool,
+        avg(telemetry_allocated_gpus) as telemetry_allocated_gpus,
+        count(*) as telemetry_fetches
+    from telemetry_by_fetch
+    group by all
+
+),
+
+final as (
+
+    select
+        hours.hour_start,
+        cast(hours.hour_start as date) as usage_date,
+        pools.cluster_id,
+        capacity.cluster_name,
+        pools.nodepool,
+        capacity.gpu_type,
+        capacity.gpu_count as capacity_gpus,
+        coalesce(allocated.allocated_gpus, 0) as allocated_gpus,
+        coalesce(allocated.workloads_with_allocation, 0) as workloads_with_allocation,
+        case
+            when capacity.gpu_count > 0
+                then coalesce(allocated.allocated_gpus, 0) / capacity.gpu_count * 100
+        end as allocation_pct_of_capacity,
+        telemetry_hourly.telemetry_allocated_gpus,
+        telemetry_hourly.telemetry_fetches,
+        telemetry_hourly.telemetry_allocated_gpus - coalesce(allocated.allocated_gpus, 0)
+            as telemetry_minus_allocated_gpus
+    from hours
+    cross join pools
+    left join capacity
+        on capacity.cluster_id = pools.cluster_id and capacity.nodepool = pools.nodepool
+    left join allocated
+        on allocated.cluster_id = pools.cluster_id
+        and allocated.nodepool = pools.nodepool
+        and allocated.hour_start = hours.hour_start
+    left join telemetry_hourly
+        on telemetry_hourly.nodepool = pools.nodepool
+        and telemetry_hourly.hour_start = hours.hour_start
+
+)
+
+select * from final

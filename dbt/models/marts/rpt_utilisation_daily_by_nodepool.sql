@@ -1,0 +1,1 @@
+{{ utilisation_rollup(['cluster_id', 'nodepool']) }}

@@ -1,0 +1,609 @@
+"""The dbt marts on a small hand-made warehouse whose report values are computed by hand.
+
+The warehouse holds two days, 2026-11-14 and 2026-11-15 (the GPU prices of a100-80gb and
+h100-80gb drop on 2026-11-15), metric samples every 900 s:
+
+- w-a100 (prod-east, research/vision, a100-80gb): 2 GPUs all day both days, utilisation 50 %,
+  8 CPU cores and 32 GiB requested. Per day 48 GPU-h allocated, 24 used, 0 idle.
+- w-h100 (prod-east, research/nlp, h100-80gb), 2026-11-15 only, a partial day with a
+  fractional GPU: pending 10:00-12:00 (allocation 0), then 0.5 GPU 12:00-18:00 with
+  utilisation 0 % (12-14), 80 % (14-17) and no utilisation samples (17-18).
+- w-l40s (prod-east, platform/infra, l40s-48gb): 1 GPU at 0.5 % utilisation (idle), deleted
+  at 2026-11-15 06:00, before the nightly fetch of 2026-11-15: it is only in that day's
+  deleted list, and in the 2026-11-14 snapshot.
+- w-t4 (research-west, west-lab/queue, pending in t4-16gb): allocation 0 all of 2026-11-15.
+- w-unknown (research-west, west-lab/queue, no node pool): 1 GPU at 100 % 00:00-01:00 on
+  2026-11-14, priced with the 'unknown' fallback.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from workloads_etl.config import DataPaths
+from workloads_etl.lake import schemas
+from workloads_etl.transform import DBT_PROJECT_DIR, DbtRunError, dbt_vars, run_dbt
+
+STEP = 900
+GIB = float(2**30)
+PROD_EAST = "7c1f3a52-6a1e-4c4f-9f3e-2b8f0d9e1a01"
+RESEARCH_WEST = "0b9d2e61-3c7a-4e58-8d2f-5a6b7c8d9e02"
+DAY1 = date(2026, 11, 14)
+DAY2 = date(2026, 11, 15)
+ABS = 1e-9
+
+
+def _ts(day: date, hour: float) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(hours=hour)
+
+
+SNAPSHOT_AT = {DAY1: _ts(DAY1, 25), DAY2: _ts(DAY2, 25)}  # 01:00 the next morning
+
+Value = float | None | Callable[[datetime], float | None]
+
+
+def _samples(
+    workload_id: str, start: datetime, end: datetime, values: dict[str, Value]
+) -> list[dict[str, Any]]:
+    """Long-format metric rows every STEP seconds in [start, end)."""
+    rows: list[dict[str, Any]] = []
+    t = start
+    while t < end:
+        for metric, value in values.items():
+            v = value(t) if callable(value) else value
+            if v is None:
+                continue
+            rows.append(
+                {
+                    "usage_date": t.date(),
+                    "workload_id": workload_id,
+                    "metric_type": metric,
+                    "labels_json": None,
+                    "ts": t,
+                    "value": float(v),
+                    "step_seconds": STEP,
+                    "run_id": f"run-{t.date().isoformat()}",
+                }
+            )
+        t += timedelta(seconds=STEP)
+    return rows
+
+
+def _h100_utilisation(t: datetime) -> float | None:
+    hour = t.hour + t.minute / 60
+    if hour < 14:
+        return 0.0
+    if hour < 17:
+        return 80.0
+    return None  # no utilisation samples 17:00-18:00
+
+
+def metric_rows(a100_utilisation: dict[date, float]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for day in (DAY1, DAY2):
+        rows += _samples(
+            "w-a100",
+            _ts(day, 0),
+            _ts(day, 24),
+            {
+                "GPU_ALLOCATION": 2,
+                "GPU_UTILIZATION": a100_utilisation[day],
+                "CPU_REQUEST_CORES": 8,
+                "CPU_USAGE_CORES": 4,
+                "CPU_MEMORY_REQUEST_BYTES": 32 * GIB,
+                "CPU_MEMORY_USAGE_BYTES": 16 * GIB,
+            },
+        )
+    rows += _samples(
+        "w-h100",
+        _ts(DAY2, 10),
+        _ts(DAY2, 18),
+        {
+            "GPU_ALLOCATION": lambda t: 0.0 if t.hour < 12 else 0.5,
+            "GPU_UTILIZATION": _h100_utilisation,
+            "CPU_REQUEST_CORES": 2,
+            "CPU_MEMORY_REQUEST_BYTES": 16 * GIB,
+        },
+    )
+    rows += _samples(
+        "w-l40s",
+        _ts(DAY1, 0),
+        _ts(DAY2, 6),
+        {"GPU_ALLOCATION": 1, "GPU_UTILIZATION": 0.5, "CPU_REQUEST_CORES": 4},
+    )
+    rows += _samples(
+        "w-t4", _ts(DAY2, 0), _ts(DAY2, 24), {"GPU_ALLOCATION": 0, "GPU_UTILIZATION": 0}
+    )
+    rows += _samples(
+        "w-unknown", _ts(DAY1, 0), _ts(DAY1, 1), {"GPU_ALLOCATION": 1, "GPU_UTILIZATION": 100}
+    )
+    return rows
+
+
+def _workload(day: date, workload_id: str, **fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "snapshot_date": day,
+        "snapshot_at": SNAPSHOT_AT[day],
+        "run_id": f"run-{day.isoformat()}",
+        "workload_id": workload_id,
+        "name": workload_id.removeprefix("w-") + "-job",
+        "type": "Training",
+        "category": "Train",
+        "phase": "Running",
+        "cluster_id": PROD_EAST,
+        "created_at": _ts(DAY1, -1),
+        "updated_at": SNAPSHOT_AT[day] - timedelta(hours=2),
+        "total_pending_time_seconds": 30,
+        "total_running_time_seconds": 3600,
+    }
+    base.update(fields)
+    return base
+
+
+VISION = {"department_id": "1", "department_name": "research", "project_id": "11"}
+NLP = {"department_id": "1", "department_name": "research", "project_id": "12"}
+INFRA = {"department_id": "2", "department_name": "platform", "project_id": "21"}
+QUEUE = {
+    "cluster_id": RESEARCH_WEST,
+    "department_id": "3",
+    "department_name": "west-lab",
+    "project_id": "31",
+    "project_name": "queue",
+}
+
+
+def snapshot_rows() -> list[dict[str, Any]]:
+    a100 = {**VISION, "project_name": "vision", "current_node_pools": ["a100-80gb"]}
+    return [
+        _workload(DAY1, "w-a100", **a100, requested_node_pools=["a100-80gb"]),
+        # renamed project on the second day: the latest state wins
+        _workload(DAY2, "w-a100", **{**a100, "project_name": "vision-2"}),
+        _workload(
+            DAY2,
+            "w-h100",
+            **NLP,
+            project_name="nlp",
+            current_node_pools=["h100-80gb"],
+            requested_node_pools=["h100-80gb", "a100-80gb"],
+            total_pending_time_seconds=7200,
+        ),
+        _workload(
+            DAY1,
+            "w-l40s",
+            **INFRA,
+            project_name="infra",
+            current_node_pools=["l40s-48gb"],
+            total_pending_time_seconds=120,
+        ),
+        _workload(
+            DAY1,
+            "w-unknown",
+            **QUEUE,
+            phase="Completed",
+            submitted_by="alice",
+            total_pending_time_seconds=None,
+        ),
+        _workload(
+            DAY2,
+            "w-unknown",
+            **QUEUE,
+            phase="Completed",
+            submitted_by="alice",
+            total_pending_time_seconds=None,
+        ),
+        _workload(
+            DAY2,
+            "w-t4",
+            **QUEUE,
+            phase="Pending",
+            requested_node_pools=["t4-16gb"],
+            current_node_pools=[],
+            total_pending_time_seconds=90000,
+        ),
+    ]
+
+
+def deleted_rows() -> list[dict[str, Any]]:
+    return [
+        _workload(
+            DAY2,
+            "w-l40s",
+            **INFRA,
+            project_name="infra",
+            phase="Deleted",
+            current_node_pools=[],
+            requested_node_pools=["l40s-48gb"],
+            deleted_at=_ts(DAY2, 6),
+            total_pending_time_seconds=120,
+        )
+    ]
+
+
+def telemetry_rows() -> list[dict[str, Any]]:
+    fetched = _ts(DAY2, 13.5)
+    return [
+        {
+            "snapshot_date": DAY2,
+            "fetched_at": fetched,
+            "run_id": "run-2026-11-15",
+            "telemetry_type": "GPU_ALLOCATION",
+            "group_by": "CurrentNodepools",
+            "timestamp": fetched,
+            "value": value,
+            "group1_key": "CurrentNodepools",
+            "group1_value": pool,
+            "group1_name": pool,
+        }
+        for pool, value in (("a100-80gb", 2.0), ("h100-80gb", 0.5))
+    ]
+
+
+def _replace(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]) -> None:
+    arrow = pa.Table.from_pylist(rows, schema=schemas.DATASETS[table].schema)
+    con.register("incoming", arrow)
+    # table is one of the contract's dataset names, not input
+    con.execute(f"create or replace table raw.{table} as select * from incoming")  # noqa: S608
+    con.unregister("incoming")
+
+
+def build_warehouse(path: Path, a100_utilisation: dict[date, float]) -> None:
+    with duckdb.connect(str(path)) as con:
+        con.execute("set TimeZone = 'UTC'")
+        con.execute("create schema if not exists raw")
+        _replace(con, "workload_snapshots", snapshot_rows())
+        _replace(con, "deleted_workloads", deleted_rows())
+        _replace(con, "workload_metrics", metric_rows(a100_utilisation))
+        _replace(con, "telemetry", telemetry_rows())
+        _replace(con, "quarantine", [])
+        con.execute(
+            "create or replace table raw._loads (dataset varchar, partition varchar,"
+            " rows bigint, loaded_at timestamptz, run_id varchar)"
+        )
+
+
+def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        con.execute("set TimeZone = 'UTC'")
+        return con.execute(sql).fetchall()
+
+
+def records(path: Path, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        con.execute("set TimeZone = 'UTC'")
+        cur = con.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def one(path: Path, sql: str, params: list[Any] | None = None) -> dict[str, Any]:
+    rows = records(path, sql, params)
+    assert len(rows) == 1, f"expected one row, got {len(rows)}: {sql}"
+    return rows[0]
+
+
+@dataclass(frozen=True)
+class Built:
+    paths: DataPaths
+    target: Path
+
+    @property
+    def db(self) -> Path:
+        return self.paths.warehouse
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    root = tmp_path_factory.mktemp("warehouse")
+    paths = DataPaths(root)
+    build_warehouse(paths.warehouse, {DAY1: 50.0, DAY2: 50.0})
+    target = root / "dbt-target"
+    run_dbt(["build"], paths, target_path=target)
+    return Built(paths, target)
+
+
+# --- fct_workload_usage_daily ---------------------------------------------------------------
+
+
+def fct(built: Built, day: date, workload_id: str) -> dict[str, Any]:
+    return one(
+        built.db,
+        "select * from marts.fct_workload_usage_daily where usage_date = ? and workload_id = ?",
+        [day, workload_id],
+    )
+
+
+def test_full_day_hours_and_costs_across_the_price_change(built: Built) -> None:
+    before, after = fct(built, DAY1, "w-a100"), fct(built, DAY2, "w-a100")
+    for row in (before, after):
+        assert row["allocated_gpu_hours"] == pytest.approx(48.0, abs=ABS)
+        assert row["used_gpu_hours"] == pytest.approx(24.0, abs=ABS)
+        assert row["idle_gpu_hours"] == pytest.approx(0.0, abs=ABS)
+        assert row["gpu_utilisation_pct"] == pytest.approx(50.0)
+        assert row["requested_cpu_core_hours"] == pytest.approx(192.0)
+        assert row["used_cpu_core_hours"] == pytest.approx(96.0)
+        assert row["requested_memory_gib_hours"] == pytest.approx(768.0)
+        assert row["cpu_cost"] == pytest.approx(192 * 0.04)
+        assert row["memory_cost"] == pytest.approx(768 * 0.005)
+        assert row["currency"] == "USD"
+        assert row["nodepool"] == "a100-80gb"
+        assert row["project_name"] == "vision-2"  # latest known state
+    assert before["gpu_cost"] == pytest.approx(48 * 2.5)  # old price
+    assert after["gpu_cost"] == pytest.approx(48 * 2.2)  # from 2026-11-15
+    assert before["total_cost"] == pytest.approx(120.0 + 7.68 + 3.84)
+    assert after["total_cost"] == pytest.approx(105.6 + 7.68 + 3.84)
+
+
+def test_partial_day_fractional_gpu_with_missing_utilisation(built: Built) -> None:
+    row = fct(built, DAY2, "w-h100")
+    assert row["allocated_gpu_hours"] == pytest.approx(3.0)  # 0.5 GPU x 6 h
+    assert row["used_gpu_hours"] == pytest.approx(0.5 * 3 * 0.8)  # 14-17 at 80 %
+    assert row["idle_gpu_hours"] == pytest.approx(1.0)  # 12-14 at 0 %
+    # 17-18 has no utilisation: allocated, neither used nor idle
+    assert row["utilisation_sample_coverage"] == pytest.approx(2.5 / 3.0)
+    assert row["gpu_utilisation_pct"] == pytest.approx(1.2 / 3.0 * 100)
+    assert row["gpu_cost"] == pytest.approx(3.0 * 3.5)
+    assert row["idle_gpu_cost"] == pytest.approx(1.0 * 3.5)
+    assert row["requested_cpu_core_hours"] == pytest.approx(16.0)  # 2 cores 10-18
+    assert row["total_cost"] == pytest.approx(10.5 + 16 * 0.04 + 128 * 0.005)
+
+
+def test_workload_deleted_before_the_run_is_charged(built: Built) -> None:
+    day1, day2 = fct(built, DAY1, "w-l40s"), fct(built, DAY2, "w-l40s")
+    assert day1["allocated_gpu_hours"] == pytest.approx(24.0)
+    assert day1["idle_gpu_hours"] == pytest.approx(24.0)  # 0.5 % is below the 1 % threshold
+    assert day1["used_gpu_hours"] == pytest.approx(0.12)
+    assert day2["allocated_gpu_hours"] == pytest.approx(6.0)
+    assert day2["idle_gpu_cost"] == pytest.approx(6.0 * 1.2)
+    assert (day2["department_name"], day2["project_name"], day2["nodepool"]) == (
+        "platform",
+        "infra",
+        "l40s-48gb",  # where it ran, although the deleted-list state lists no current pool
+    )
+
+
+def test_no_allocation_and_unknown_node_pool(built: Built) -> None:
+    pending = fct(built, DAY2, "w-t4")
+    assert pending["allocated_gpu_hours"] == 0
+    assert pending["gpu_utilisation_pct"] is None
+    assert pending["utilisation_sample_coverage"] is None
+    assert pending["nodepool"] == "t4-16gb"  # from requested_node_pools
+    unknown = fct(built, DAY1, "w-unknown")
+    assert unknown["nodepool"] == "unknown"
+    assert unknown["gpu_cost"] == pytest.approx(2.0)  # fallback price, 1 GPU-hour
+    assert query(built.db, "select count(*) from marts.fct_workload_usage_daily") == [(7,)]
+
+
+# --- dimensions -----------------------------------------------------------------------------
+
+
+def test_dim_workloads_latest_state_one_row_per_workload(built: Built) -> None:
+    rows = query(
+        built.db,
+        "select workload_id, project_name, phase, nodepool, is_deleted, deleted_at,"
+        " first_seen_at, last_seen_at, total_pending_time_seconds"
+        " from marts.dim_workloads order by workload_id",
+    )
+    by_id = {r[0]: r[1:] for r in rows}
+    assert sorted(by_id) == ["w-a100", "w-h100", "w-l40s", "w-t4", "w-unknown"]
+    assert by_id["w-a100"][:4] == ("vision-2", "Running", "a100-80gb", False)
+    deleted = by_id["w-l40s"]
+    assert deleted[1:5] == ("Deleted", "l40s-48gb", True, _ts(DAY2, 6))
+    assert deleted[5:7] == (SNAPSHOT_AT[DAY1], SNAPSHOT_AT[DAY2])
+    assert deleted[7] == 120
+
+
+def test_dim_workloads_history_versions(built: Built) -> None:
+    rows = query(
+        built.db,
+        "select workload_id, version, valid_from, valid_to, is_current, project_name, phase,"
+        " is_deleted from marts.dim_workloads_history order by workload_id, version",
+    )
+    a100 = [r for r in rows if r[0] == "w-a100"]
+    assert a100 == [
+        ("w-a100", 1, SNAPSHOT_AT[DAY1], SNAPSHOT_AT[DAY2], False, "vision", "Running", False),
+        ("w-a100", 2, SNAPSHOT_AT[DAY2], None, True, "vision-2", "Running", False),
+    ]
+    l40s = [r for r in rows if r[0] == "w-l40s"]
+    assert [(r[1], r[4], r[6], r[7]) for r in l40s] == [
+        (1, False, "Running", False),
+        (2, True, "Deleted", True),
+    ]
+    # unchanged attributes across snapshots: a single version
+    assert [r[1] for r in rows if r[0] == "w-unknown"] == [1]
+
+
+# --- reports --------------------------------------------------------------------------------
+
+
+def test_chargeback_monthly(built: Built) -> None:
+    rows = query(
+        built.db,
+        "select department_name, project_id, allocated_gpu_hours, used_gpu_hours,"
+        " idle_gpu_hours, gpu_cost, idle_gpu_cost, gpu_efficiency"
+        " from marts.rpt_chargeback_monthly where usage_month = '2026-11-01'"
+        " order by project_id",
+    )
+    expected = {
+        "11": ("research", 96.0, 48.0, 0.0, 48 * 2.5 + 48 * 2.2, 0.0, 0.5),
+        "12": ("research", 3.0, 1.2, 1.0, 10.5, 3.5, 0.4),
+        "21": ("platform", 30.0, 0.15, 30.0, 36.0, 36.0, 0.005),
+        "31": ("west-lab", 1.0, 1.0, 0.0, 2.0, 0.0, 1.0),
+    }
+    assert [r[1] for r in rows] == sorted(expected)
+    for r in rows:
+        want = expected[r[1]]
+        assert r[0] == want[0]
+        assert r[2:] == pytest.approx(want[1:])
+
+
+def test_conservation_departments_sum_to_cluster_totals(built: Built) -> None:
+    by_dept = query(
+        built.db,
+        "select usage_date, cluster_id, sum(allocated_gpu_hours), sum(total_cost)"
+        " from marts.rpt_utilisation_daily_by_department group by all order by all",
+    )
+    by_cluster = query(
+        built.db,
+        "select usage_date, cluster_id, allocated_gpu_hours, total_cost"
+        " from marts.rpt_utilisation_daily_by_cluster order by all",
+    )
+    assert len(by_dept) == len(by_cluster) == 4
+    for d, c in zip(by_dept, by_cluster, strict=True):
+        assert d[:2] == c[:2]
+        assert d[2:] == pytest.approx(c[2:])
+    prod_east_day2 = next(c for c in by_cluster if c[0] == DAY2 and c[1] == PROD_EAST)
+    assert prod_east_day2[2] == pytest.approx(48.0 + 3.0 + 6.0)
+
+
+def test_top_idle_workloads(built: Built) -> None:
+    rows = query(
+        built.db,
+        "select idle_rank, workload_id, idle_gpu_hours, window_start, window_end"
+        " from marts.rpt_top_idle_workloads order by idle_rank",
+    )
+    assert [r[1] for r in rows] == ["w-l40s", "w-h100", "w-a100", "w-unknown"]
+    assert rows[0][2] == pytest.approx(30.0)
+    assert rows[0][3:] == (date(2026, 11, 9), DAY2)
+
+
+def test_nodepool_allocation_hourly_with_telemetry(built: Built) -> None:
+    h100 = one(
+        built.db,
+        "select * from marts.rpt_nodepool_allocation_hourly"
+        " where nodepool = 'h100-80gb' and hour_start = '2026-11-15 13:00:00+00'",
+    )
+    assert h100["allocated_gpus"] == pytest.approx(0.5)
+    assert h100["telemetry_allocated_gpus"] == pytest.approx(0.5)
+    assert h100["capacity_gpus"] == 16
+    a100 = one(
+        built.db,
+        "select * from marts.rpt_nodepool_allocation_hourly"
+        " where nodepool = 'a100-80gb' and hour_start = '2026-11-14 05:00:00+00'",
+    )
+    assert a100["allocated_gpus"] == pytest.approx(2.0)
+    assert a100["allocation_pct_of_capacity"] == pytest.approx(2 / 32 * 100)
+    assert a100["telemetry_allocated_gpus"] is None
+    # a pool nobody used still has its hours
+    idle_pool = one(
+        built.db,
+        "select count(*) as n, sum(allocated_gpus) as gpus"
+        " from marts.rpt_nodepool_allocation_hourly where nodepool = 'a100-40gb'",
+    )
+    assert idle_pool == {"n": 48, "gpus": 0}
+
+
+def test_pending_time_and_utilisation_percentiles(built: Built) -> None:
+    nlp = one(built.db, "select * from marts.rpt_pending_time_by_project where project_id = '12'")
+    assert (nlp["p50_pending_seconds"], nlp["pending_2h_or_more"]) == (7200, 1)
+    queue = one(built.db, "select * from marts.rpt_pending_time_by_project where project_id = '31'")
+    assert (queue["workloads"], queue["workloads_with_pending_time"]) == (2, 1)
+    h100 = one(
+        built.db,
+        "select * from marts.rpt_workload_utilisation_percentiles where workload_id = 'w-h100'",
+    )
+    # 8 samples at 0 %, 12 at 80 %; the pending and the unsampled ones are left out
+    assert h100["allocated_samples"] == 20
+    assert h100["p50_gpu_utilisation_pct"] == pytest.approx(80.0)
+    assert h100["p95_gpu_utilisation_pct"] == pytest.approx(80.0)
+    assert h100["min_gpu_utilisation_pct"] == 0
+
+
+def test_every_mart_column_is_documented(built: Built) -> None:
+    manifest = json.loads((built.target / "manifest.json").read_text())
+    documented = {
+        node["name"]: {c for c, spec in node["columns"].items() if spec.get("description")}
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["schema"] == "marts"
+    }
+    actual: dict[str, set[str]] = {}
+    for table, column in query(
+        built.db,
+        "select table_name, column_name from information_schema.columns"
+        " where table_schema = 'marts'",
+    ):
+        actual.setdefault(table, set()).add(column)
+    assert set(documented) == set(actual)
+    for table, columns in actual.items():
+        assert columns == documented[table], table
+
+
+# --- incremental runs -----------------------------------------------------------------------
+
+
+FCT_CONTENT = "select * from marts.fct_workload_usage_daily order by usage_date, workload_id"
+
+
+@dataclass(frozen=True)
+class Incremental:
+    before: list[dict[str, Any]]
+    first: list[dict[str, Any]]
+    second: list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def incremental(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Incremental:
+    paths = DataPaths(tmp_path_factory.mktemp("incremental"))
+    shutil.copy(built.db, paths.warehouse)
+    before = records(paths.warehouse, FCT_CONTENT)
+    # the raw data of both days changes; only 2026-11-15 is reprocessed
+    with duckdb.connect(str(paths.warehouse)) as con:
+        con.execute(
+            "update raw.workload_metrics set value = case usage_date"
+            " when date '2026-11-14' then 75 else 25 end"
+            " where workload_id = 'w-a100' and metric_type = 'GPU_UTILIZATION'"
+        )
+    # the incremental chain; the views it reads exist since the first build
+    chain = "int_workload_metric_samples int_workload_usage_daily fct_workload_usage_daily"
+    args = ["run", "--select", chain, "--vars", json.dumps(dbt_vars([DAY2]))]
+    run_dbt(args, paths, target_path=built.target)
+    first = records(paths.warehouse, FCT_CONTENT)
+    run_dbt(args, paths, target_path=built.target)
+    second = records(paths.warehouse, FCT_CONTENT)
+    return Incremental(before, first, second)
+
+
+def test_incremental_run_replaces_only_its_days(incremental: Incremental) -> None:
+    assert len(incremental.first) == len(incremental.before)
+    untouched = [r for r in incremental.before if r["usage_date"] == DAY1]
+    assert [r for r in incremental.first if r["usage_date"] == DAY1] == untouched
+    changed = {r["workload_id"]: r for r in incremental.first if r["usage_date"] == DAY2}
+    old = {r["workload_id"]: r for r in incremental.before if r["usage_date"] == DAY2}
+    assert changed.keys() == old.keys()
+    # 2 GPUs x 24 h x 25 % after the change, 50 % before it
+    assert changed["w-a100"]["used_gpu_hours"] == pytest.approx(12.0)
+    assert old["w-a100"]["used_gpu_hours"] == pytest.approx(24.0)
+    assert changed["w-a100"]["gpu_utilisation_pct"] == pytest.approx(25.0)
+    assert changed["w-h100"] == old["w-h100"]
+
+
+def test_incremental_rerun_is_idempotent(incremental: Incremental) -> None:
+    assert incremental.second == incremental.first
+
+
+# --- Python interface -----------------------------------------------------------------------
+
+
+def test_dbt_vars_spans_the_days() -> None:
+    assert dbt_vars([DAY2, DAY1]) == {"start_date": "2026-11-14", "end_date": "2026-11-15"}
+    with pytest.raises(ValueError, match="at least one day"):
+        dbt_vars([])
+
+
+def test_run_dbt_names_the_failure(built: Built) -> None:
+    assert (DBT_PROJECT_DIR / "dbt_project.yml").is_file()
+    with pytest.raises(DbtRunError, match="start_date"):
+        run_dbt(
+            ["compile", "--select", "int_workload_usage_daily", "--vars", "{start_date: 14/11}"],
+            built.paths,
+            target_path=built.target,
+        )
