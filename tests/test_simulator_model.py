@@ -1,0 +1,552 @@
+"""The synthetic cluster behind the simulated control plane (``workloads_etl.simulator.cluster``).
+
+Small configurations only; the 100k-workload build is measured in
+``bench/bench_simulator_model.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from openapi_schema import schema_errors
+
+from workloads_etl.contract import enum_values
+from workloads_etl.simulator.cluster import NEVER, Cluster, GroundTruth
+from workloads_etl.simulator.config import SimulatorConfig
+
+NOW = datetime(2026, 11, 20, 15, 30, 17, tzinfo=UTC)  # a Friday afternoon
+SMALL = SimulatorConfig(seed=3, workloads=400, days=5, now=NOW)
+BUSY = SimulatorConfig(seed=5, workloads=3000, days=4, now=NOW)
+METRIC_TYPES = enum_values("WorkloadMetricType")
+TERMINAL = {"Completed", "Failed", "Stopped"}
+
+
+@pytest.fixture(scope="module")
+def small() -> Cluster:
+    return Cluster(SMALL)
+
+
+@pytest.fixture(scope="module")
+def busy() -> Cluster:
+    return Cluster(BUSY)
+
+
+def _dt64(t: datetime) -> np.datetime64:
+    return np.datetime64(t.astimezone(UTC).replace(tzinfo=None), "us")
+
+
+def _grid(start: datetime, end: datetime, step_s: int) -> np.ndarray:
+    return np.arange(_dt64(start), _dt64(end), np.timedelta64(step_s, "s"))
+
+
+def _seconds(t: datetime) -> int:
+    return int(t.timestamp())
+
+
+def _gpus(c: Cluster, i: int) -> float:
+    return float(c._size_q[i]) / 4
+
+
+def _end(c: Cluster, i: int) -> int:
+    return int(c._end[i])
+
+
+def _one(series: list[tuple[dict[str, str] | None, np.ndarray]]) -> np.ndarray:
+    assert len(series) == 1 and series[0][0] is None
+    return series[0][1]
+
+
+# ----------------------------------------------------------------------------- topology
+
+
+def test_fixed_clusters_and_node_pools(small: Cluster) -> None:
+    assert [(c.id, c.name) for c in small.clusters] == [
+        ("7c1f3a52-6a1e-4c4f-9f3e-2b8f0d9e1a01", "prod-east"),
+        ("0b9d2e61-3c7a-4e58-8d2f-5a6b7c8d9e02", "research-west"),
+    ]
+    east, west = (c.id for c in small.clusters)
+    assert [(p.name, p.cluster_id, p.gpu_type, p.gpus) for p in small.nodepools] == [
+        ("a100-80gb", east, "A100-80GB", 32),
+        ("h100-80gb", east, "H100-80GB", 16),
+        ("l40s-48gb", east, "L40S-48GB", 24),
+        ("a100-40gb", west, "A100-40GB", 16),
+        ("t4-16gb", west, "T4-16GB", 16),
+    ]
+
+
+def test_org_chart_and_requests(small: Cluster) -> None:
+    docs = [small.workload_json(i, NOW) for i in range(len(small.snapshot(NOW)))]
+    depts = {(d["departmentId"], d["departmentName"]) for d in docs}
+    assert 4 <= len(depts) <= 6
+    assert {i for i, _ in depts} <= {str(k) for k in range(1, 7)}
+    projects: dict[str, set[str]] = {}
+    for d in docs:
+        projects.setdefault(d["departmentId"], set()).add(d["projectId"])
+        assert d["namespace"] == f"runai-{d['projectName']}"
+        assert d["projectName"].startswith("proj-")
+        assert d["tenantId"] == 1001
+        assert d["submittedBy"].endswith("@example.com") and d["submittedBy"].count(".") == 2
+    assert all(len(p) <= 4 for p in projects.values())
+    assert 20 <= len({d["submittedBy"] for d in docs}) <= 40
+    # every project lives in one cluster; both clusters have projects
+    cluster_of = {(d["projectId"], d["clusterId"]) for d in docs}
+    assert len(cluster_of) == len({p for p, _ in cluster_of})
+    assert len({c for _, c in cluster_of}) == 2
+    # types, categories, priority classes
+    kinds = {(d["type"], d["category"], d["priorityClassName"], d["priority"]) for d in docs}
+    assert kinds >= {
+        ("training", "Train", "train", 50),
+        ("distributed", "Train", "train", 50),
+        ("workspace", "Build", "build", 100),
+        ("inference", "Deploy", "inference", 125),
+    }
+    assert kinds <= {*kinds, ("workspace", "Build", "interactive-preemptible", 75)}
+    for d in docs:
+        assert d["preemptible"] == (d["priority"] < 100)
+        req, pod = d["workloadRequestedResources"], d["podsRequestedResources"]
+        pods = d["requestedPods"]["number"]
+        assert req["gpu"]["request"] == pytest.approx(pod["gpu"]["request"] * pods)
+        if d["type"] == "distributed":
+            assert pods >= 2 and d["distributedFramework"] in ("PyTorch", "MPI")
+        else:
+            assert "distributedFramework" not in d
+        pool = next(p for p in small.nodepools if p.name == d["requestedNodePools"][0])
+        assert req["gpu"]["request"] <= pool.gpus / 2
+        assert pool.cluster_id == d["clusterId"]
+        assert 1 <= len(d["requestedNodePools"]) <= 2
+    per_pod = {d["podsRequestedResources"]["gpu"]["request"] for d in docs}
+    assert {0.0, 0.25, 0.5, 1.0, 2.0, 4.0} <= per_pod
+    assert {d["podsRequestedResources"]["cpuMemory"]["request"][-2:] for d in docs} >= {"Gi"}
+
+
+# ----------------------------------------------------------------------------- timeline
+
+
+def test_timeline_anchor_visibility_and_clock(small: Cluster) -> None:
+    assert small.anchor == datetime(2026, 11, 15, tzinfo=UTC)
+    created = small._created
+    assert np.all(np.diff(created) >= 0)
+    assert created[0] >= _seconds(small.anchor)
+    assert created[-1] < _seconds(small.anchor + timedelta(days=6))
+    assert created[-1] > _seconds(NOW)  # some submissions lie in the future
+    snap = small.snapshot(NOW)
+    n = len(snap)
+    assert n == int(np.sum(created <= _seconds(NOW)))
+    assert snap.table.column("index").to_pylist() == list(range(n))
+    later = small._ids[n]  # exists in the model, not created yet
+    assert small.workload_index(later) is None
+    assert small.workload_index(small._ids[n - 1]) == n - 1
+    assert small.workload_index("00000000-0000-4000-8000-000000000000") is None
+    with pytest.raises(LookupError):
+        small.workload_json(n, NOW)
+    # weekday working hours see more submissions than nights and the weekend
+    hours = (created // 3600) % 24
+    assert np.sum((hours >= 10) & (hours < 17)) > 2 * np.sum(hours < 7)
+    wall = Cluster(SimulatorConfig(seed=3, workloads=50, days=2))
+    assert abs((wall.now() - datetime.now(UTC)).total_seconds()) < 5
+
+
+def test_snapshot_is_cached_per_second(small: Cluster) -> None:
+    a = small.snapshot(NOW)
+    assert small.snapshot(NOW + timedelta(milliseconds=700)) is a
+    assert small.snapshot(NOW + timedelta(seconds=1)) is not a
+
+
+def test_snapshot_columns(small: Cluster) -> None:
+    table = small.snapshot(NOW).table
+    expected = {
+        "index": pa.int64(),
+        "id": pa.string(),
+        "deleted": pa.bool_(),
+        "createdAt": pa.timestamp("us", tz="UTC"),
+        "allocatedGPU": pa.float64(),
+        "idleGpus": pa.int64(),
+        "totalPendingTimeSeconds": pa.int64(),
+        "priority": pa.int64(),
+    }
+    for name, typ in expected.items():
+        assert table.schema.field(name).type == typ, name
+    import re
+
+    from workloads_etl.contract import load_spec
+
+    pattern = load_spec()["components"]["parameters"]["WorkloadsFilter"]["schema"]["items"]
+    fields = re.match(r"\^\(([^)]*)\)", pattern["pattern"])
+    assert fields is not None
+    assert set(fields.group(1).split("|")) <= set(table.column_names)
+
+
+# ----------------------------------------------------------------------------- determinism
+
+
+def test_same_seed_same_cluster_other_seed_other_cluster(small: Cluster) -> None:
+    twin = Cluster(SMALL)
+    for at in (NOW - timedelta(days=2, seconds=13), NOW, NOW + timedelta(days=9)):
+        a, b = small.snapshot(at), twin.snapshot(at)
+        assert a.table.equals(b.table)
+        for i in range(0, len(a), 7):
+            assert json.dumps(small.workload_json(i, at)) == json.dumps(twin.workload_json(i, at))
+    ts = _grid(NOW - timedelta(days=3), NOW, 97)
+    for i in range(0, len(small.snapshot(NOW)), 25):
+        for metric in ("GPU_UTILIZATION", "CPU_USAGE_CORES", "GPU_MEMORY_USAGE_BYTES"):
+            x, y = _one(small.metrics(i, metric, ts)), _one(twin.metrics(i, metric, ts))
+            assert np.array_equal(x, y, equal_nan=True)
+    other = Cluster(SimulatorConfig(seed=4, workloads=400, days=5, now=NOW))
+    assert other._ids[0] != small._ids[0]
+    assert not other.snapshot(NOW).table.equals(small.snapshot(NOW).table)
+    assert not np.array_equal(small._created, other._created)
+
+
+def test_metrics_are_a_function_of_the_instant(small: Cluster) -> None:
+    """Two different timestamp arrays give the same values at the instants they share."""
+    busiest = np.argsort(-np.diff(small._iv_off))[:5].tolist()
+    windows = [
+        _grid(NOW - timedelta(days=5), NOW + timedelta(days=1), 60),
+        _grid(NOW - timedelta(days=4, minutes=3), NOW, 37 * 60),
+    ]
+    ts_a, ts_b = windows
+    common, ia, ib = np.intersect1d(ts_a, ts_b, return_indices=True)
+    assert len(common) > 50
+    for i in [*busiest, 0, 17, 111]:
+        for metric in METRIC_TYPES:
+            sa, sb = small.metrics(i, metric, ts_a), small.metrics(i, metric, ts_b)
+            assert [lab for lab, _ in sa] == [lab for lab, _ in sb]
+            for (_, va), (_, vb) in zip(sa, sb, strict=True):
+                assert np.array_equal(va[ia], vb[ib], equal_nan=True), (i, metric)
+    # one instant at a time agrees with the arrays too
+    i = busiest[0]
+    for k in range(0, len(common), max(1, len(common) // 20)):
+        alone = _one(small.metrics(i, "GPU_UTILIZATION", common[k : k + 1]))
+        both = _one(small.metrics(i, "GPU_UTILIZATION", ts_a))[ia[k]]
+        assert np.array_equal(alone, [both], equal_nan=True)
+
+
+def test_utilisation_is_constant_within_a_minute(small: Cluster) -> None:
+    for i in range(0, len(small.snapshot(NOW)), 9):
+        starts = np.array([_seconds(s) for s, _ in small.run_intervals(i)])
+        if not len(starts):
+            continue
+        t0 = int(starts[0] // 60 * 60 + 120)  # a minute wholly inside the first run
+        second = np.arange(t0, t0 + 60).astype("datetime64[s]").astype("datetime64[us]")
+        for metric in ("GPU_UTILIZATION", "CPU_USAGE_CORES", "GPU_MEMORY_USAGE_BYTES"):
+            v = _one(small.metrics(i, metric, second))
+            if np.all(np.isnan(v)):
+                continue  # the run is shorter than that
+            assert np.all(v == v[0]), (i, metric)
+
+
+# ----------------------------------------------------------------------------- capacity
+
+
+def test_allocation_never_exceeds_node_pool_capacity(busy: Cluster) -> None:
+    events: dict[str, list[tuple[int, float]]] = {p.name: [] for p in busy.nodepools}
+    n = busy.config.workloads
+    preempted = 0
+    for i in range(n):
+        gpus = _gpus(busy, i)
+        intervals = busy.run_intervals(i)
+        preempted += len(intervals) > 1
+        pool = busy.nodepools[int(busy._pool[i])].name
+        for s, e in intervals:
+            events[pool].append((_seconds(s), gpus))
+            if e is not None:
+                events[pool].append((_seconds(e), -gpus))
+    assert preempted > 10  # preemption and resumption happen
+    full = 0
+    for pool in busy.nodepools:
+        evs = sorted(events[pool.name], key=lambda x: (x[0], x[1]))  # releases first
+        level = 0.0
+        peak = 0.0
+        for k, (t, d) in enumerate(evs):
+            level += d
+            peak = max(peak, level)
+            assert level <= pool.gpus + 1e-9, (pool.name, t)
+            if k + 1 == len(evs) or evs[k + 1][0] != t:
+                at = datetime.fromtimestamp(t, UTC)
+                assert busy.gpu_allocated_at(pool.name, at) == pytest.approx(level)
+        full += peak == pool.gpus
+        assert busy.gpu_allocated_at(pool.name, busy.anchor - timedelta(days=1)) == 0
+    assert full >= 3  # pools do fill up
+
+
+def test_scheduler_semantics(busy: Cluster) -> None:
+    n = busy.config.workloads
+    work_done = 0
+    for i in range(n):
+        intervals = busy.run_intervals(i)
+        ready = int(busy._created[i] + busy._ready_delay[i])
+        if intervals:
+            assert _seconds(intervals[0][0]) >= ready
+        for (_, e), (s, _) in itertools.pairwise(intervals):
+            assert e is not None and _seconds(s) >= _seconds(e)
+        if _end(busy, i) < NEVER:  # finished: it ran exactly the time it needed
+            ran = sum(_seconds(e) - _seconds(s) for s, e in intervals if e is not None)
+            assert ran == busy._work[i]
+            assert _seconds(intervals[-1][1]) == _end(busy, i)  # type: ignore[arg-type]
+            work_done += 1
+        if len(intervals) > 1:
+            assert busy.workload_json(i, busy.now() + timedelta(days=9))["preemptible"]
+    assert work_done > 0.9 * n
+    # CPU-only workloads never wait for GPUs
+    cpu_only = np.flatnonzero(busy._size_q == 0)
+    assert len(cpu_only) > 20
+    for i in cpu_only.tolist():
+        first = busy.run_intervals(i)[0][0]
+        assert _seconds(first) == busy._created[i] + busy._ready_delay[i]
+
+
+def test_pending_times_are_realistic(busy: Cluster) -> None:
+    table = busy.snapshot(busy.now() + timedelta(days=30)).table
+    pend = np.asarray(table.column("totalPendingTimeSeconds").to_numpy())
+    assert np.median(pend) < 120  # most start within seconds
+    assert np.quantile(pend, 0.9) > 60
+    assert np.quantile(pend, 0.99) > 1800  # contention: some wait for hours
+    assert pend.max() < 4 * 86_400
+
+
+# ----------------------------------------------------------------------------- lifecycle
+
+
+def test_lifecycle_and_metric_edges(small: Cluster) -> None:
+    instants = [NOW - timedelta(days=k, hours=3 * k, seconds=7 * k) for k in range(5)]
+    instants.append(NOW + timedelta(days=20))
+    for at in instants:
+        snap = small.snapshot(at)
+        deleted = snap.deleted
+        for i in range(len(snap)):
+            d = small.workload_json(i, at)
+            phase = d["phase"]
+            gpus = _gpus(small, i)
+            alloc = _one(small.metrics(i, "GPU_ALLOCATION", np.array([_dt64(at)])))[0]
+            assert (d["completedAt"] is not None) == (phase in TERMINAL)
+            assert (d["deletedAt"] is not None) == bool(deleted[i])
+            if d["deletedAt"]:
+                assert phase in TERMINAL and d["deletedAt"] >= d["completedAt"]
+            if phase == "Running":
+                assert alloc == gpus and d["runningPods"] == d["requestedPods"]["number"]
+                assert d["currentNodePools"] == d["requestedNodePools"][:1]
+                assert d["allocatedResources"]["gpu"] == gpus
+            else:
+                assert d["runningPods"] == 0 and d["currentNodePools"] == []
+            if phase == "Pending":
+                assert alloc == 0.0
+                assert d["allocatedResources"] is None or d["allocatedResources"]["gpu"] == 0
+            if phase in TERMINAL:
+                assert np.isnan(alloc)  # no samples at or after the end
+            created = datetime.fromisoformat(d["createdAt"])
+            end = min(at, datetime.fromisoformat(d["completedAt"] or "9999-01-01T00:00:00Z"))
+            lifetime = int((end - created).total_seconds())
+            assert d["totalPendingTimeSeconds"] + d["totalRunningTimeSeconds"] == lifetime
+            assert d["totalPendingTimeSeconds"] >= 0 and d["totalRunningTimeSeconds"] >= 0
+            assert d["phaseUpdatedAt"] >= d["createdAt"]
+    # the same workload evolves with the clock
+    i = int(np.flatnonzero(np.diff(small._iv_off) >= 1)[0])
+    (s, e), *_ = small.run_intervals(i)
+    assert e is not None
+    before = small.workload_json(i, s - timedelta(seconds=1))
+    during = small.workload_json(i, s)
+    assert before["phase"] == "Pending" and during["phase"] == "Running"
+    assert during["phaseUpdatedAt"] == s.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def test_no_samples_outside_the_workload_life(small: Cluster) -> None:
+    for i in range(0, len(small.snapshot(NOW)), 5):
+        created = int(small._created[i])
+        end = _end(small, i)
+        probe = [created - 61, created - 1, created, created + 1]
+        if end < NEVER:
+            probe += [end - 1, end, end + 1, end + 3600]
+        ts = np.array(probe, dtype="datetime64[s]").astype("datetime64[us]")
+        for metric in METRIC_TYPES:
+            for _, v in small.metrics(i, metric, ts):
+                assert np.all(np.isnan(v[:2])), (i, metric)
+                if end < NEVER:
+                    assert np.all(np.isnan(v[-3:])), (i, metric)
+                if metric in ("POD_COUNT", "GPU_ALLOCATION", "CPU_REQUEST_CORES"):
+                    assert not np.isnan(v[2]) and not np.isnan(v[3])
+
+
+def test_deleted_workloads(small: Cluster) -> None:
+    late = NOW + timedelta(days=20)
+    snap = small.snapshot(late)
+    deleted = snap.deleted
+    assert 0.3 < deleted.mean() < 0.8
+    table = snap.table
+    deleted_at = table.column("deletedAt").to_pylist()
+    completed = table.column("completedAt").to_pylist()
+    delay = [
+        (d - c).total_seconds() for d, c, x in zip(deleted_at, completed, deleted, strict=True) if x
+    ]
+    assert min(delay) == 0 and max(delay) > 3600
+    # at the deletion instant the workload turns deleted, not before
+    i = int(np.flatnonzero(deleted)[-1])
+    at = deleted_at[i]
+    assert small.snapshot(at).deleted[i]
+    assert not small.snapshot(at - timedelta(seconds=1)).deleted[i]
+
+
+def test_metric_types_and_values(small: Cluster) -> None:
+    ts = _grid(NOW - timedelta(days=5), NOW, 300)
+    seen_nim = seen_nvlink = False
+    zombies = busy_avg = 0
+    mem_below = mem_samples = 0
+    for i in range(0, len(small.snapshot(NOW)), 3):
+        d = small.workload_json(i, NOW)
+        gpus = _gpus(small, i)
+        running = _one(small.metrics(i, "RUNNING_POD_COUNT", ts)) > 0
+        for metric in METRIC_TYPES:
+            series = small.metrics(i, metric, ts)
+            if metric.startswith("NIM_"):
+                assert bool(series) == (d["type"] == "inference"), metric
+                seen_nim |= bool(series)
+            elif metric == "NVLINK_BANDWIDTH_TOTAL":
+                assert bool(series) == (gpus >= 2)
+                seen_nvlink |= bool(series)
+            else:
+                assert len(series) == 1 and series[0][0] is None
+            for _, v in series:
+                assert np.all(np.isnan(v) | (v >= 0))
+        util = _one(small.metrics(i, "GPU_UTILIZATION", ts))
+        assert np.all(np.isnan(util) | ((util >= 0) & (util <= 100)))
+        assert np.all(util[~running & ~np.isnan(util)] == 0)
+        mem = _one(small.metrics(i, "GPU_MEMORY_USAGE_BYTES", ts))
+        req = _one(small.metrics(i, "GPU_MEMORY_REQUEST_BYTES", ts))
+        if running.sum() > 10 and gpus > 0:
+            on = util[running]
+            if np.all(on == 0):
+                zombies += 1
+            elif on.mean() > 40:
+                busy_avg += 1
+            mem_below += int(np.sum(mem[running] <= req[running]))
+            mem_samples += int(running.sum())
+    assert seen_nim and seen_nvlink
+    assert mem_below > 0.9 * mem_samples  # GPU memory use stays mostly below the request
+    assert zombies >= 1 and busy_avg >= 5
+    with pytest.raises(ValueError, match="unknown metric type"):
+        small.metrics(0, "NOT_A_METRIC", ts)
+
+
+# ----------------------------------------------------------------------------- ground truth
+
+
+def _gt_cases(c: Cluster) -> list[int]:
+    runs = np.diff(c._iv_off)
+    gpus = c._size_q > 0
+    cases = [
+        int(np.flatnonzero(gpus & (runs >= 3))[0]),  # preempted twice
+        int(np.flatnonzero(gpus & (runs == 2))[0]),
+        int(np.flatnonzero(c._zombie & (runs >= 1))[0]),
+        int(np.flatnonzero((c._size_q == 1) & (runs >= 1))[0]),  # a quarter GPU
+        int(np.flatnonzero((c._type == 3) & (runs >= 1))[0]),  # distributed
+        int(np.flatnonzero(~gpus & (runs >= 1))[0]),  # CPU-only
+    ]
+    return cases
+
+
+def _dense(c: Cluster, i: int, lo: int, hi: int) -> tuple[float, float]:
+    ts = np.arange(lo, hi).astype("datetime64[s]").astype("datetime64[us]")
+    alloc = np.nan_to_num(_one(c.metrics(i, "GPU_ALLOCATION", ts)))
+    util = np.nan_to_num(_one(c.metrics(i, "GPU_UTILIZATION", ts)))
+    return float(alloc.sum()), float((alloc * util / 100).sum())
+
+
+def _window(c: Cluster, i: int, max_days: float = 2.0) -> tuple[int, int]:
+    intervals = c.run_intervals(i)
+    lo = _seconds(intervals[0][0]) - 500
+    last = intervals[-1][1]
+    hi = _seconds(last) + 500 if last is not None else lo + 86_400
+    return lo, min(hi, lo + int(max_days * 86_400))
+
+
+def test_ground_truth_equals_dense_integration(busy: Cluster) -> None:
+    for i in _gt_cases(busy):
+        lo, hi = _window(busy, i)
+        for a, b in ((lo, hi), (lo + 1234, hi - 777), ((lo + hi) // 2, hi)):
+            truth = busy.ground_truth(
+                busy._ids[i], datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC)
+            )
+            alloc, used = _dense(busy, i, a, b)
+            assert truth.allocated_gpu_seconds == pytest.approx(alloc, rel=1e-12, abs=1e-9)
+            assert truth.used_gpu_seconds == pytest.approx(used, rel=1e-9, abs=1e-9)
+    empty = busy.ground_truth(busy._ids[0], busy.anchor, busy.anchor)
+    assert empty == GroundTruth(0.0, 0.0)
+
+
+def test_sampled_estimate_within_stated_bound(busy: Cluster) -> None:
+    day0 = busy.anchor
+    lo, hi = day0, day0 + timedelta(days=busy.config.days + 1)
+    ts = _grid(lo, hi, 60)  # aligned to UTC midnight, each sample stands for [t, t+60s)
+    off = 0
+    checked = 0
+    for i in range(0, busy.config.workloads, 7):
+        if not busy.run_intervals(i):
+            continue
+        alloc = np.nan_to_num(_one(busy.metrics(i, "GPU_ALLOCATION", ts)))
+        util = np.nan_to_num(_one(busy.metrics(i, "GPU_UTILIZATION", ts)))
+        truth = busy.ground_truth(busy._ids[i], lo, hi)
+        edges = [t for iv in busy.run_intervals(i) for t in iv if t is not None and lo < t < hi]
+        bound = _gpus(busy, i) * 60 * len(edges)
+        assert abs(alloc.sum() * 60 - truth.allocated_gpu_seconds) <= bound + 1e-6
+        assert abs((alloc * util / 100).sum() * 60 - truth.used_gpu_seconds) <= bound + 1e-6
+        off += abs(alloc.sum() * 60 - truth.allocated_gpu_seconds) > 0
+        checked += 1
+    assert checked > 300
+    assert off > checked // 2  # edges fall inside minutes: the bound is not vacuous
+
+
+# ----------------------------------------------------------------------------- the contract
+
+
+def test_every_workload_object_validates_against_the_spec(small: Cluster) -> None:
+    for at in (NOW - timedelta(days=3), NOW, NOW + timedelta(days=20)):
+        for i in range(len(small.snapshot(at))):
+            doc = small.workload_json(i, at)
+            assert schema_errors(doc, "Workload") == [], (i, at)
+
+
+def test_snapshot_columns_agree_with_workload_objects(small: Cluster) -> None:
+    at = NOW - timedelta(hours=5, seconds=3)
+    rows = small.snapshot(at).table.to_pylist()
+
+    def iso(t: datetime | None) -> str | None:
+        return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+    same = [
+        "id",
+        "type",
+        "name",
+        "clusterId",
+        "projectId",
+        "projectName",
+        "departmentId",
+        "departmentName",
+        "submittedBy",
+        "phase",
+        "category",
+        "priority",
+        "priorityClassName",
+        "totalPendingTimeSeconds",
+        "totalRunningTimeSeconds",
+        "idleGpus",
+        "idleAllocatedGpus",
+    ]
+    times = ["createdAt", "deletedAt", "completedAt", "phaseUpdatedAt", "guaranteedRuntimeEndsAt"]
+    idle = 0
+    for row in rows:
+        d = small.workload_json(row["index"], at)
+        for f in same:
+            assert row[f] == d[f], f
+        for f in times:
+            assert iso(row[f]) == d[f], f
+        assert row["nodepool"] == d["requestedNodePools"][0]
+        assert row["allocatedGPU"] == (d["allocatedResources"] or {"gpu": 0.0})["gpu"]
+        assert row["distributedFramework"] == d.get("distributedFramework")
+        assert row["aiApplicationId"] == d.get("aiApplicationId")
+        assert row["aiApplicationName"] == d.get("aiApplicationName")
+        idle += row["idleAllocatedGpus"] > 0
+    assert idle > 0

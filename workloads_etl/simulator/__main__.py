@@ -1,0 +1,107 @@
+"""``python -m workloads_etl.simulator``: serve the simulated Run:ai control plane."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import click
+import uvicorn
+
+from workloads_etl.simulator.app import create_app
+from workloads_etl.simulator.config import SimulatorConfig
+from workloads_etl.simulator.faults import (
+    METRICS_TIMESTAMP_FORMATS,
+    FaultConfig,
+    FaultConfigError,
+    install_log_filter,
+)
+from workloads_etl.simulator.filters import FilterError, parse_datetime
+from workloads_etl.simulator.server import CLIENT_ID_ENV, CLIENT_SECRET_ENV
+
+
+def _parse_now(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_datetime(value)
+    except FilterError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _parse_faults(ctx: click.Context, param: click.Parameter, value: str | None) -> FaultConfig:
+    try:
+        return FaultConfig.parse(value or "")
+    except FaultConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--host", default="127.0.0.1", help="Interface to bind.")
+@click.option("--port", default=8080, type=click.IntRange(0, 65535))
+@click.option("--seed", default=7, type=int, help="Seed of the synthetic cluster.")
+@click.option("--workloads", default=300, type=click.IntRange(1), help="Workloads to generate.")
+@click.option("--days", default=14, type=click.IntRange(1), help="Days of history.")
+@click.option(
+    "--now",
+    default=None,
+    callback=_parse_now,
+    help="Freeze the cluster clock at this ISO 8601 instant (default: wall clock).",
+)
+@click.option(
+    "--faults",
+    default=None,
+    callback=_parse_faults,
+    help="Injected faults, e.g. 'latency_ms=50,error_rate=0.2,retry_after_form=date,seed=1'.",
+)
+@click.option(
+    "--metrics-timestamp-format",
+    type=click.Choice(METRICS_TIMESTAMP_FORMATS),
+    default=None,
+    help="How metric sample timestamps are written (overrides the faults setting).",
+)
+@click.option("--token-ttl", default=3600, type=click.IntRange(1), help="Token lifetime (s).")
+@click.option("--client-id", envvar=CLIENT_ID_ENV, default="workloads-etl-demo")
+@click.option(
+    "--client-secret",
+    envvar=CLIENT_SECRET_ENV,
+    default="demo-secret-change-me",
+    show_default=False,
+    help=f"Client secret (better given via {CLIENT_SECRET_ENV}).",
+)
+@click.option("--log-level", default="warning", type=click.Choice(["debug", "info", "warning"]))
+@click.option("--access-log/--no-access-log", default=False)
+def main(
+    host: str,
+    port: int,
+    seed: int,
+    workloads: int,
+    days: int,
+    now: datetime | None,
+    faults: FaultConfig,
+    metrics_timestamp_format: str | None,
+    token_ttl: int,
+    client_id: str,
+    client_secret: str,
+    log_level: str,
+    access_log: bool,
+) -> None:
+    """Serve the Run:ai workloads API slice from a deterministic synthetic cluster."""
+    if metrics_timestamp_format is not None:
+        faults = faults.with_overrides(metrics_timestamp_format=metrics_timestamp_format)
+    config = SimulatorConfig(
+        seed=seed,
+        workloads=workloads,
+        days=days,
+        now=now,
+        client_id=client_id,
+        client_secret=client_secret,
+        token_ttl_seconds=token_ttl,
+        faults=faults,
+    )
+    app = create_app(config)
+    install_log_filter()
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+
+
+if __name__ == "__main__":
+    main()

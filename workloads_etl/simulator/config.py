@@ -1,0 +1,37 @@
+"""Settings of the simulated Run:ai control plane."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """What the simulated control plane serves; equal configs serve identical data.
+
+    ``now`` freezes the clock (a naive value is taken as UTC); without it the cluster
+    follows the wall clock and keeps evolving. ``faults`` is the HTTP layer's
+    ``FaultConfig`` (typed loosely here so that this module imports nothing of it).
+    """
+
+    seed: int = 7
+    workloads: int = 300
+    days: int = 14
+    now: datetime | None = None
+    client_id: str = "workloads-etl-demo"
+    client_secret: str = "demo-secret-change-me"
+    token_ttl_seconds: int = 3600
+    faults: Any = None
+
+    def __post_init__(self) -> None:
+        if self.workloads < 0:
+            raise ValueError(f"workloads must be >= 0, got {self.workloads}")
+        if self.days < 1:
+            raise ValueError(f"days must be >= 1, got {self.days}")
+        if self.token_ttl_seconds < 1:
+            raise ValueError(f"token_ttl_seconds must be >= 1, got {self.token_ttl_seconds}")
+        if self.now is not None:
+            aware = self.now if self.now.tzinfo else self.now.replace(tzinfo=UTC)
+            object.__setattr__(self, "now", aware.astimezone(UTC))
