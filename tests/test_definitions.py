@@ -1,0 +1,106 @@
+"""The Dagster definitions: they load and validate, the graph is the expected one, the nightly
+schedule asks for the previous day."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+
+from workloads_etl.defs import defs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+EXPECTED_ASSET_KEYS = {
+    "runai/workload_snapshots",
+    "runai/deleted_workloads",
+    "runai/workload_metrics",
+    "runai/telemetry",
+    "raw/workload_snapshots",
+    "raw/deleted_workloads",
+    "raw/workload_metrics",
+    "raw/telemetry",
+}
+
+
+def _keys() -> set[str]:
+    return {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+
+
+def test_asset_graph_contains_extraction_loads_and_marts() -> None:
+    keys = _keys()
+    assert keys >= EXPECTED_ASSET_KEYS
+    for mart in (
+        "marts/fct_workload_usage_daily",
+        "marts/dim_workloads",
+        "marts/dim_workloads_history",
+        "marts/rpt_chargeback_monthly",
+        "marts/rpt_top_idle_workloads",
+        "marts/rpt_nodepool_allocation_hourly",
+        "marts/rpt_pending_time_by_project",
+        "marts/rpt_workload_utilisation_percentiles",
+    ):
+        assert mart in keys, mart
+
+
+def test_marts_depend_on_the_warehouse_loads() -> None:
+    graph = defs.resolve_asset_graph()
+    upstream = graph.get(dg.AssetKey(["marts", "fct_workload_usage_daily"])).parent_keys
+    ancestors = set(upstream)
+    frontier = list(upstream)
+    while frontier:
+        key = frontier.pop()
+        for parent in graph.get(key).parent_keys:
+            if parent not in ancestors:
+                ancestors.add(parent)
+                frontier.append(parent)
+    assert dg.AssetKey(["raw", "workload_metrics"]) in ancestors
+    assert dg.AssetKey(["runai", "workload_metrics"]) in ancestors
+
+
+def test_dbt_tests_are_asset_checks() -> None:
+    checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
+    assert any(name.startswith("unique_") for name in checks)
+    assert {"completeness", "no_duplicate_keys", "quarantine_share", "metrics_coverage"} <= checks
+
+
+def test_nightly_schedule_requests_the_previous_day() -> None:
+    schedule = defs.resolve_schedule_def("nightly")
+    assert schedule.cron_schedule == "0 2 * * *"
+    assert schedule.execution_timezone in (None, "UTC")
+    with dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
+    ) as context:
+        requests = schedule.evaluate_tick(context).run_requests
+    assert requests is not None
+    assert [r.partition_key for r in requests] == ["2026-11-26"]
+
+
+def test_credentials_are_environment_references_not_values() -> None:
+    runai = defs.resources["runai"]
+    secret_fields = ("token",) if os.environ.get("RUNAI_TOKEN") else ("client_id", "client_secret")
+    for name in (*secret_fields, "base_url"):
+        value = getattr(runai, name)
+        assert isinstance(value, dg.EnvVar), f"{name} must be an EnvVar, not a value"
+    assert {getattr(runai, n).env_var_name for n in secret_fields} <= {
+        "RUNAI_TOKEN",
+        "RUNAI_CLIENT_ID",
+        "RUNAI_CLIENT_SECRET",
+    }
+
+
+def test_dagster_definitions_validate() -> None:
+    dagster = Path(sys.executable).with_name("dagster")
+    proc = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Validation successful" in proc.stdout + proc.stderr

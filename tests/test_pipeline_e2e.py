@@ -1,0 +1,189 @@
+"""The whole graph against the simulated control plane: a 3-day backfill run, the nightly
+schedule's run for one day, and the marts checked against the simulator's exact ground truth.
+
+Error bound of the check (samples every ``step`` = 60 s from UTC midnight, each standing for
+[t, t + step)): allocation and utilisation are constant within each UTC minute except at the
+edges of a run interval (start, preemption, resumption, end), which fall at arbitrary
+seconds. A run interval [a, b) holds n samples with |n·step − (b − a)| < step, and its
+interior minutes are sampled exactly, so each interval overlapping a day misestimates that
+day's GPU-seconds by less than gpus·step, allocated and used alike:
+
+    |sampled − exact| < gpus · step · (run intervals overlapping the day)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from tests.conftest import PipelineRun, read_only
+from workloads_etl.lake.parquet import partition_path
+
+STEP = 60
+pytestmark = pytest.mark.slow
+
+
+def _day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def _check_evaluations(run: PipelineRun, run_id: str) -> dict[str, bool]:
+    out: dict[str, bool] = {}
+    for entry in run.instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        ev = entry.dagster_event.event_specific_data
+        out[f"{ev.asset_key.to_user_string()}:{ev.check_name}"] = ev.passed
+    return out
+
+
+def test_backfill_run_succeeds_with_every_check_passing(pipeline_run: PipelineRun) -> None:
+    result = pipeline_run.result
+    assert result.success
+    materialized = {
+        e.asset_key.to_user_string()
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+    }
+    assert {"runai/workload_metrics", "raw/workload_metrics", "marts/fct_workload_usage_daily"} <= (
+        materialized
+    )
+    checks = _check_evaluations(pipeline_run, result.run_id)
+    assert len(checks) > 20  # ours plus the dbt tests
+    failed = sorted(k for k, ok in checks.items() if not ok)
+    assert failed == []
+
+
+def test_materialisations_carry_row_counts(pipeline_run: PipelineRun) -> None:
+    mats = pipeline_run.result.asset_materializations_for_node("runai__workload_metrics")
+    assert mats, "no materialization of runai/workload_metrics"
+    assert mats[0].metadata["dagster/row_count"].value > 100_000
+    snap = pipeline_run.result.asset_materializations_for_node("runai__workload_snapshots")
+    assert "preview" in snap[0].metadata
+
+
+def test_marts_match_the_simulator_ground_truth(pipeline_run: PipelineRun) -> None:
+    cluster = pipeline_run.simulator.cluster
+    with read_only(pipeline_run.paths) as con:
+        rows = con.execute(
+            "select usage_date, workload_id, allocated_gpu_hours, used_gpu_hours "
+            "from marts.fct_workload_usage_daily where usage_date between ? and ?",
+            [pipeline_run.days[0], pipeline_run.days[-1]],
+        ).fetchall()
+    got = {(d, w): (a, u) for d, w, a, u in rows}
+    now = cluster.now()
+    checked = 0
+    worst = 0.0
+    for day in pipeline_run.days:
+        start, end = _day_bounds(day)
+        snap = cluster.snapshot(now)
+        for index in snap.index.tolist():
+            workload_id = cluster.workload_json(index, now)["id"]
+            truth = cluster.ground_truth(workload_id, start, end)
+            intervals = [
+                (a, b)
+                for a, b in cluster.run_intervals(index)
+                if a < end and (b is None or b > start)
+            ]
+            gpus = cluster.workload_json(index, now)["workloadRequestedResources"]["gpu"]["request"]
+            bound = gpus * STEP * len(intervals) + 1e-6
+            alloc_h, used_h = got.get((day, workload_id), (0.0, 0.0))
+            if truth.allocated_gpu_seconds > 0:
+                assert (day, workload_id) in got, f"{workload_id} ran on {day} but is not charged"
+            err_alloc = abs(alloc_h * 3600 - truth.allocated_gpu_seconds)
+            err_used = abs((used_h or 0.0) * 3600 - truth.used_gpu_seconds)
+            assert err_alloc <= bound, (workload_id, day, alloc_h * 3600, truth, bound)
+            assert err_used <= bound, (workload_id, day, (used_h or 0) * 3600, truth, bound)
+            worst = max(worst, err_alloc, err_used)
+            checked += truth.allocated_gpu_seconds > 0
+    assert checked > 50, "too few running workload-days to be a meaningful comparison"
+
+
+def test_department_totals_equal_cluster_totals(pipeline_run: PipelineRun) -> None:
+    """Conservation across the report marts: departments add up to clusters, per day."""
+    query = (
+        "select usage_date, round(sum(allocated_gpu_hours), 6), round(sum(used_gpu_hours), 6), "
+        "round(sum(total_cost), 6) from marts.{} group by 1 order by 1"
+    )
+    with read_only(pipeline_run.paths) as con:
+        by_dept = con.execute(query.format("rpt_utilisation_daily_by_department")).fetchall()
+        by_cluster = con.execute(query.format("rpt_utilisation_daily_by_cluster")).fetchall()
+        by_workload = con.execute(query.format("fct_workload_usage_daily")).fetchall()
+    assert by_dept == by_cluster == by_workload
+    assert [d for d, *_ in by_dept] == pipeline_run.days
+    assert all(alloc > 0 and cost > 0 for _, alloc, _, cost in by_dept)
+
+
+def _marts_fingerprint(run: PipelineRun) -> dict[str, str]:
+    """A content hash of every mart table (sorted rows)."""
+    out = {}
+    with read_only(run.paths) as con:
+        tables = [
+            r[0]
+            for r in con.execute(
+                "select table_name from information_schema.tables "
+                "where table_schema = 'marts' order by 1"
+            ).fetchall()
+        ]
+        for table in tables:
+            rows = con.execute(f"select * from marts.{table}").fetchall()  # noqa: S608
+            digest = hashlib.sha256(repr(sorted(map(repr, rows))).encode()).hexdigest()
+            out[table] = digest
+    return out
+
+
+def _lake_fingerprint(run: PipelineRun, day: date) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    out = {}
+    for ds in ("workload_snapshots", "deleted_workloads", "workload_metrics", "telemetry"):
+        table = pq.read_table(partition_path(run.paths.lake, ds, day) / "data.parquet")
+        keep = [c for c in table.column_names if c not in ("run_id", "fetched_at")]
+        out[ds] = table.select(keep)
+    return out
+
+
+def test_nightly_run_of_a_day_changes_nothing(pipeline_run: PipelineRun) -> None:
+    """The schedule's run request for the last day, executed again: identical content."""
+    before_marts = _marts_fingerprint(pipeline_run)
+    day = pipeline_run.days[-1]
+    before_lake = _lake_fingerprint(pipeline_run, day)
+    schedule = pipeline_run.job  # the job the nightly schedule targets
+    from workloads_etl.defs import defs
+
+    nightly = defs.resolve_schedule_def("nightly")
+    tick = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC).replace(
+        hour=2
+    )
+    with dg.build_schedule_context(scheduled_execution_time=tick) as ctx:
+        requests = nightly.evaluate_tick(ctx).run_requests or []
+    assert [r.partition_key for r in requests] == [day.isoformat()]
+    rerun = schedule.execute_in_process(
+        instance=pipeline_run.instance, partition_key=requests[0].partition_key
+    )
+    assert rerun.success
+    after_lake = _lake_fingerprint(pipeline_run, day)
+    for ds, table in before_lake.items():
+        assert after_lake[ds].equals(table), f"lake partition {ds}/{day} changed"
+    assert _marts_fingerprint(pipeline_run) == before_marts
+
+
+def test_every_alive_workload_has_metrics(pipeline_run: PipelineRun) -> None:
+    cluster = pipeline_run.simulator.cluster
+    now = cluster.now()
+    with read_only(pipeline_run.paths) as con:
+        have = defaultdict(set)
+        for d, w in con.execute(
+            "select distinct usage_date, workload_id from raw.workload_metrics"
+        ).fetchall():
+            have[d].add(w)
+    for day in pipeline_run.days:
+        start, end = _day_bounds(day)
+        for index in cluster.snapshot(now).index.tolist():
+            doc = cluster.workload_json(index, now)
+            if cluster.ground_truth(doc["id"], start, end).allocated_gpu_seconds > 0:
+                assert doc["id"] in have[day]

@@ -1,0 +1,253 @@
+"""Extraction assets: Run:ai API -> raw landing -> normalised Parquet lake, one UTC day each."""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import date
+from typing import Any
+
+import dagster as dg
+from dagster import AssetExecutionContext
+
+from workloads_etl import pipeline
+from workloads_etl.config import DataPaths
+from workloads_etl.defs.partitions import daily_partitions, partition_days, single_run
+from workloads_etl.defs.resources import DataDirResource, RunaiResource
+from workloads_etl.lake.parquet import read_partition
+from workloads_etl.runai import RunaiClient
+
+GROUP = "runai_extract"
+KINDS = {"python", "parquet"}
+# Extraction talks to a remote API: retry the step (idempotent by construction).
+RETRY = dg.RetryPolicy(
+    max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+# Quarantined records above this share of a day's records fail the quality check.
+MAX_QUARANTINE_SHARE = 0.01
+# Share of alive workloads that must have metrics for the coverage check to pass.
+MIN_METRICS_COVERAGE = 0.95
+
+
+def _key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["runai", name])
+
+
+def _checks(name: str, *extra: str) -> list[dg.AssetCheckSpec]:
+    base = {
+        "no_duplicate_keys": "No primary key repeats in the lake partitions written.",
+        "quarantine_share": f"Quarantined records stay under {MAX_QUARANTINE_SHARE:.0%}.",
+        "completeness": "Rows listed equal the count endpoint's answer.",
+        "metrics_coverage": f"At least {MIN_METRICS_COVERAGE:.0%} of alive workloads have metrics.",
+    }
+    return [
+        dg.AssetCheckSpec(check, asset=_key(name), description=base[check])
+        for check in ("no_duplicate_keys", "quarantine_share", *extra)
+    ]
+
+
+def _run_days(
+    context: AssetExecutionContext,
+    runai: RunaiResource,
+    step: Callable[[RunaiClient, DataPaths, date], Awaitable[pipeline.DayResult]],
+    paths: DataPaths,
+) -> list[pipeline.DayResult]:
+    days = partition_days(context)
+
+    async def run() -> list[pipeline.DayResult]:
+        out = []
+        async with runai.client() as client:
+            for i, day in enumerate(days, 1):
+                result = await step(client, paths, day)
+                context.log.info(
+                    f"{result.dataset} {day} ({i}/{len(days)}): {result.rows} rows, "
+                    f"{result.quarantined} quarantined, {result.responses} responses"
+                )
+                out.append(result)
+        return out
+
+    return asyncio.run(run())
+
+
+def _summary(results: list[pipeline.DayResult]) -> dict[str, Any]:
+    per_day = {str(r.day): r.metadata() for r in results}
+    return {
+        "dagster/row_count": sum(r.rows for r in results),
+        "quarantined": sum(r.quarantined for r in results),
+        "responses": sum(r.responses for r in results),
+        "days": dg.MetadataValue.json(per_day),
+        "run_id": results[0].run_id if results else "",
+    }
+
+
+def _preview(paths: DataPaths, dataset: str, day: date, columns: list[str]) -> dg.MetadataValue:
+    table = read_partition(paths.lake, dataset, day).select(columns).slice(0, 10)
+    return dg.MetadataValue.md(table.to_pandas().to_markdown(index=False))
+
+
+def _quality(
+    name: str, paths: DataPaths, results: list[pipeline.DayResult]
+) -> Iterator[dg.AssetCheckResult]:
+    dupes = {str(r.day): pipeline.duplicate_keys(paths, r.dataset, r.day) for r in results}
+    yield dg.AssetCheckResult(
+        asset_key=_key(name),
+        check_name="no_duplicate_keys",
+        passed=not any(dupes.values()),
+        metadata={"duplicates_per_day": dg.MetadataValue.json(dupes)},
+    )
+    shares = {str(r.day): round(r.quarantine_share, 6) for r in results}
+    worst = max(shares.values(), default=0.0)
+    yield dg.AssetCheckResult(
+        asset_key=_key(name),
+        check_name="quarantine_share",
+        passed=worst <= MAX_QUARANTINE_SHARE,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "worst_share": worst,
+            "threshold": MAX_QUARANTINE_SHARE,
+            "share_per_day": dg.MetadataValue.json(shares),
+            "quarantined": sum(r.quarantined for r in results),
+        },
+    )
+
+
+def _workload_list_asset(name: str, *, deleted: bool, description: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=_key(name),
+        group_name=GROUP,
+        partitions_def=daily_partitions,
+        backfill_policy=single_run,
+        retry_policy=RETRY,
+        kinds=KINDS,
+        description=description,
+        check_specs=_checks(name, "completeness"),
+    )
+    def _asset(
+        context: AssetExecutionContext, runai: RunaiResource, data: DataDirResource
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        paths = data.paths()
+
+        async def step(client: RunaiClient, p: DataPaths, day: date) -> pipeline.DayResult:
+            return await pipeline.workload_list_day(
+                client, p, day, context.run.run_id, deleted=deleted
+            )
+
+        results = _run_days(context, runai, step, paths)
+        last = results[-1]
+        yield dg.MaterializeResult(
+            metadata={
+                **_summary(results),
+                "preview": _preview(
+                    paths, name, last.day, ["workload_id", "name", "phase", "project_name"]
+                ),
+            }
+        )
+        yield from _quality(name, paths, results)
+        gaps = {
+            str(r.day): {"listed": r.rows + r.quarantined, "count": r.extra.get("count_endpoint")}
+            for r in results
+        }
+        yield dg.AssetCheckResult(
+            asset_key=_key(name),
+            check_name="completeness",
+            passed=all(g["listed"] == g["count"] for g in gaps.values()),
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"listed_vs_count": dg.MetadataValue.json(gaps)},
+        )
+
+    return _asset
+
+
+workload_snapshots = _workload_list_asset(
+    "workload_snapshots",
+    deleted=False,
+    description="Every workload the control plane lists, as seen by the run for each day.",
+)
+deleted_workloads = _workload_list_asset(
+    "deleted_workloads",
+    deleted=True,
+    description="Deleted workloads (`deleted=true`), so work deleted before the run is charged.",
+)
+
+
+@dg.asset(
+    key=_key("workload_metrics"),
+    group_name=GROUP,
+    deps=[_key("workload_snapshots"), _key("deleted_workloads")],
+    partitions_def=daily_partitions,
+    backfill_policy=single_run,
+    retry_policy=RETRY,
+    kinds=KINDS,
+    description=(
+        "Per-workload metric samples (GPU allocation and utilisation, CPU and memory) at a "
+        "fixed step for every workload alive at any time of the day."
+    ),
+    check_specs=_checks("workload_metrics", "metrics_coverage"),
+)
+def workload_metrics(
+    context: AssetExecutionContext, runai: RunaiResource, data: DataDirResource
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    paths = data.paths()
+
+    async def step(client: RunaiClient, p: DataPaths, day: date) -> pipeline.DayResult:
+        def progress(done: int, total: int) -> None:
+            if done == total or done % 50 == 0:
+                context.log.info(f"metrics {day}: {done}/{total} workloads")
+
+        return await pipeline.metrics_day(
+            client,
+            p,
+            day,
+            context.run.run_id,
+            step_seconds=runai.metrics_step_seconds,
+            progress=progress,
+        )
+
+    results = _run_days(context, runai, step, paths)
+    yield dg.MaterializeResult(metadata=_summary(results))
+    yield from _quality("workload_metrics", paths, results)
+    coverage = {
+        str(r.day): {
+            "alive": r.extra["alive_workloads"],
+            "with_metrics": r.extra["workloads_with_metrics"],
+        }
+        for r in results
+    }
+    shares = [
+        int(c["with_metrics"]) / int(c["alive"]) if c["alive"] else 1.0 for c in coverage.values()
+    ]
+    yield dg.AssetCheckResult(
+        asset_key=_key("workload_metrics"),
+        check_name="metrics_coverage",
+        passed=min(shares, default=1.0) >= MIN_METRICS_COVERAGE,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "min_coverage": round(min(shares, default=1.0), 6),
+            "threshold": MIN_METRICS_COVERAGE,
+            "per_day": dg.MetadataValue.json(coverage),
+        },
+    )
+
+
+@dg.asset(
+    key=_key("telemetry"),
+    group_name=GROUP,
+    partitions_def=daily_partitions,
+    backfill_policy=single_run,
+    retry_policy=RETRY,
+    kinds=KINDS,
+    description="Telemetry: GPU allocation per node pool, workload counts, pending times.",
+    check_specs=_checks("telemetry"),
+)
+def telemetry(
+    context: AssetExecutionContext, runai: RunaiResource, data: DataDirResource
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    paths = data.paths()
+
+    async def step(client: RunaiClient, p: DataPaths, day: date) -> pipeline.DayResult:
+        return await pipeline.telemetry_day(client, p, day, context.run.run_id)
+
+    results = _run_days(context, runai, step, paths)
+    yield dg.MaterializeResult(metadata=_summary(results))
+    yield from _quality("telemetry", paths, results)
+
+
+ASSETS = [workload_snapshots, deleted_workloads, workload_metrics, telemetry]

@@ -1,0 +1,62 @@
+"""The dbt project as Dagster assets: staging, intermediate and marts; dbt tests as checks."""
+
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster import AssetExecutionContext
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    dbt_assets,
+)
+
+from workloads_etl.defs.partitions import daily_partitions, partition_days, single_run
+from workloads_etl.defs.resources import DataDirResource
+from workloads_etl.defs.transform.manifest import ensure_manifest
+from workloads_etl.defs.warehouse.assets import WRITER_POOL, raw_table_key
+from workloads_etl.transform import dbt_vars
+
+
+class WarehouseTranslator(DagsterDbtTranslator):
+    """dbt sources are the warehouse's raw tables (``raw/<table>``); models keep their
+    schema as the key prefix (``marts/fct_workload_usage_daily``) and their folder as group."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return raw_table_key(dbt_resource_props["name"])
+        schema = dbt_resource_props.get("config", {}).get("schema") or "main"
+        return dg.AssetKey([schema, dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] == "seed":
+            return "reference"
+        fqn = dbt_resource_props.get("fqn") or []
+        return f"dbt_{fqn[1]}" if len(fqn) > 2 else "dbt"
+
+
+MANIFEST: Path = ensure_manifest()
+
+
+@dbt_assets(
+    manifest=MANIFEST,
+    partitions_def=daily_partitions,
+    backfill_policy=single_run,
+    pool=WRITER_POOL,
+    dagster_dbt_translator=WarehouseTranslator(
+        settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
+    ),
+)
+def warehouse_models(
+    context: AssetExecutionContext, dbt: DbtCliResource, data: DataDirResource
+) -> Iterator[Any]:
+    """One ``dbt build`` for the run's days: the daily models reprocess only those days."""
+    data.paths()  # exports the data directory the dbt profile reads
+    variables = dbt_vars(partition_days(context))
+    yield from dbt.cli(["build", "--vars", json.dumps(variables)], context=context).stream()
+
+
+ASSETS = [warehouse_models]

@@ -1,0 +1,137 @@
+"""One day of the pipeline, step by step, as plain Python (the Dagster assets are thin over it).
+
+extract (API -> raw landing) -> normalise (raw -> Parquet lake) -> load (lake -> DuckDB).
+Every step replaces exactly one partition, so re-running a day is safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from workloads_etl import extract
+from workloads_etl.config import DataPaths
+from workloads_etl.lake.normalise import NormaliseResult, normalise_partition
+from workloads_etl.lake.parquet import partition_path, read_partition
+from workloads_etl.lake.raw import RawLanding
+from workloads_etl.lake.schemas import DATASETS
+from workloads_etl.runai import RunaiClient
+
+WORKLOAD_LISTS = ("workload_snapshots", "deleted_workloads")
+
+
+@dataclass
+class DayResult:
+    """What one dataset/day produced: the raw responses, the normalised rows, the quarantine."""
+
+    dataset: str
+    day: date
+    run_id: str
+    responses: int
+    rows: int
+    quarantined: int
+    extra: dict[str, int | float | str] = field(default_factory=dict)
+
+    @property
+    def quarantine_share(self) -> float:
+        total = self.rows + self.quarantined
+        return self.quarantined / total if total else 0.0
+
+    def metadata(self) -> dict[str, int | float | str]:
+        return {
+            "responses": self.responses,
+            "rows": self.rows,
+            "quarantined": self.quarantined,
+            "quarantine_share": round(self.quarantine_share, 6),
+            **self.extra,
+        }
+
+
+def _result(stats: extract.ExtractStats, norm: NormaliseResult) -> DayResult:
+    return DayResult(
+        dataset=stats.dataset,
+        day=stats.day,
+        run_id=stats.run_id,
+        responses=stats.responses,
+        rows=norm.rows,
+        quarantined=norm.quarantined,
+        extra=dict(stats.extra),
+    )
+
+
+async def workload_list_day(
+    client: RunaiClient, paths: DataPaths, day: date, run_id: str, *, deleted: bool
+) -> DayResult:
+    stats = await extract.extract_workload_list(
+        client, RawLanding(paths.raw), day, run_id, deleted=deleted
+    )
+    return _result(stats, normalise_partition(paths, stats.dataset, day, run_id))
+
+
+def metrics_targets(paths: DataPaths, day: date) -> list[str]:
+    """Workloads alive on ``day``, from that day's snapshot and deleted partitions."""
+    tables = [read_partition(paths.lake, ds, day) for ds in WORKLOAD_LISTS]
+    return extract.alive_workload_ids(tables, day)
+
+
+async def metrics_day(
+    client: RunaiClient,
+    paths: DataPaths,
+    day: date,
+    run_id: str,
+    *,
+    step_seconds: int = 60,
+    progress: Callable[[int, int], None] | None = None,
+) -> DayResult:
+    targets = metrics_targets(paths, day)
+    stats = await extract.extract_metrics(
+        client,
+        RawLanding(paths.raw),
+        day,
+        run_id,
+        targets,
+        step_seconds=step_seconds,
+        progress=progress,
+    )
+    result = _result(stats, normalise_partition(paths, "workload_metrics", day, run_id))
+    result.extra["alive_workloads"] = len(targets)
+    result.extra["workloads_with_metrics"] = workloads_with_metrics(paths, day)
+    return result
+
+
+async def telemetry_day(client: RunaiClient, paths: DataPaths, day: date, run_id: str) -> DayResult:
+    stats = await extract.extract_telemetry(client, RawLanding(paths.raw), day, run_id)
+    return _result(stats, normalise_partition(paths, "telemetry", day, run_id))
+
+
+def lake_file(paths: DataPaths, dataset: str, day: date) -> Path:
+    return partition_path(paths.lake, dataset, day) / "data.parquet"
+
+
+def _scalar(sql: str, params: Sequence[object]) -> int:
+    with duckdb.connect() as con:
+        row = con.execute(sql, list(params)).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def workloads_with_metrics(paths: DataPaths, day: date) -> int:
+    """Distinct workloads with at least one GPU_ALLOCATION sample in the day's partition."""
+    return _scalar(
+        "select count(distinct workload_id) from read_parquet(?) "
+        "where metric_type = 'GPU_ALLOCATION'",
+        [str(lake_file(paths, "workload_metrics", day))],
+    )
+
+
+def duplicate_keys(paths: DataPaths, dataset: str, day: date) -> int:
+    """Rows of the lake partition that repeat its primary key (0 when the contract holds)."""
+    keys = [k for k in DATASETS[dataset].primary_key if k != DATASETS[dataset].partition_key]
+    cols = ", ".join(keys)
+    return _scalar(
+        f"select count(*) - count(distinct ({cols})) from read_parquet(?)",  # noqa: S608
+        [str(lake_file(paths, dataset, day))],
+    )
