@@ -10,16 +10,18 @@ ground truth for the pipeline's sampled sums (``ground_truth``).
 
 Scheduler (per node pool, quarters of a GPU as the unit): a workload becomes schedulable
 a few seconds after its submission; pending workloads start in order of priority, first
-come first served within a priority, and smaller ones backfill free capacity. A pending
+come first served within a priority; smaller ones backfill free capacity unless the
+oldest pending one of their class has waited ``RESERVE_AFTER_SECONDS``. A pending
 workload of a higher priority class that does not fit preempts preemptible running
 workloads of lower classes (lowest class first, most recently started first, never one
 inside its guaranteed runtime); a preempted workload goes back to Pending and later
-resumes with the running time it still needs. Allocated GPUs in a pool never exceed the
-pool's size. All event times are whole seconds, and run-interval edges fall at arbitrary
-seconds within a minute.
+resumes with the running time it still needs. CPU-only workloads start when ready.
+Allocated GPUs in a pool never exceed the pool's size. All event times are whole
+seconds, and run-interval edges fall at arbitrary seconds within a minute.
 
 Durations are scaled per node pool so that the offered GPU load is about ``TARGET_LOAD``
-of the pool over the timeline: busy hours queue, nights drain, whatever ``workloads`` is.
+of the pool over the timeline (within ``_SCALE_BOUNDS``): busy hours queue, nights drain,
+whatever ``workloads`` is. At 100,000 workloads runs last minutes, at a few hundred hours.
 
 All randomness comes from ``rng`` (Philox streams for the build, splitmix64 hashes for
 per-minute values), so equal configs give identical results.
@@ -108,6 +110,39 @@ PRIORITIES = (50, 75, 100, 125)
 PREEMPTIBLE = (True, True, False, False)
 _N_LEVELS = len(PRIORITY_CLASSES)
 
+# The snapshot table's columns: ours, then the filterBy/sortBy fields of the spec.
+SNAPSHOT_COLUMNS = (
+    "index",
+    "id",
+    "deleted",
+    "type",
+    "name",
+    "clusterId",
+    "projectId",
+    "projectName",
+    "departmentId",
+    "departmentName",
+    "createdAt",
+    "deletedAt",
+    "submittedBy",
+    "phase",
+    "completedAt",
+    "nodepool",
+    "distributedFramework",
+    "allocatedGPU",
+    "idleGpus",
+    "idleAllocatedGpus",
+    "phaseUpdatedAt",
+    "category",
+    "totalPendingTimeSeconds",
+    "totalRunningTimeSeconds",
+    "priority",
+    "priorityClassName",
+    "guaranteedRuntimeEndsAt",
+    "aiApplicationId",
+    "aiApplicationName",
+)
+
 PENDING, RUNNING, COMPLETED, FAILED, STOPPED = range(5)
 PHASES = ("Pending", "Running", "Completed", "Failed", "Stopped")
 _K8S_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Succeeded")
@@ -172,13 +207,13 @@ def _ts_column(seconds: np.ndarray, valid: np.ndarray | None = None) -> pa.Array
     return micros.cast(pa.timestamp("us", tz="UTC"))
 
 
-_HEX = np.array(list("0123456789abcdefghijklmnopqrstuvwxyz"))
+_DIGITS = np.array(list("0123456789abcdefghijklmnopqrstuvwxyz-"))  # 36: "-"
 _UUID_DIGITS = [i for i in range(36) if i not in (8, 13, 18, 23)]
 
 
-def _chars(codes: np.ndarray) -> list[str]:
-    """Rows of single-character codes (an (n, k) array of digit values) as strings."""
-    chars = np.ascontiguousarray(_HEX[codes])
+def _strings(codes: np.ndarray) -> list[str]:
+    """Each row of an (n, k) array of indices into ``_DIGITS`` as a k-character string."""
+    chars = np.ascontiguousarray(_DIGITS[codes])
     return [str(x) for x in chars.view(f"<U{codes.shape[1]}").ravel().tolist()]
 
 
@@ -188,15 +223,9 @@ def _uuid_strings(hi: np.ndarray, lo: np.ndarray) -> list[str]:
     lo = (lo & np.uint64(0x3FFFFFFFFFFFFFFF)) | np.uint64(0x8000000000000000)
     octets = np.stack([hi, lo], axis=1).astype(">u8").view(np.uint8).reshape(-1, 16)
     nibbles = np.stack([octets >> 4, octets & 15], axis=2).reshape(-1, 32)
-    codes = np.full((len(octets), 36), 36, dtype=np.int64)  # 36: "-" (appended below)
+    codes = np.full((len(octets), 36), 36, dtype=np.int64)
     codes[:, _UUID_DIGITS] = nibbles
-    return _chars_with_dash(codes)
-
-
-def _chars_with_dash(codes: np.ndarray) -> list[str]:
-    table = np.append(_HEX, "-")
-    chars = np.ascontiguousarray(table[codes])
-    return [str(x) for x in chars.view(f"<U{codes.shape[1]}").ravel().tolist()]
+    return _strings(codes)
 
 
 @dataclass(frozen=True)
@@ -296,7 +325,7 @@ class Cluster:
         snap = self.snapshot(at)
         if not 0 <= index < len(snap):
             raise LookupError(f"workload {index} does not exist at {at.isoformat()}")
-        return self._workload_json(index, snap._state, _to_seconds(at))
+        return self._workload_json(index, snap._state)
 
     def metrics(
         self, index: int, metric_type: str, timestamps: np.ndarray
@@ -356,16 +385,7 @@ class Cluster:
                 continue
             minutes = np.arange(a // 60_000_000, (b - 1) // 60_000_000 + 1, dtype=np.int64)
             piece = np.minimum(b, (minutes + 1) * 60_000_000) - np.maximum(a, minutes * 60_000_000)
-            util = gpu_utilization(
-                np.asarray([profile.key], dtype=np.uint64),
-                profile.util_base,
-                profile.util_amp,
-                profile.idle_prob,
-                profile.idle_block,
-                profile.zombie,
-                minutes,
-            )
-            tenths = np.rint(util * 10).astype(np.int64)
+            tenths = np.rint(profile.utilization(minutes) * 10).astype(np.int64)
             used += int(np.dot(tenths, piece))
         return GroundTruth(
             allocated_gpu_seconds=q * alloc_us / 4e6,
@@ -657,7 +677,7 @@ class Cluster:
         self._pool_steps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         pool_of_iv = self._pool[self._iv_w]
         size_of_iv = self._size_q[self._iv_w]
-        for p, np_ in enumerate(NODEPOOLS):
+        for p, pool in enumerate(NODEPOOLS):
             sel = (pool_of_iv == p) & (size_of_iv > 0)
             closed = sel & (self._iv_end < NEVER)
             t = np.concatenate([self._iv_start[sel], self._iv_end[closed]])
@@ -665,7 +685,7 @@ class Cluster:
             order = np.argsort(t, kind="stable")
             t, alloc = t[order], np.cumsum(d[order])
             last = np.append(t[1:] != t[:-1], True) if len(t) else np.zeros(0, dtype=bool)
-            self._pool_steps[np_.name] = (t[last], alloc[last])
+            self._pool_steps[pool.name] = (t[last], alloc[last])
 
     def _build_columns(self) -> None:
         """The static columns of the snapshot table, over all workloads."""
@@ -707,7 +727,7 @@ class Cluster:
         """Unique names: a type-specific stem and a 5-character code bijective in the index."""
         n = self.config.workloads
         code_num = (np.arange(n, dtype=np.int64) * 7_919 + self.config.seed * 104_729) % 36**5
-        codes = _chars((code_num[:, None] // 36 ** np.arange(4, -1, -1)) % 36)
+        codes = _strings((code_num[:, None] // 36 ** np.arange(4, -1, -1)) % 36)
         models = [_MODELS[m] for m in self._model.tolist()]
         firsts = [u.split(".")[0] for u in self._users]
         names = []
@@ -729,49 +749,48 @@ class Cluster:
         return self._iv_start[a:b], self._iv_end[a:b], self._iv_cum[a:b]
 
     def _make_snapshot(self, at: int) -> Snapshot:
-        n = int(np.searchsorted(self._created, at, side="right"))
+        n = int(np.searchsorted(self._created, at, side="right"))  # visible: a prefix
         off = self._iv_off[: n + 1]
-        m = int(off[-1])
-        starts, ends = self._iv_start[:m], self._iv_end[:m]
-        begun = np.concatenate([[0], np.cumsum(starts <= at)])
-        count = begun[off[1:]] - begun[off[:-1]]
+        m = int(off[-1])  # their run intervals: a prefix too
+        begun = np.concatenate([[0], np.cumsum(self._iv_start[:m] <= at)])
+        count = begun[off[1:]] - begun[off[:-1]]  # intervals begun by `at`, per workload
         started = count > 0
-        k = np.where(started, off[:-1] + count - 1, 0)
-        last_start = np.where(started, starts[k] if m else 0, 0)
-        last_end = np.where(started, ends[k] if m else 0, 0)
+        k = np.where(started, off[:-1] + count - 1, 0)  # the latest of them
+
+        def latest(values: np.ndarray) -> np.ndarray:
+            return np.where(started, values[k], 0) if m else np.zeros(n, dtype=np.int64)
+
+        last_start, last_end = latest(self._iv_start), latest(self._iv_end)
         running = started & (at < last_end)
-        run_total = np.where(
-            started, (self._iv_cum[k] if m else 0) + np.minimum(at, last_end) - last_start, 0
+        run_total = latest(self._iv_cum) + np.where(
+            started, np.minimum(at, last_end) - last_start, 0
         )
         created, end = self._created[:n], self._end[:n]
         terminal = at >= end
         pend_total = np.minimum(at, end) - created - run_total
-        phase = np.where(terminal, self._outcome[:n], np.where(running, RUNNING, PENDING)).astype(
-            np.int8
-        )
+        phase = np.where(running, RUNNING, PENDING)
+        phase = np.where(terminal, self._outcome[:n], phase).astype(np.int8)
         phase_updated = np.select(
             [terminal, running, started], [end, last_start, last_end], default=created
         )
         idle = np.zeros(n, dtype=bool)
-        run_idx = np.flatnonzero(running & (self._size_q[:n] > 0))
-        if len(run_idx):
+        on = np.flatnonzero(running & (self._size_q[:n] > 0))
+        if len(on):
             util = gpu_utilization(
-                self._keys[run_idx],
-                self._util_base[run_idx],
-                self._util_amp[run_idx],
-                self._idle_prob[run_idx],
-                self._idle_block[run_idx],
-                self._zombie[run_idx],
+                self._keys[on],
+                self._util_base[on],
+                self._util_amp[on],
+                self._idle_prob[on],
+                self._idle_block[on],
+                self._zombie[on],
                 at // 60,
             )
-            idle[run_idx] = util == 0
-        guarantee = self._guarantee[:n]
-        guaranteed = running & (guarantee > 0)
-        guaranteed_end = np.where(guaranteed, last_start + guarantee, -1)
+            idle[on] = util == 0
+        guaranteed = running & (self._guarantee[:n] > 0)
+        guaranteed_end = np.where(guaranteed, last_start + self._guarantee[:n], -1)
         deleted = self._deleted_at[:n] <= at
         gpus = self._size_q[:n] / 4
-        allocated = np.where(running, gpus, 0.0)
-        idle_alloc = np.where(idle, gpus, 0.0)
+        idle_gpus = np.where(idle, gpus, 0.0)
         state = _State(
             phase=phase,
             phase_updated=phase_updated,
@@ -783,33 +802,25 @@ class Cluster:
             guaranteed_end=guaranteed_end,
             deleted=deleted,
         )
-        cols: dict[str, pa.Array] = {
+        varying = {
             "index": pa.array(np.arange(n, dtype=np.int64)),
-            "id": self._static["id"].slice(0, n),
             "deleted": pa.array(deleted),
+            "deletedAt": _ts_column(self._deleted_at[:n], deleted),
+            "phase": pa.array(PHASES).take(pa.array(phase.astype(np.int64))),
+            "completedAt": _ts_column(end, terminal),
+            "allocatedGPU": pa.array(np.where(running, gpus, 0.0)),
+            "idleGpus": pa.array(np.floor(idle_gpus).astype(np.int64)),
+            "idleAllocatedGpus": pa.array(idle_gpus),
+            "phaseUpdatedAt": _ts_column(phase_updated),
+            "totalPendingTimeSeconds": pa.array(pend_total.astype(np.int64)),
+            "totalRunningTimeSeconds": pa.array(run_total.astype(np.int64)),
+            "guaranteedRuntimeEndsAt": _ts_column(guaranteed_end, guaranteed),
         }
-        for name in ("type", "name", "clusterId", "projectId", "projectName"):
-            cols[name] = self._static[name].slice(0, n)
-        for name in ("departmentId", "departmentName", "createdAt", "submittedBy"):
-            cols[name] = self._static[name].slice(0, n)
-        cols["deletedAt"] = _ts_column(self._deleted_at[:n], deleted)
-        cols["phase"] = pa.array(PHASES).take(pa.array(phase.astype(np.int64)))
-        cols["completedAt"] = _ts_column(end, terminal)
-        cols["nodepool"] = self._static["nodepool"].slice(0, n)
-        cols["distributedFramework"] = self._static["distributedFramework"].slice(0, n)
-        cols["allocatedGPU"] = pa.array(allocated)
-        cols["idleGpus"] = pa.array(np.floor(idle_alloc).astype(np.int64))
-        cols["idleAllocatedGpus"] = pa.array(idle_alloc)
-        cols["phaseUpdatedAt"] = _ts_column(phase_updated)
-        cols["category"] = self._static["category"].slice(0, n)
-        cols["totalPendingTimeSeconds"] = pa.array(pend_total.astype(np.int64))
-        cols["totalRunningTimeSeconds"] = pa.array(run_total.astype(np.int64))
-        for name in ("priority", "priorityClassName"):
-            cols[name] = self._static[name].slice(0, n)
-        cols["guaranteedRuntimeEndsAt"] = _ts_column(guaranteed_end, guaranteed)
-        for name in ("aiApplicationId", "aiApplicationName"):
-            cols[name] = self._static[name].slice(0, n)
-        table = pa.table(cols)
+        columns = {
+            name: varying[name] if name in varying else self._static[name].slice(0, n)
+            for name in SNAPSHOT_COLUMNS
+        }
+        table = pa.table(columns)
         return Snapshot(at=_EPOCH + timedelta(seconds=at), table=table, _state=state)
 
     def _profile(self, i: int) -> Profile:
@@ -866,7 +877,7 @@ class Cluster:
             },
         }
 
-    def _workload_json(self, i: int, st: _State, at: int) -> dict[str, Any]:
+    def _workload_json(self, i: int, st: _State) -> dict[str, Any]:
         typ, level, pool = int(self._type[i]), int(self._level[i]), int(self._pool[i])
         proj = int(self._proj[i])
         dept = int(self._proj_dept[proj])

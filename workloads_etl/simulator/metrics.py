@@ -100,6 +100,12 @@ class Profile:
     nim_fail: float  # failed share of requests
     nim_max: int  # max concurrent requests
 
+    def utilization(self, minute: np.ndarray) -> np.ndarray:
+        """GPU utilisation in the given minutes, were the workload running in them."""
+        key = np.asarray([self.key], dtype=np.uint64)
+        usage = (self.util_base, self.util_amp, self.idle_prob, self.idle_block, self.zombie)
+        return gpu_utilization(key, *usage, minute)
+
 
 def _u(p: Profile, salt: int, minute: np.ndarray) -> np.ndarray:
     return rng.uniform(np.asarray([p.key], dtype=np.uint64), salt, minute)
@@ -134,11 +140,7 @@ def _raw(
     p: Profile, metric_type: str, minute: np.ndarray, run: np.ndarray, run_seconds: np.ndarray
 ) -> _Raw:
     def util() -> np.ndarray:
-        if p.gpus <= 0:
-            return np.zeros(minute.shape)
-        key = np.asarray([p.key], dtype=np.uint64)
-        args = (p.util_base, p.util_amp, p.idle_prob, p.idle_block, p.zombie, minute)
-        return gpu_utilization(key, *args) * run
+        return p.utilization(minute) * run if p.gpus > 0 else np.zeros(minute.shape)
 
     if metric_type == "GPU_UTILIZATION":
         return [(None, util())]
@@ -201,10 +203,9 @@ def _nim(
         return [(None, np.floor(p.nim_rate * p.nim_fail * run_seconds))]
     if metric_type == "NIM_GPU_CACHE_USAGE_PERC":  # a fraction, 1 = full, as NIM reports it
         return [(None, np.round(run * np.clip(0.9 * load + 0.05 * jitter, 0.0, 1.0), 4))]
-    # Latencies exist only while a pod serves requests.
-    no_pod = np.where(run > 0, 1.0, np.nan)
-    ttft = np.round((0.04 + 0.25 * load**2) * (0.9 + 0.2 * jitter), 4) * no_pod
-    e2e = np.round((0.8 + 3.0 * load**2) * (0.9 + 0.2 * jitter), 4) * no_pod
+    serving = np.where(run > 0, 1.0, np.nan)  # latencies exist only while a pod serves
+    ttft = np.round((0.04 + 0.25 * load**2) * (0.9 + 0.2 * jitter), 4) * serving
+    e2e = np.round((0.8 + 3.0 * load**2) * (0.9 + 0.2 * jitter), 4) * serving
     if metric_type == "NIM_TIME_TO_FIRST_TOKEN_SECONDS":
         return [(None, ttft)]
     if metric_type == "NIM_E2E_REQUEST_LATENCY_SECONDS":
