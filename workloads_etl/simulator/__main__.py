@@ -100,7 +100,14 @@ def main(
     )
     app = create_app(config)
     install_log_filter()
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=access_log,
+        date_header=False,  # the app sends the cluster clock's Date
+    )
 
 
 if __name__ == "__main__":

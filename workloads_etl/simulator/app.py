@@ -30,6 +30,7 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from functools import lru_cache
 from typing import Any
 
@@ -41,6 +42,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workloads_etl.contract import enum_values, load_spec
 from workloads_etl.simulator import filters
@@ -723,4 +725,28 @@ def create_app(config: SimulatorConfig, cluster: Cluster | None = None) -> Starl
     app.state.simulator = sim
     app.state.config = config
     app.add_middleware(FaultMiddleware, config=sim.faults)
+    app.add_middleware(ClusterDateMiddleware, cluster=cluster)
     return app
+
+
+class ClusterDateMiddleware:
+    """Every response's ``Date`` header tells the cluster's clock (frozen with ``--now``), as a
+    real control plane's tells its own; servers must not add a wall-clock one of their own."""
+
+    def __init__(self, app: ASGIApp, cluster: Cluster) -> None:
+        self.app = app
+        self.cluster = cluster
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        date = format_datetime(self.cluster.now(), usegmt=True).encode("latin-1")
+
+        async def send_with_date(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                message = {**message, "headers": [*headers, (b"date", date)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_date)

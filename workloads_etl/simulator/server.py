@@ -113,7 +113,12 @@ class SimulatorServer:
         self._port = sock.getsockname()[1]
         install_log_filter()
         config = uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+            date_header=False,  # the app sends the cluster clock's Date
         )
         server = uvicorn.Server(config)
         self._server = server
