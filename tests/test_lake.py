@@ -24,6 +24,7 @@ from workloads_etl.lake.normalise import normalise_partition
 from workloads_etl.lake.parquet import (
     list_partitions,
     partition_path,
+    prepare_table,
     read_manifest,
     read_partition,
     write_partition,
@@ -255,3 +256,32 @@ def test_renormalise_from_raw_is_identical(tmp_path: Path) -> None:
         "(identical copy; another copy kept)",
         "id is not a uuid",
     ]
+
+
+def test_prepare_table_sorts_like_arrow_with_nulls_last_and_keeps_sorted_input() -> None:
+    wids = ["b", "a", "c"]
+    rows = [
+        {
+            "usage_date": DAY,
+            "workload_id": wids[i % 3],
+            "metric_type": ["X", "A"][i % 2],
+            "labels_json": [None, '{"gpu":"1"}', '{"gpu":"0"}'][i % 3 if i % 5 else 0],
+            "ts": datetime(2024, 12, 20, (37 * i) % 24, i % 60, tzinfo=UTC),
+            "value": float(i),
+            "step_seconds": 60,
+            "run_id": "r",
+        }
+        for i in range(60)
+    ]
+    table = pa.Table.from_pylist(rows, schema=WORKLOAD_METRICS)
+    keys = ["workload_id", "metric_type", "labels_json", "ts"]
+    expected = table.sort_by([(k, "ascending") for k in keys]).drop_columns(["usage_date"])
+    got = prepare_table("workload_metrics", table, DAY)
+    assert got.to_pylist() == expected.to_pylist()
+    # already in key order: rows come back unchanged (stable, no reordering of ties)
+    again = prepare_table(
+        "workload_metrics",
+        got.append_column("usage_date", pa.repeat(pa.scalar(DAY, pa.date32()), got.num_rows)),
+        DAY,
+    )
+    assert again.to_pylist() == got.to_pylist()

@@ -316,6 +316,62 @@ def test_metrics_quarantine_reasons() -> None:
     assert json.loads(abc) == {"value": "abc", "timestamp": "2024-12-20T02:00:00Z"}
 
 
+def test_metrics_duplicates_across_responses_mixed_forms_sorted_rows() -> None:
+    wid2 = str(uuid.UUID(int=1))  # sorts before WID
+    first = {
+        "measurements": [
+            {
+                "type": "GPU_UTILIZATION",
+                "labels": {"gpu": "0"},
+                "values": [
+                    {"value": str(i), "timestamp": f"2024-12-20T{h:02d}:00:00Z"}
+                    for i, h in enumerate([5, 3, 4])
+                ],
+            }
+        ]
+    }
+    second = {  # the next window repeats 04:00 (same and other value) in the other form
+        "measurements": [
+            {
+                "type": "GPU_UTILIZATION",
+                "labels": {"gpu": "0"},
+                "values": [
+                    {"value": "2", "timestamp": "2024-12-20 04:00:00"},
+                    {"value": "7", "timestamp": "2024-12-20 05:00:00.000"},
+                    {"value": "8", "timestamp": "2024-12-20 06:00:00"},
+                    {"value": "9", "timestamp": "2024-02-30 06:00:00"},
+                ],
+            }
+        ]
+    }
+    other = {
+        "measurements": [
+            {
+                "type": "CPU_USAGE_CORES",
+                "values": [{"value": "1.5", "timestamp": "2024-12-20T01:00:00Z"}],
+            }
+        ]
+    }
+    rows, q = normalise_metrics(
+        [metrics_resp(first), metrics_resp(second), metrics_resp(other, wid=wid2)], DAY, "d"
+    )
+    assert [(r["workload_id"], r["ts"].hour, r["value"]) for r in rows.to_pylist()] == [
+        (wid2, 1, 1.5),
+        (WID, 3, 1.0),
+        (WID, 4, 2.0),
+        (WID, 5, 0.0),
+        (WID, 6, 8.0),
+    ]
+    reasons = sorted(q["reason"].to_pylist())
+    assert len(reasons) == 3
+    assert "different value" in reasons[0]
+    assert "identical copy" in reasons[1]
+    assert reasons[2].startswith("unparsable timestamp")
+    raws = [json.loads(r) for r in q["raw_record"].to_pylist()]
+    assert {"value": "9", "timestamp": "2024-02-30 06:00:00"} in raws
+    assert {"value": "7", "timestamp": "2024-12-20 05:00:00.000"} in raws
+
+
 def test_metrics_bad_request_params_quarantine_response() -> None:
     rows, q = normalise_metrics([metrics_resp({"measurements": []}, n="0")], DAY, "m")
     assert rows.num_rows == 0

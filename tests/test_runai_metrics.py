@@ -113,7 +113,7 @@ def test_numbers_instead_of_strings_are_accepted_and_junk_rejected() -> None:
     assert parsed.types == ["A", "B"]
     assert {r["reason"] for r in parsed.rejects} == {
         "sample is not an object",
-        "measurement without a string 'type'",
+        "measurement type missing or not a string",
     }
 
 
@@ -168,3 +168,19 @@ def test_mixed_timestamp_forms_in_one_answer() -> None:
         T0 + timedelta(minutes=3, milliseconds=500),
     ]
     assert parsed.table.column("value").to_pylist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_one_bad_sample_in_a_long_series_rejects_only_that_sample() -> None:
+    values: list[tuple[str | None, str | None]] = [
+        ("1.5", (T0 + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")) for i in range(3000)
+    ]
+    values[1234] = ("2", "2024-13-01T00:00:00Z")  # well shaped, impossible month
+    values[2345] = ("1e", "2024-12-20T15:00:00Z")
+    parsed = parse_measurements(_body(("GPU_UTILIZATION", {"gpu": "0"}, values)))
+    assert parsed.table.num_rows == 2998
+    assert parsed.table.column("ts").null_count == 0
+    assert parsed.table.column("ts")[1234].as_py() == T0 + timedelta(seconds=1235)
+    assert sorted((r["reason"], r["record"]["value"]) for r in parsed.rejects) == [
+        ("unparsable timestamp", "2"),
+        ("unparsable value", "1e"),
+    ]

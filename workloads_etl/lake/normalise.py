@@ -46,7 +46,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -63,6 +62,14 @@ from workloads_etl.lake.schemas import (
     TS,
     WORKLOAD_METRICS,
     WORKLOAD_SNAPSHOTS,
+)
+from workloads_etl.runai.metrics import (
+    NULL,
+    OK,
+    UNPARSABLE,
+    WRONG_TYPE,
+    SampleCollector,
+    loads,
 )
 from workloads_etl.runai.models import RawResponse
 
@@ -522,17 +529,6 @@ def _normalise_workloads(
 
 # --------------------------------------------------------------------------- metrics
 
-_MEASUREMENT_JSON = (
-    '{"type":"VARCHAR","labels":"MAP(VARCHAR,VARCHAR)",'
-    '"values":[{"value":"VARCHAR","timestamp":"VARCHAR"}]}'
-)
-
-
-def _connect() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone='UTC'")
-    return con
-
 
 def _step_seconds(params: dict[str, str]) -> int:
     try:
@@ -560,9 +556,27 @@ def normalise_metrics(
     return res.rows, res.quarantine
 
 
+_TS_REASON = {
+    NULL: "missing timestamp",
+    WRONG_TYPE: "timestamp is not a string",
+    UNPARSABLE: "unparsable timestamp",
+}
+_VALUE_REASON = {
+    NULL: "missing value",
+    WRONG_TYPE: "value is not a string or number",
+    UNPARSABLE: "value is not numeric",
+}
+_TS_BITS = 37  # microseconds of one day < 2**37
+
+
+def _dense_ranks(names: Sequence[str]) -> np.ndarray:
+    rank = {name: i for i, name in enumerate(sorted(set(names)))}
+    return np.fromiter((rank[n] for n in names), dtype=np.int64, count=len(names))
+
+
 def _normalise_metrics(responses: Iterable[RawResponse], day: date, run_id: str) -> _Normalised:
     quarantine = _Quarantine("workload_metrics", day, run_id)
-    idx: list[int] = []
+    collector = SampleCollector(keep_items=False)
     texts: list[str] = []
     wids: list[str] = []
     steps: list[int] = []
@@ -581,182 +595,126 @@ def _normalise_metrics(responses: Iterable[RawResponse], day: date, run_id: str)
             records += 1
             quarantine.add(f"unusable metrics response: {exc}", resp.text, at)
             continue
-        idx.append(len(idx))
+        why = None
+        try:
+            doc = loads(resp.text)
+        except ValueError:
+            why = "body is not JSON"
+        else:
+            if not isinstance(doc, dict):
+                why = "body is not an object"
+            elif not isinstance(doc.get("measurements"), list):
+                why = "body has no measurements array"
+        if why is not None:
+            records += 1
+            quarantine.add(f"unparsable metrics response: {why}", resp.text, at)
+            continue
+        collector.add(doc, len(wids))
         texts.append(resp.text)
         wids.append(str(wid))
         steps.append(step)
         received.append(at)
 
-    empty = WORKLOAD_METRICS.empty_table()
-    if not idx:
-        return _Normalised(empty, quarantine.table(), records)
-    con = _connect()
-    try:
-        con.register(
-            "bodies",
-            pa.table(
-                {
-                    "idx": pa.array(idx, pa.int64()),
-                    "text": pa.array(texts, pa.string()),
-                    "workload_id": pa.array(wids, pa.string()),
-                    "step_seconds": pa.array(steps, pa.int32()),
-                }
-            ),
+    samples = collector.finish()
+    decoded: dict[int, Any] = {}
+
+    def raw_point(src: int, p: int) -> str:
+        """The point as received (its answer is decoded again, only for quarantined points)."""
+        if src not in decoded:
+            decoded[src] = loads(texts[src])
+        mi, vi = samples.locate(p)
+        return _dumps(decoded[src]["measurements"][mi]["values"][vi])
+
+    for r in samples.rejects:
+        records += 1
+        where = f"workload {wids[r.source]}" + (f", {r.metric_type}" if r.metric_type else "")
+        quarantine.add(f"{r.reason} ({where})", _dumps(r.item), received[r.source])
+    t = samples.table
+    records += t.num_rows
+    if t.num_rows == 0:
+        return _Normalised(WORKLOAD_METRICS.empty_table(), quarantine.table(), records)
+
+    # Classify every point at once: bad timestamp, outside the day, bad value, good.
+    start = datetime.combine(day, time(), UTC)
+    start_us = int((start - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
+    day_us = 86_400_000_000
+    ts_code = t["ts_code"].to_numpy()
+    value_code = t["value_code"].to_numpy()
+    offset = pc.fill_null(t["ts"].cast(pa.int64()), start_us).to_numpy() - start_us
+    value = pc.fill_null(t["value"], 0.0).to_numpy()
+    ts_ok = ts_code == OK
+    in_window = ts_ok & (offset >= 0) & (offset < day_us)
+    out_of_window = int(np.count_nonzero(ts_ok & ~in_window))
+    value_ok = (value_code == OK) & np.isfinite(value)
+    bad = ~ts_ok | (in_window & ~value_ok)
+    pos = t["pos"].to_numpy()
+    source = t["source"].to_numpy()
+    mtypes = t["metric_type"].combine_chunks().dictionary.to_pylist()
+    mtype_idx = t["metric_type"].combine_chunks().indices.to_numpy()
+    for i in np.flatnonzero(bad).tolist():
+        if ts_code[i] != OK:
+            why = _TS_REASON[int(ts_code[i])]
+        elif value_code[i] != OK:
+            why = _VALUE_REASON[int(value_code[i])]
+        else:
+            why = "value is not finite"
+        src = int(source[i])
+        quarantine.add(
+            f"{why} (workload {wids[src]}, {mtypes[mtype_idx[i]]})",
+            raw_point(src, int(pos[i])),
+            received[src],
         )
-        # 1. responses whose body is not {"measurements": [...]}
-        bad_bodies = con.execute(
-            """
-            SELECT idx, CASE
-              WHEN NOT json_valid(text) THEN 'body is not JSON'
-              WHEN json_type(text) <> 'OBJECT' THEN 'body is not an object'
-              ELSE 'body has no measurements array' END
-            FROM bodies
-            WHERE NOT json_valid(text) OR json_type(text) <> 'OBJECT'
-               OR coalesce(json_type(text, '$.measurements'), '') <> 'ARRAY'
-            ORDER BY idx
-            """
-        ).fetchall()
-        for i, why in bad_bodies:
-            records += 1
-            quarantine.add(f"unparsable metrics response: {why}", texts[i], received[i])
-        # 2. measurements, one row each, with their raw JSON
-        con.execute(
-            f"""
-            CREATE TEMP TABLE meas AS
-            WITH good AS (
-              SELECT idx, json_extract(text, '$.measurements[*]') AS ms FROM bodies
-              WHERE idx NOT IN (SELECT unnest(?::BIGINT[]))
-            ), m AS (
-              SELECT idx, unnest(generate_series(1, len(ms))) AS mi, unnest(ms) AS mjson FROM good
+
+    # Sort the good points by (workload, type, labels, ts), ties in received order, with one
+    # integer key, then quarantine the repeats of a key: the first received is kept.
+    good = np.flatnonzero(in_window & value_ok)
+    n_types = int(t["type_rank"].to_numpy().max()) + 1
+    n_labels = int(t["labels_rank"].to_numpy().max()) + 1
+    group = (
+        _dense_ranks(wids)[source[good]] * n_types + t["type_rank"].to_numpy()[good]
+    ) * n_labels + t["labels_rank"].to_numpy()[good]
+    if group.size and int(group.max()) < 2 ** (63 - _TS_BITS):
+        key = (group << _TS_BITS) | offset[good]
+        perm = np.argsort(key, kind="stable")
+        order, key = good[perm], key[perm]
+    else:
+        perm = np.lexsort((offset[good], group))
+        order = good[perm]
+        key = np.stack([group[perm], offset[order]])
+    dup = np.zeros(len(order), dtype=bool)
+    if key.ndim == 1:
+        dup[1:] = key[1:] == key[:-1]
+    else:
+        dup[1:] = (key[:, 1:] == key[:, :-1]).all(axis=0)
+    if dup.any():
+        first = np.maximum.accumulate(np.where(dup, 0, np.arange(len(order))))
+        kept_value = value[order][first]
+        for j in np.flatnonzero(dup).tolist():
+            i = int(order[j])
+            same = "identical copy" if value[i] == kept_value[j] else "different value"
+            src = int(source[i])
+            quarantine.add(
+                f"duplicate point ({same}; first received kept) "
+                f"(workload {wids[src]}, {mtypes[mtype_idx[i]]})",
+                raw_point(src, int(pos[i])),
+                received[src],
             )
-            SELECT idx, mi, mjson::VARCHAR AS mjson,
-                   json_type(mjson) AS t_obj, json_type(mjson, '$.type') AS t_type,
-                   json_type(mjson, '$.labels') AS t_labels,
-                   json_type(mjson, '$.values') AS t_values,
-                   try(from_json(mjson, '{_MEASUREMENT_JSON}')) AS m
-            FROM m
-            """,  # noqa: S608 - a constant, no input
-            [[i for i, _ in bad_bodies]],
-        )
-        bad_meas = con.execute(
-            """
-            SELECT idx, mi, mjson, CASE
-              WHEN t_obj <> 'OBJECT' THEN 'measurement is not an object'
-              WHEN coalesce(t_type, 'NULL') <> 'VARCHAR'
-                THEN 'measurement type missing or not a string'
-              WHEN coalesce(t_labels, 'NULL') NOT IN ('OBJECT', 'NULL')
-                THEN 'measurement labels is not an object'
-              ELSE 'measurement values is not an array' END
-            FROM meas
-            WHERE t_obj <> 'OBJECT' OR coalesce(t_type, 'NULL') <> 'VARCHAR'
-               OR coalesce(t_labels, 'NULL') NOT IN ('OBJECT', 'NULL')
-               OR coalesce(t_values, 'NULL') NOT IN ('ARRAY', 'NULL')
-               OR m IS NULL
-            ORDER BY idx, mi
-            """
-        ).fetchall()
-        for i, _mi, mjson, why in bad_meas:
-            records += 1
-            quarantine.add(f"{why} (workload {wids[i]})", mjson, received[i])
-        good_meas = con.execute(
-            """
-            SELECT idx, mi, m.type AS metric_type, map_entries(m.labels) AS labels
-            FROM meas
-            WHERE t_obj = 'OBJECT' AND t_type = 'VARCHAR'
-              AND coalesce(t_labels, 'NULL') IN ('OBJECT', 'NULL')
-              AND coalesce(t_values, 'NULL') IN ('ARRAY', 'NULL') AND m IS NOT NULL
-            """
-        ).fetchall()
-        labels_json: list[str | None] = []
-        for _i, _mi, _t, entries in good_meas:
-            labels = {e["key"]: e["value"] for e in entries or []}
-            labels_json.append(_canonical(labels) if labels else None)
-        con.register(
-            "labels",
-            pa.table(
-                {
-                    "idx": pa.array([r[0] for r in good_meas], pa.int64()),
-                    "mi": pa.array([r[1] for r in good_meas], pa.int64()),
-                    "labels_json": pa.array(labels_json, pa.string()),
-                }
-            ),
-        )
-        # 3. points, columnar: parse, clip to the day, flag problems and duplicates
-        start = datetime.combine(day, time(), UTC)
-        con.execute(
-            """
-            CREATE TEMP TABLE pts AS
-            WITH p AS (
-              SELECT meas.idx, meas.mi, unnest(generate_series(1, len(m."values"))) AS vi,
-                     m.type AS metric_type, unnest(m."values") AS v
-              FROM meas JOIN labels USING (idx, mi)
-            )
-            SELECT p.idx, p.mi, p.vi, b.workload_id, p.metric_type, l.labels_json,
-                   v.value AS value_text, v.timestamp AS ts_text,
-                   try_cast(v.timestamp AS TIMESTAMPTZ) AS ts,
-                   try_cast(v.value AS DOUBLE) AS value, b.step_seconds
-            FROM p JOIN bodies b USING (idx) JOIN labels l USING (idx, mi)
-            """
-        )
-        con.execute(
-            """
-            CREATE TEMP TABLE classified AS
-            SELECT *, CASE
-              WHEN ts_text IS NULL THEN 'missing timestamp'
-              WHEN ts IS NULL THEN 'unparsable timestamp'
-              WHEN ts < ?::TIMESTAMPTZ OR ts >= ?::TIMESTAMPTZ THEN 'out_of_window'
-              WHEN value_text IS NULL THEN 'missing value'
-              WHEN value IS NULL THEN 'value is not numeric'
-              WHEN isnan(value) OR isinf(value) THEN 'value is not finite'
-              END AS problem
-            FROM pts
-            """,
-            [start, start + timedelta(days=1)],
-        )
-        con.execute(
-            """
-            CREATE TEMP TABLE ranked AS
-            SELECT *, row_number() OVER w AS rn, first_value(value) OVER w AS kept_value
-            FROM classified WHERE problem IS NULL
-            WINDOW w AS (PARTITION BY workload_id, metric_type, labels_json, ts
-                         ORDER BY idx, mi, vi)
-            """
-        )
-        bad_points = con.execute(
-            """
-            SELECT c.idx, c.problem || ' (workload ' || c.workload_id || ', ' || c.metric_type
-                     || ')', json_extract(meas.mjson, '$.values[' || (c.vi - 1) || ']')::VARCHAR
-            FROM classified c JOIN meas USING (idx, mi)
-            WHERE c.problem IS NOT NULL AND c.problem <> 'out_of_window'
-            UNION ALL
-            SELECT r.idx, 'duplicate point (' ||
-                     CASE WHEN r.value = r.kept_value THEN 'identical copy'
-                          ELSE 'different value' END
-                     || '; first received kept) (workload ' || r.workload_id || ', '
-                     || r.metric_type || ')',
-                   json_extract(meas.mjson, '$.values[' || (r.vi - 1) || ']')::VARCHAR
-            FROM ranked r JOIN meas USING (idx, mi)
-            WHERE r.rn > 1
-            ORDER BY 1, 2, 3
-            """
-        ).fetchall()
-        for i, why, raw in bad_points:
-            quarantine.add(why, raw, received[i])
-        counts = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE problem = 'out_of_window') FROM classified"
-        ).fetchall()[0]
-        records += int(counts[0])
-        out_of_window = int(counts[1])
-        rows = con.sql(
-            """
-            SELECT ?::DATE AS usage_date, workload_id, metric_type, labels_json, ts, value,
-                   step_seconds, ? AS run_id
-            FROM ranked WHERE rn = 1
-            """,
-            params=[day, run_id],
-        ).to_arrow_table()
-    finally:
-        con.close()
+    take = pa.array(order[~dup])
+    kept = t.take(take)
+    src_kept = kept["source"]
+    n = kept.num_rows
+    rows = pa.table(
+        {
+            "usage_date": pa.repeat(pa.scalar(day, pa.date32()), n),
+            "workload_id": pa.array(wids, pa.string()).take(src_kept),
+            "metric_type": kept["metric_type"].cast(pa.string()),
+            "labels_json": kept["labels_json"].cast(pa.string()),
+            "ts": kept["ts"],
+            "value": kept["value"],
+            "step_seconds": pa.array(steps, pa.int32()).take(src_kept),
+            "run_id": pa.repeat(pa.scalar(run_id, pa.string()), n),
+        }
+    )
     return _Normalised(rows.cast(WORKLOAD_METRICS), quarantine.table(), records, out_of_window)
 
 

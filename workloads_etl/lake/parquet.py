@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -136,9 +137,53 @@ def prepare_table(dataset: str, table: pa.Table, day: date) -> pa.Table:
                 raise ValueError(f"{dataset}: {bad.as_py()} rows have {key} != {day.isoformat()}")
     table = table.select(target.names).cast(target)
     sort_keys = [k for k in ds.primary_key if k in target.names] or target.names[:1]
-    if table.num_rows:
-        table = table.sort_by([(k, "ascending") for k in sort_keys])
+    if table.num_rows > 1:
+        codes = [_order_codes(table.column(k)) for k in sort_keys]
+        if not _is_sorted(codes):
+            # Stable, like Arrow's sort: equal keys keep their order.
+            table = table.take(pa.array(np.lexsort(codes[::-1])))
     return table.replace_schema_metadata(target.metadata)
+
+
+def _order_codes(column: pa.ChunkedArray) -> np.ndarray:
+    """int64 codes whose order is the column's ascending order with nulls last (Arrow's
+    default), so multi-key sorting and sortedness checks work on integers, not strings."""
+    arr = column.combine_chunks()
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    typ = arr.type
+    if (
+        pa.types.is_string(typ)
+        or pa.types.is_large_string(typ)
+        or pa.types.is_binary(typ)
+        or pa.types.is_large_binary(typ)
+    ):
+        enc = pc.dictionary_encode(arr)
+        dict_rank = pc.rank(enc.dictionary, sort_keys="ascending", tiebreaker="dense")
+        ranks = np.asarray(dict_rank.to_numpy(), dtype=np.int64) - 1  # 1-based ranks
+        ranks = np.append(ranks, ranks.size)  # nulls after every value
+        idx = pc.fill_null(enc.indices.cast(pa.int64()), ranks.size - 1).to_numpy()
+        return ranks[idx]
+    if (
+        pa.types.is_integer(typ) or pa.types.is_temporal(typ) or pa.types.is_boolean(typ)
+    ) and arr.null_count == 0:
+        ints = (
+            arr.cast(pa.int64())
+            if not pa.types.is_temporal(typ)
+            else arr.view(pa.int64() if typ.bit_width == 64 else pa.int32()).cast(pa.int64())
+        )
+        return np.asarray(ints.to_numpy(), dtype=np.int64)
+    ranks = pc.rank(arr, sort_keys="ascending", null_placement="at_end", tiebreaker="dense")
+    return np.asarray(ranks.to_numpy(), dtype=np.int64)
+
+
+def _is_sorted(codes: list[np.ndarray]) -> bool:
+    """Whether rows are in ascending lexicographic order of the key codes."""
+    ok = np.ones(len(codes[0]) - 1, dtype=bool)  # equal on every key: in order
+    for c in reversed(codes):
+        a, b = c[:-1], c[1:]
+        ok = (a < b) | ((a == b) & ok)
+    return bool(ok.all())
 
 
 def write_partition(

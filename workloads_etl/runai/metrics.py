@@ -11,9 +11,12 @@ and offsets; a timestamp without an offset is UTC. Samples whose timestamp or va
 unparsable are not dropped silently: they come back in ``rejects`` with a reason, for the
 normaliser to quarantine.
 
-Work is done per column with pyarrow compute (one Arrow conversion per series, then regex
-checks and casts over whole columns); only the rare rows that pass the shape checks but still
-fail a cast are looked at one by one.
+:class:`SampleCollector` is the engine, shared with the lake normaliser: it takes any number of
+decoded answers, gathers the sample strings of each series with one list comprehension per
+series (never per-sample Python work on the usual path), and converts whole columns at once
+with pyarrow compute (one timestamp cast, one float cast). Only series with odd items
+(numbers instead of strings, non-objects) and the rare strings that pass the shape checks but
+still fail a cast are looked at one by one.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -39,12 +43,23 @@ MEASUREMENTS_SCHEMA = pa.schema(
     ]
 )
 _TS_TYPE = pa.timestamp("us", tz="UTC")
-_SAMPLE_TYPE = pa.struct([("value", pa.string()), ("timestamp", pa.string())])
 
-_TS_SHAPE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|z|[+-]\d{2}:?\d{2})?$"
-_HAS_OFFSET = r"(Z|z|[+-]\d{2}:?\d{2})$"
-_HAS_OFFSET_RE = re.compile(_HAS_OFFSET)
+_TS_SHAPE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|z|[+-]\d{2}(:?\d{2})?)?$"
+_HAS_OFFSET = r"(Z|z|[+-]\d{2}(:?\d{2})?)$"
+_HAS_OFFSET_RE = re.compile(r"(Z|z|[+-]\d{2}(:?\d{2})?)$")
 _NUMBER_SHAPE = r"^[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[Nn]a[Nn]|[Ii]nf(inity)?)$"
+
+# Per-sample state codes of :attr:`Samples.ts_code` / :attr:`Samples.value_code`.
+OK, NULL, WRONG_TYPE, UNPARSABLE = 0, 1, 2, 3
+
+MEASUREMENT_NOT_OBJECT = "measurement is not an object"
+MEASUREMENT_NO_TYPE = "measurement type missing or not a string"
+MEASUREMENT_BAD_LABELS = "measurement labels is not an object"
+MEASUREMENT_BAD_VALUES = "measurement values is not an array"
+SAMPLE_NOT_OBJECT = "sample is not an object"
+
+_CLIENT_TS_REASON = {NULL: "null timestamp", WRONG_TYPE: "timestamp is not a string"}
+_CLIENT_VALUE_REASON = {NULL: "null value", WRONG_TYPE: "value is not a string or number"}
 
 
 @dataclass
@@ -56,6 +71,43 @@ class ParsedMeasurements:
     types: list[str] = field(default_factory=list)  # metric types present in the answer
 
 
+@dataclass(frozen=True)
+class Reject:
+    """A measurement or sample that yields no row: where it came from, why, and the item."""
+
+    source: int
+    reason: str
+    item: Any
+    metric_type: str | None = None
+    labels_json: str | None = None
+
+
+@dataclass
+class Samples:
+    """Every sample-shaped item of the collected answers, one row each, in received order.
+
+    ``table`` columns: ``pos`` (int64, sample number, see :meth:`locate`), ``source``
+    (int32, as given to :meth:`SampleCollector.add`), ``metric_type``, ``labels_json``
+    (dictionary-encoded strings), ``ts`` and ``value`` (null unless parsed), ``ts_code`` and
+    ``value_code`` (int8: OK, NULL, WRONG_TYPE, UNPARSABLE). ``type_rank``/``labels_rank``
+    (int32) order the series keys like a string sort with null labels last, for vectorised
+    sorting without comparing strings.
+    """
+
+    table: pa.Table
+    items: list[Any] | None  # the sample items by ``pos``, when the collector kept them
+    rejects: list[Reject]
+    records: int  # sample items seen in usable measurements (rows + sample rejects)
+    series_ends: np.ndarray  # per series: ``pos`` after its last sample
+    series_measurement: list[int]  # per series: its index in the answer's ``measurements``
+
+    def locate(self, pos: int) -> tuple[int, int]:
+        """``(measurement index, sample index)`` of sample ``pos`` within its answer."""
+        i = int(np.searchsorted(self.series_ends, pos, side="right"))
+        first = int(self.series_ends[i - 1]) if i else 0
+        return self.series_measurement[i], pos - first
+
+
 def empty_table() -> pa.Table:
     return MEASUREMENTS_SCHEMA.empty_table()
 
@@ -63,14 +115,20 @@ def empty_table() -> pa.Table:
 def canonical_labels(labels: Any) -> str | None:
     if not labels:
         return None
-    return json.dumps(labels, sort_keys=True, separators=(",", ":"))
+    return json.dumps(labels, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def loads(body: str | bytes) -> Any:
+    """Decode JSON (the standard library keeps integers beyond 64 bits exact, which raw
+    records rely on). Raises ``ValueError``."""
+    return json.loads(body)
 
 
 def _load(body: str | bytes | dict[str, Any]) -> dict[str, Any]:
     if isinstance(body, dict):
         return body
     try:
-        data = json.loads(body)
+        data = loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MeasurementsParseError(f"metrics body is not JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -78,28 +136,27 @@ def _load(body: str | bytes | dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _samples_array(values: list[Any]) -> tuple[pa.StructArray, list[dict[str, Any]]]:
-    """The samples of one series as struct<value, timestamp> strings, plus unusable samples."""
+def _cast_tolerant(arr: pa.Array, target: pa.DataType) -> pa.Array:
+    """Cast, turning the elements that do not cast into nulls. Whole-column cast first; when
+    it fails, halve the failing part until the culprits are found (a few casts per bad
+    element instead of one per element)."""
     try:
-        return pa.array(values, type=_SAMPLE_TYPE), []
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pc.cast(arr, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
-    # Slow path, only for series with odd items (numbers instead of strings, non-objects).
-    good: list[dict[str, str | None]] = []
-    bad: list[dict[str, Any]] = []
-    for item in values:
-        if not isinstance(item, dict):
-            bad.append({"reason": "sample is not an object", "sample": item})
-            continue
-        v, t = item.get("value"), item.get("timestamp")
-        if isinstance(v, bool) or not isinstance(v, str | int | float | type(None)):
-            bad.append({"reason": "value is not a string or number", "sample": item})
-            continue
-        if t is not None and not isinstance(t, str):
-            bad.append({"reason": "timestamp is not a string", "sample": item})
-            continue
-        good.append({"value": None if v is None else str(v), "timestamp": t})
-    return pa.array(good, type=_SAMPLE_TYPE), bad
+    n = len(arr)
+    if n <= 16:
+        out: list[Any] = []
+        for i in range(n):
+            try:
+                out.append(pc.cast(arr.slice(i, 1), target)[0].as_py())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                out.append(None)
+        return pa.array(out, type=target)
+    half = n // 2
+    return pa.concat_arrays(
+        [_cast_tolerant(arr.slice(0, half), target), _cast_tolerant(arr.slice(half), target)]
+    )
 
 
 def _normalise_timestamps(ts: pa.Array) -> pa.Array:
@@ -111,22 +168,9 @@ def _normalise_timestamps(ts: pa.Array) -> pa.Array:
     return pc.if_else(has_offset, ts, pc.binary_join_element_wise(ts, pa.scalar("Z"), ""))
 
 
-def _cast_each(arr: pa.Array, target: pa.DataType) -> pa.Array:
-    """Element-wise fallback, used only when a whole-column cast failed on shape-valid strings;
-    elements that do not cast become null."""
-    out: list[Any] = []
-    for i in range(len(arr)):
-        try:
-            out.append(pc.cast(arr.slice(i, 1), target)[0].as_py())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            out.append(None)
-    return pa.array(out, type=target)
-
-
-def _to_timestamps(raw: pa.Array) -> pa.Array:
+def to_timestamps(raw: pa.Array) -> pa.Array:
     """timestamp[us, UTC] per string; null where missing or unparsable."""
-    # Fast path: all strings in the form of the first one (a failed Arrow cast is costly, so
-    # only the likely form is tried before the general path).
+    # Fast path: all strings in the form of the first one (one cast for the whole column).
     first = next((v for v in raw.drop_null().slice(0, 1).to_pylist()), None)
     if first is not None:
         try:
@@ -140,14 +184,10 @@ def _to_timestamps(raw: pa.Array) -> pa.Array:
         raw,
         pa.scalar(None, pa.string()),
     )
-    normalised = _normalise_timestamps(shaped)
-    try:
-        return pc.cast(normalised, _TS_TYPE)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return _cast_each(normalised, _TS_TYPE)
+    return _cast_tolerant(_normalise_timestamps(shaped), _TS_TYPE)
 
 
-def _to_floats(raw: pa.Array) -> pa.Array:
+def to_floats(raw: pa.Array) -> pa.Array:
     """float64 per string; null where missing or unparsable."""
     try:
         return pc.cast(raw, pa.float64())
@@ -158,107 +198,220 @@ def _to_floats(raw: pa.Array) -> pa.Array:
         raw,
         pa.scalar(None, pa.string()),
     )
+    return _cast_tolerant(shaped, pa.float64())
+
+
+def _strings(column: list[Any], numbers_ok: bool) -> tuple[pa.Array, list[int]]:
+    """A list of JSON scalars as a string array, plus the positions of items of a wrong type
+    (nulls in the array). Numbers become their text when ``numbers_ok``."""
     try:
-        return pc.cast(shaped, pa.float64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return _cast_each(shaped, pa.float64())
+        return pa.array(column, pa.string()), []
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    out: list[str | None] = []
+    wrong: list[int] = []
+    for i, v in enumerate(column):  # only for answers with odd items
+        if v is None or isinstance(v, str):
+            out.append(v)
+        elif numbers_ok and isinstance(v, int | float) and not isinstance(v, bool):
+            out.append(str(v))
+        else:
+            out.append(None)
+            wrong.append(i)
+    return pa.array(out, pa.string()), wrong
+
+
+def _ranks(names: Sequence[str | None]) -> np.ndarray:
+    """Rank of each name in a string sort with nulls last."""
+    order = sorted(range(len(names)), key=lambda i: (names[i] is None, names[i] or ""))
+    rank = np.empty(len(names), dtype=np.int32)
+    rank[order] = np.arange(len(names), dtype=np.int32)
+    return rank
+
+
+def _codes(valid: pa.Array, raw: pa.Array, wrong: list[int]) -> np.ndarray:
+    code = np.full(len(raw), UNPARSABLE, dtype=np.int8)
+    code[raw.is_null().to_numpy(zero_copy_only=False)] = NULL
+    code[valid.is_valid().to_numpy(zero_copy_only=False)] = OK
+    code[wrong] = WRONG_TYPE
+    return code
+
+
+class SampleCollector:
+    """Gathers the samples of any number of decoded answers column-wise; see :class:`Samples`."""
+
+    def __init__(self, keep_items: bool = True) -> None:
+        """With ``keep_items=False`` the decoded samples are not retained (much less memory
+        for many answers); :meth:`Samples.locate` finds a sample in its answer again."""
+        self._keep_items = keep_items
+        self._n = 0
+        self._items: list[Any] = []
+        self._series_measurement: list[int] = []
+        self._values: list[Any] = []
+        self._stamps: list[Any] = []
+        self._not_object: list[tuple[int, Any]] = []  # (pos, item)
+        self._series_len: list[int] = []
+        self._series_source: list[int] = []
+        self._series_type: list[int] = []
+        self._series_labels: list[int] = []
+        self._types: dict[str, int] = {}
+        self._labels: dict[str | None, int] = {}
+        self.rejects: list[Reject] = []
+
+    def add(self, data: dict[str, Any], source: int = 0) -> list[str]:
+        """Gather one decoded answer whose ``measurements`` is a list; return the metric types
+        of its usable measurements. Unusable measurements become :class:`Reject` items."""
+        types: list[str] = []
+        for mi, m in enumerate(data["measurements"]):
+            if not isinstance(m, dict):
+                self.rejects.append(Reject(source, MEASUREMENT_NOT_OBJECT, m))
+                continue
+            mtype = m.get("type")
+            if not isinstance(mtype, str):
+                self.rejects.append(Reject(source, MEASUREMENT_NO_TYPE, m))
+                continue
+            labels = m.get("labels")
+            if labels is not None and not isinstance(labels, dict):
+                self.rejects.append(Reject(source, MEASUREMENT_BAD_LABELS, m))
+                continue
+            values = m.get("values")
+            if values is not None and not isinstance(values, list):
+                self.rejects.append(Reject(source, MEASUREMENT_BAD_VALUES, m))
+                continue
+            if mtype not in types:
+                types.append(mtype)
+            if not values:
+                continue
+            try:  # the usual shape: one comprehension per column and series
+                vals = [s["value"] for s in values]
+                stamps = [s["timestamp"] for s in values]
+            except (TypeError, KeyError, IndexError):
+                vals, stamps = [], []
+                base = self._n
+                for i, s in enumerate(values):
+                    if isinstance(s, dict):
+                        vals.append(s.get("value"))
+                        stamps.append(s.get("timestamp"))
+                    else:
+                        vals.append(None)
+                        stamps.append(None)
+                        self._not_object.append((base + i, s))
+            if self._keep_items:
+                self._items.extend(values)
+            self._n += len(values)
+            self._series_measurement.append(mi)
+            self._values.extend(vals)
+            self._stamps.extend(stamps)
+            self._series_len.append(len(values))
+            self._series_source.append(source)
+            self._series_type.append(self._types.setdefault(mtype, len(self._types)))
+            lj = canonical_labels(labels)
+            self._series_labels.append(self._labels.setdefault(lj, len(self._labels)))
+        return types
+
+    def item(self, pos: int) -> Any:
+        """The sample item ``pos`` (only with ``keep_items``)."""
+        return self._items[pos]
+
+    def finish(self) -> Samples:
+        n = self._n
+        lens = np.asarray(self._series_len, dtype=np.int64)
+        raw_value, wrong_value = _strings(self._values, numbers_ok=True)
+        raw_ts, wrong_ts = _strings(self._stamps, numbers_ok=False)
+        ts = to_timestamps(raw_ts) if n else pa.array([], _TS_TYPE)
+        value = to_floats(raw_value) if n else pa.array([], pa.float64())
+        type_names = list(self._types)
+        label_names = list(self._labels)
+        type_idx = np.repeat(np.asarray(self._series_type, dtype=np.int32), lens)
+        label_idx = np.repeat(np.asarray(self._series_labels, dtype=np.int32), lens)
+        table = pa.table(
+            {
+                "pos": pa.array(np.arange(n, dtype=np.int64)),
+                "source": pa.array(
+                    np.repeat(np.asarray(self._series_source, dtype=np.int32), lens)
+                ),
+                "metric_type": pa.DictionaryArray.from_arrays(
+                    pa.array(type_idx), pa.array(type_names, pa.string())
+                ),
+                "labels_json": pa.DictionaryArray.from_arrays(
+                    pa.array(label_idx), pa.array(label_names, pa.string())
+                ),
+                "type_rank": pa.array(_ranks(type_names)[type_idx] if n else type_idx),
+                "labels_rank": pa.array(_ranks(label_names)[label_idx] if n else label_idx),
+                "ts": ts,
+                "value": value,
+                "ts_code": pa.array(_codes(ts, raw_ts, wrong_ts)),
+                "value_code": pa.array(_codes(value, raw_value, wrong_value)),
+            }
+        )
+        rejects = list(self.rejects)
+        ends = np.cumsum(lens)
+        if self._not_object:
+            keep = np.ones(n, dtype=bool)
+            keep[[pos for pos, _ in self._not_object]] = False
+            for pos, item in self._not_object:
+                i = int(np.searchsorted(ends, pos, side="right"))
+                rejects.append(
+                    Reject(
+                        self._series_source[i],
+                        SAMPLE_NOT_OBJECT,
+                        item,
+                        type_names[self._series_type[i]],
+                        label_names[self._series_labels[i]],
+                    )
+                )
+            table = table.filter(pa.array(keep))
+        items = self._items if self._keep_items else None
+        return Samples(table, items, rejects, n, ends, self._series_measurement)
+
+
+def _sample_record(item: Any) -> dict[str, Any]:
+    if isinstance(item, dict):
+        return {"timestamp": item.get("timestamp"), "value": item.get("value")}
+    return {"timestamp": None, "value": item}
 
 
 def parse_measurements(body: str | bytes | dict[str, Any]) -> ParsedMeasurements:
     """Parse one ``MetricsCompositeResponse`` (text, bytes or decoded JSON)."""
     data = _load(body)
-    measurements = data.get("measurements")
-    if not isinstance(measurements, list):
+    if not isinstance(data.get("measurements"), list):
         raise MeasurementsParseError("metrics body has no 'measurements' array")
-
+    collector = SampleCollector()
+    types = collector.add(data)
+    samples = collector.finish()
     rejects: list[dict[str, Any]] = []
-    chunks: list[pa.StructArray] = []
-    type_chunks: list[pa.Array] = []
-    label_chunks: list[pa.Array] = []
-    types: list[str] = []
-    for m in measurements:
-        if not isinstance(m, dict) or not isinstance(m.get("type"), str):
-            rejects.append({"reason": "measurement without a string 'type'", "record": m})
-            continue
-        mtype: str = m["type"]
-        labels = m.get("labels")
-        if labels is not None and not isinstance(labels, dict):
-            rejects.append({"reason": "measurement labels are not an object", "record": m})
-            continue
-        if mtype not in types:
-            types.append(mtype)
-        values = m.get("values")
-        if values is None:
-            continue
-        if not isinstance(values, list):
-            rejects.append({"reason": "measurement values are not an array", "record": m})
-            continue
-        arr, bad = _samples_array(values)
-        labels_json = canonical_labels(labels)
-        rejects.extend(
-            {
-                "reason": b["reason"],
-                "record": {"metric_type": mtype, "labels_json": labels_json, **_sample(b)},
+    for r in samples.rejects:
+        if r.reason == SAMPLE_NOT_OBJECT:
+            record = {
+                "metric_type": r.metric_type,
+                "labels_json": r.labels_json,
+                **_sample_record(r.item),
             }
-            for b in bad
-        )
-        n = len(arr)
-        if n == 0:
-            continue
-        chunks.append(arr)
-        type_chunks.append(pa.repeat(pa.scalar(mtype, pa.string()), n))
-        label_chunks.append(pa.repeat(pa.scalar(labels_json, pa.string()), n))
-
-    if not chunks:
-        return ParsedMeasurements(empty_table(), rejects, types)
-
-    samples = pa.concat_arrays(chunks)
-    metric_type = pa.concat_arrays(type_chunks)
-    labels_col = pa.concat_arrays(label_chunks)
-    raw_value = samples.field("value")
-    raw_ts = samples.field("timestamp")
-
-    ts = _to_timestamps(raw_ts)
-    value = _to_floats(raw_value)
-    ts_ok = pc.is_valid(ts)
-    val_ok = pc.is_valid(value)
-    good = pc.and_(ts_ok, val_ok)
-    table = pa.table(
-        {"metric_type": metric_type, "labels_json": labels_col, "ts": ts, "value": value}
-    )
-    if pc.all(good).as_py():
-        return ParsedMeasurements(table.cast(MEASUREMENTS_SCHEMA), rejects, types)
-
-    bad_mask = pc.invert(good)
-    for mt, lj, t, v, tok, vok in zip(
-        pc.filter(metric_type, bad_mask).to_pylist(),
-        pc.filter(labels_col, bad_mask).to_pylist(),
-        pc.filter(raw_ts, bad_mask).to_pylist(),
-        pc.filter(raw_value, bad_mask).to_pylist(),
-        pc.filter(ts_ok, bad_mask).to_pylist(),
-        pc.filter(val_ok, bad_mask).to_pylist(),
-        strict=True,
-    ):
-        reasons = []
-        if not tok:
-            reasons.append("null timestamp" if t is None else "unparsable timestamp")
-        if not vok:
-            reasons.append("null value" if v is None else "unparsable value")
-        rejects.append(
-            {
-                "reason": "; ".join(reasons),
-                "record": {"metric_type": mt, "labels_json": lj, "timestamp": t, "value": v},
-            }
-        )
-    table = table.filter(good)
-    return ParsedMeasurements(table.cast(MEASUREMENTS_SCHEMA), rejects, types)
-
-
-def _sample(bad: dict[str, Any]) -> dict[str, Any]:
-    s = bad.get("sample")
-    if isinstance(s, dict):
-        return {"timestamp": s.get("timestamp"), "value": s.get("value")}
-    return {"timestamp": None, "value": s}
+            rejects.append({"reason": r.reason, "record": record})
+        else:
+            rejects.append({"reason": r.reason, "record": r.item})
+    t = samples.table
+    good = pc.and_(pc.equal(t["ts_code"], OK), pc.equal(t["value_code"], OK))
+    if not pc.all(good).as_py():
+        bad = t.filter(pc.invert(good))
+        for pos, mt, lj, tcode, vcode in zip(
+            bad["pos"].to_pylist(),
+            bad["metric_type"].to_pylist(),
+            bad["labels_json"].to_pylist(),
+            bad["ts_code"].to_pylist(),
+            bad["value_code"].to_pylist(),
+            strict=True,
+        ):
+            reasons = []
+            if tcode != OK:
+                reasons.append(_CLIENT_TS_REASON.get(tcode, "unparsable timestamp"))
+            if vcode != OK:
+                reasons.append(_CLIENT_VALUE_REASON.get(vcode, "unparsable value"))
+            record = {"metric_type": mt, "labels_json": lj, **_sample_record(collector.item(pos))}
+            rejects.append({"reason": "; ".join(reasons), "record": record})
+        t = t.filter(good)
+    table = t.select(["metric_type", "labels_json", "ts", "value"]).cast(MEASUREMENTS_SCHEMA)
+    return ParsedMeasurements(table, rejects, types)
 
 
 def _utc(dt: datetime) -> datetime:
