@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, redirect_stdout, suppress
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ from rich.table import Table
 from workloads_etl.config import DATA_DIR_ENV, DataPaths
 
 console = Console(stderr=True)
-out = Console()
+# Reports keep their columns when written to a file or a pipe.
+out = Console(width=None if sys.stdout.isatty() else 120)
 
 RUNAI_ENV = ("RUNAI_BASE_URL", "RUNAI_CLIENT_ID", "RUNAI_CLIENT_SECRET", "RUNAI_TOKEN")
 DEMO_DAYS = 7
@@ -123,11 +124,16 @@ def run_days(days: Sequence[date], *, show_progress: bool = True) -> str:
             except BaseException as exc:  # reported below, in the main thread
                 result["e"] = exc
 
-        worker = threading.Thread(target=execute, name="pipeline-run", daemon=True)
-        worker.start()
-        if show_progress:
-            _follow(instance, run_id, worker, total_steps=len(job.graph.node_defs))
-        worker.join()
+        log_path = DataPaths.from_env().root / "logs" / f"run-{run_id}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        # dbt's own output goes to the run's log file, the terminal shows progress.
+        with log_path.open("w", encoding="utf-8") as log_file, redirect_stdout(log_file):
+            worker = threading.Thread(target=execute, name="pipeline-run", daemon=True)
+            worker.start()
+            if show_progress:
+                _follow(instance, run_id, worker, total_steps=len(job.graph.node_defs))
+            worker.join()
+        console.print(f"run log: {log_path}")
         if "e" in result:
             raise PipelineFailed(f"the run could not start: {result['e']}")
         run = result["r"]
@@ -206,38 +212,39 @@ def summary_table(paths: DataPaths, start: date, end: date) -> Table:
             """,
             [start, end],
         ).fetchall()
-    table = Table(title=f"GPU usage and cost per department, {start} to {end}")
-    for col in ("department", "GPU-h allocated", "GPU-h used", "GPU-h idle", "util %"):
-        table.add_column(col, justify="left" if col == "department" else "right")
-    table.add_column("cost", justify="right")
-    table.add_column("idle cost", justify="right")
-    totals = [0.0] * 6
-    currency = ""
-    for dept, alloc, used, idle, util, cost, idle_cost, cur in rows:
-        currency = cur or currency
-        vals = [alloc or 0.0, used or 0.0, idle or 0.0, 0.0, cost or 0.0, idle_cost or 0.0]
+    currency = next((r[-1] for r in rows if r[-1]), "")
+    table = Table(title=f"GPU usage and cost per department, {start} to {end} (UTC days)")
+    table.add_column("department")
+    for col in (
+        "GPU-h allocated",
+        "GPU-h used",
+        "GPU-h idle",
+        "util %",
+        f"cost {currency}",
+        f"idle cost {currency}",
+    ):
+        table.add_column(col, justify="right")
+    totals = [0.0, 0.0, 0.0, 0.0, 0.0]  # allocated, used, idle, cost, idle cost
+    for dept, alloc, used, idle, util, cost, idle_cost, _ in rows:
+        vals = [alloc or 0.0, used or 0.0, idle or 0.0, cost or 0.0, idle_cost or 0.0]
         totals = [t + v for t, v in zip(totals, vals, strict=True)]
-        table.add_row(
-            dept or "(none)",
-            f"{vals[0]:,.1f}",
-            f"{vals[1]:,.1f}",
-            f"{vals[2]:,.1f}",
-            "-" if util is None else f"{util:.1f}",
-            f"{vals[4]:,.2f} {currency}",
-            f"{vals[5]:,.2f} {currency}",
-        )
-    util_total = 100 * totals[1] / totals[0] if totals[0] else None
+        table.add_row(dept or "(none)", *_cells(vals, util))
     table.add_section()
-    table.add_row(
-        "total",
-        f"{totals[0]:,.1f}",
-        f"{totals[1]:,.1f}",
-        f"{totals[2]:,.1f}",
-        "-" if util_total is None else f"{util_total:.1f}",
-        f"{totals[4]:,.2f} {currency}",
-        f"{totals[5]:,.2f} {currency}",
-    )
+    util_total = 100 * totals[1] / totals[0] if totals[0] else None
+    table.add_row("total", *_cells(totals, util_total), style="bold")
     return table
+
+
+def _cells(vals: list[float], util: float | None) -> list[str]:
+    alloc, used, idle, cost, idle_cost = vals
+    return [
+        f"{alloc:,.1f}",
+        f"{used:,.1f}",
+        f"{idle:,.1f}",
+        "-" if util is None else f"{util:.1f}",
+        f"{cost:,.2f}",
+        f"{idle_cost:,.2f}",
+    ]
 
 
 # --------------------------------------------------------------------------------------------

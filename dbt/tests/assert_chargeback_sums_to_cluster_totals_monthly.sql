@@ -1,5 +1,6 @@
 -- Conservation per month: the chargeback rows (projects of departments) of a cluster add up
 -- to the cluster's daily totals over the month.
+{{ config(meta={'dagster': {'ref': {'name': 'rpt_chargeback_monthly'}}}) }}
 {%- set tolerance = var('test_tolerance') %}
 {%- set measures = ['allocated_gpu_hours', 'used_gpu_hours', 'idle_gpu_hours', 'gpu_cost', 'idle_gpu_cost', 'total_cost'] %}
 

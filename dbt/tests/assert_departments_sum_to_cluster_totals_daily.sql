@@ -1,5 +1,6 @@
 -- Conservation per day: the departments of a cluster add up to the cluster's totals, and
 -- the cluster totals add up to the workload rows of the fact table.
+{{ config(meta={'dagster': {'ref': {'name': 'rpt_utilisation_daily_by_department'}}}) }}
 {%- set tolerance = var('test_tolerance') %}
 {%- set measures = ['allocated_gpu_hours', 'used_gpu_hours', 'idle_gpu_hours', 'gpu_cost', 'idle_gpu_cost', 'total_cost'] %}
 
