@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from workloads_etl.lake.raw import RawLanding
 from workloads_etl.runai import RawResponse, RunaiClient
+from workloads_etl.runai.errors import NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -159,15 +160,23 @@ async def extract_metrics(
     stats = ExtractStats("workload_metrics", day, run_id)
     start, end = day_bounds(day)
     done = 0
-    missing: set[str] = set()
+    missing: dict[str, list[str]] = {}
+    gone: list[str] = []
 
     async def one(workload_id: str) -> None:
         nonlocal done
-        result = await client.get_workload_metrics(
-            workload_id, metric_types, start, end, step_seconds=step_seconds
-        )
-        stats.records += result.table.num_rows
-        missing.update(result.missing_types)
+        try:
+            result = await client.get_workload_metrics(
+                workload_id, metric_types, start, end, step_seconds=step_seconds
+            )
+        except NotFoundError:
+            # Purged between listing and fetching: nothing to charge, the day goes on.
+            log.warning("workload %s is gone (404); no metrics for %s", workload_id, day)
+            gone.append(workload_id)
+        else:
+            stats.records += result.table.num_rows
+            if result.missing_types:
+                missing[workload_id] = sorted(result.missing_types)
         done += 1
         if progress is not None:
             progress(done, len(workload_ids))
@@ -178,7 +187,10 @@ async def extract_metrics(
     ):
         await asyncio.gather(*(one(w) for w in workload_ids))
     stats.extra["workloads"] = len(workload_ids)
-    stats.extra["missing_types"] = ",".join(sorted(missing))
+    stats.extra["workloads_gone"] = len(gone)
+    # Types still absent after the client's retries of partial (207) answers.
+    stats.extra["workloads_missing_types"] = len(missing)
+    stats.extra["missing_types"] = ",".join(sorted({t for ts in missing.values() for t in ts}))
     log.info(
         "workload_metrics %s: %d points for %d workloads", day, stats.records, len(workload_ids)
     )

@@ -37,6 +37,7 @@ def _checks(name: str, *extra: str) -> list[dg.AssetCheckSpec]:
         "quarantine_share": f"Quarantined records stay under {MAX_QUARANTINE_SHARE:.0%}.",
         "completeness": "Rows listed equal the count endpoint's answer.",
         "metrics_coverage": f"At least {MIN_METRICS_COVERAGE:.0%} of alive workloads have metrics.",
+        "metric_types_complete": "Every requested metric type arrived for every workload.",
     }
     return [
         dg.AssetCheckSpec(check, asset=_key(name), description=base[check])
@@ -180,7 +181,7 @@ deleted_workloads = _workload_list_asset(
         "Per-workload metric samples (GPU allocation and utilisation, CPU and memory) at a "
         "fixed step for every workload alive at any time of the day."
     ),
-    check_specs=_checks("workload_metrics", "metrics_coverage"),
+    check_specs=_checks("workload_metrics", "metrics_coverage", "metric_types_complete"),
 )
 def workload_metrics(
     context: AssetExecutionContext, runai: RunaiResource, data: DataDirResource
@@ -202,8 +203,33 @@ def workload_metrics(
         )
 
     results = _run_days(context, runai, step, paths)
-    yield dg.MaterializeResult(metadata=_summary(results))
+    yield dg.MaterializeResult(
+        metadata={
+            **_summary(results),
+            "preview": _preview(
+                paths,
+                "workload_metrics",
+                results[-1].day,
+                ["workload_id", "metric_type", "ts", "value"],
+            ),
+        }
+    )
     yield from _quality("workload_metrics", paths, results)
+    incomplete = {
+        str(r.day): {
+            "workloads_missing_types": r.extra.get("workloads_missing_types", 0),
+            "missing_types": r.extra.get("missing_types", ""),
+            "workloads_gone": r.extra.get("workloads_gone", 0),
+        }
+        for r in results
+    }
+    yield dg.AssetCheckResult(
+        asset_key=_key("workload_metrics"),
+        check_name="metric_types_complete",
+        passed=not any(v["workloads_missing_types"] for v in incomplete.values()),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"per_day": dg.MetadataValue.json(incomplete)},
+    )
     coverage = {
         str(r.day): {
             "alive": r.extra["alive_workloads"],
@@ -246,7 +272,17 @@ def telemetry(
         return await pipeline.telemetry_day(client, p, day, context.run.run_id)
 
     results = _run_days(context, runai, step, paths)
-    yield dg.MaterializeResult(metadata=_summary(results))
+    yield dg.MaterializeResult(
+        metadata={
+            **_summary(results),
+            "preview": _preview(
+                paths,
+                "telemetry",
+                results[-1].day,
+                ["telemetry_type", "group1_value", "group2_value", "value"],
+            ),
+        }
+    )
     yield from _quality("telemetry", paths, results)
 
 
