@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import socket
 import ssl
 import threading
@@ -16,6 +17,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import trustme
@@ -24,6 +26,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from tenacity import AsyncRetrying, Future, RetryCallState
 
 from workloads_etl.contract import enum_values, load_spec
 from workloads_etl.runai import (
@@ -35,6 +38,7 @@ from workloads_etl.runai import (
     parse_retry_after,
     plan_windows,
 )
+from workloads_etl.runai.client import RetryAfterWait
 from workloads_etl.runai.filters import FILTER_FIELDS, FILTER_OPERATORS
 from workloads_etl.runai.models import TELEMETRY_GROUP_BY, TELEMETRY_TYPES
 
@@ -359,13 +363,26 @@ async def test_token_is_renewed_before_expiry_from_expires_in() -> None:
 
 async def test_a_401_that_survives_a_refresh_is_an_authentication_error() -> None:
     cp = ControlPlane()
-    cp.handlers["/api/v1/workloads/count"] = reply({"code": 401, "message": "nope"}, 401)
+
+    async def refuse(request: Request) -> Response:
+        token = request.headers["authorization"].removeprefix("Bearer ")
+        return JSONResponse(
+            {"code": 401, "message": "nope", "details": f"token {token} is revoked"}, 401
+        )
+
+    cp.handlers["/api/v1/workloads/count"] = refuse
     async with asgi_client(cp) as c:
         with pytest.raises(errors.AuthenticationError, match="401") as ei:
             await c.count_workloads()
+    e = ei.value
+    assert isinstance(e, errors.RunaiError)
+    assert (e.status, e.code, e.message) == (401, 401, "nope")
+    assert e.details == "token *** is revoked"
+    assert (e.method, e.path) == ("GET", "/api/v1/workloads/count")
     assert len(cp.token_bodies) == 2
-    assert SECRET not in str(ei.value)
-    assert all(tok not in str(ei.value) for tok in cp.issued)
+    text = str(e) + repr(e) + str(e.details)
+    assert SECRET not in text
+    assert all(tok not in text for tok in cp.issued)
 
 
 async def test_static_token_and_refused_credentials() -> None:
@@ -380,13 +397,18 @@ async def test_static_token_and_refused_credentials() -> None:
         cp.valid.clear()
         with pytest.raises(errors.AuthenticationError) as ei:
             await c.count_workloads()
+    assert (ei.value.status, ei.value.code, ei.value.message) == (401, 401, "Unauthorized")
     assert "ready-token" not in str(ei.value)
     assert cp.token_bodies == []
     async with asgi_client(cp, client_secret="wrong-secret-value") as c:
         with pytest.raises(errors.AuthenticationError, match="refused") as ei2:
             await c.count_workloads()
+    e = ei2.value
+    assert (e.status, e.code, e.details) == (400, 400, None)
+    assert (e.method, e.path) == ("POST", "/api/v1/token")
     # the server echoed the secret in its message; it is scrubbed
-    assert "wrong-secret-value" not in str(ei2.value)
+    assert e.message == "bad secret ***"
+    assert "wrong-secret-value" not in str(e) + repr(e)
 
 
 # --- retries and typed errors ---------------------------------------------------------------
@@ -775,3 +797,177 @@ async def test_metrics_of_an_unknown_workload_fail_with_not_found() -> None:
             )
         with pytest.raises(errors.ConfigurationError, match="empty"):
             await c.get_workload_metrics(WID, ["GPU_UTILIZATION"], start, start)
+
+
+# --- review fixes: Retry-After parsing, jitter, error fields, whole-step windows ------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "nan",
+        "NaN",
+        "inf",
+        "-inf",
+        "Infinity",
+        "-1",
+        "-0.5",
+        "1e3",
+        "+3",
+        "0x10",
+        pytest.param("9" * 400, id="overflows-to-inf"),
+    ],
+)
+def test_retry_after_refuses_non_finite_negative_and_odd_numbers(value: str) -> None:
+    assert parse_retry_after(value) is None
+
+
+def test_retry_after_accepts_integer_and_decimal_seconds() -> None:
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after("0.25") == 0.25
+
+
+def test_retry_after_date_is_measured_against_the_servers_date_header() -> None:
+    local_now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
+    for skew in (timedelta(hours=-1), timedelta(minutes=10)):  # server clock behind / ahead
+        server_now = local_now + skew
+        ra = format_datetime(server_now + timedelta(seconds=5), usegmt=True)
+        date = format_datetime(server_now, usegmt=True)
+        assert parse_retry_after(ra, now=local_now, server_date=date) == 5.0
+    # an unreadable Date header: the local clock is the reference
+    ra = format_datetime(local_now + timedelta(seconds=4), usegmt=True)
+    assert parse_retry_after(ra, now=local_now, server_date="yesterday") == 4.0
+    assert parse_retry_after(ra, now=local_now, server_date=None) == 4.0
+
+
+async def test_429_with_retry_after_nan_falls_back_to_backoff() -> None:
+    cp = ControlPlane()
+    cp.handlers["/api/v1/workloads/count"] = sequence(
+        reply({"code": 429, "message": "slow"}, 429, {"Retry-After": "nan"}), reply({"count": 3})
+    )
+    async with asgi_client(cp) as c:
+        with anyio.fail_after(5):
+            assert await c.count_workloads() == 3
+
+
+async def test_429_retry_after_date_honours_a_server_clock_behind_ours() -> None:
+    server_now = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    headers = {
+        "Date": format_datetime(server_now, usegmt=True),
+        "Retry-After": format_datetime(server_now + timedelta(seconds=1), usegmt=True),
+    }
+    cp = ControlPlane()
+    cp.handlers["/api/v1/workloads/count"] = sequence(
+        reply({"code": 429, "message": "slow"}, 429, headers), reply({"count": 4})
+    )
+    async with asgi_client(cp, max_retry_wait=5.0) as c:
+        t0 = time.monotonic()
+        assert await c.count_workloads() == 4
+        waited = time.monotonic() - t0
+    assert 1.0 <= waited < 2.0
+
+
+def _retry_state(attempt: int, exc: BaseException) -> RetryCallState:
+    state = RetryCallState(retry_object=AsyncRetrying(), fn=None, args=(), kwargs={})
+    state.attempt_number = attempt
+    outcome: Future = Future(attempt)
+    outcome.set_exception(exc)
+    state.outcome = outcome
+    return state
+
+
+def test_backoff_waits_are_full_jitter_spread_and_capped() -> None:
+    wait = RetryAfterWait(0.1, 2.0, rng=random.Random(7))
+    err = errors.ServerError(503, 503, "busy")
+    for attempt in range(1, 11):
+        ceiling = min(2.0, 0.1 * 2 ** (attempt - 1))
+        waits = [wait(_retry_state(attempt, err)) for _ in range(300)]
+        assert all(0.0 <= w <= ceiling for w in waits), attempt
+        assert len(set(waits)) > 250, attempt  # spread, not in lockstep
+        assert max(waits) - min(waits) > 0.8 * ceiling, attempt
+    capped = [wait(_retry_state(12, err)) for _ in range(300)]
+    assert 0.85 < sum(capped) / len(capped) < 1.15  # uniform over [0, 2]
+    assert max(capped) <= 2.0
+
+
+def test_retry_after_waits_are_honoured_with_a_small_positive_jitter() -> None:
+    wait = RetryAfterWait(0.1, 2.0, rng=random.Random(3))
+    for ra, lo, hi in ((0.5, 0.5, 0.65), (0.0, 0.0, 0.1), (10.0, 1.8, 2.0)):
+        err = errors.RateLimitedError(429, 429, "slow", retry_after=ra)
+        waits = [wait(_retry_state(2, err)) for _ in range(200)]
+        assert all(lo <= w <= hi for w in waits), ra
+        assert len(set(waits)) > 150, ra
+        assert sum(w > lo for w in waits) > 190, ra
+
+
+def test_whole_step_windows_for_a_range_off_the_step() -> None:
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    end = start + timedelta(seconds=7 * 1234 + 3)
+    plan = plan_windows(start, end, 7)
+    assert [n for _, _, n in plan] == [1000, 235]
+    assert [ws for ws, _, _ in plan] == [start, start + timedelta(seconds=7000)]
+    for ws, we, n in plan:
+        assert we - ws == timedelta(seconds=7 * n)
+    assert plan[-1][1] == start + timedelta(seconds=7 * 1235)  # past end; merging clips
+    assert plan_windows(start, start + timedelta(seconds=150), 60) == [
+        (start, start + timedelta(seconds=180), 3)
+    ]
+
+
+def _even_split_app() -> Handler:
+    """Samples at start + i * (end - start) / n, i < n, with microsecond timestamps."""
+
+    async def h(request: Request) -> Response:
+        q = request.query_params
+        start = datetime.fromisoformat(q["start"].replace("Z", "+00:00"))
+        end = datetime.fromisoformat(q["end"].replace("Z", "+00:00"))
+        n = int(q["numberOfSamples"])
+        stamps = [(start + (end - start) * i / n).isoformat() for i in range(n)]
+        values = [{"value": "1", "timestamp": ts} for ts in stamps]
+        out = [{"type": t, "labels": None, "values": values} for t in q["metricType"].split(",")]
+        return JSONResponse({"measurements": out})
+
+    return h
+
+
+@pytest.mark.parametrize(("seconds", "step"), [(7 * 1234 + 3, 7), (150, 60), (60_000 + 59, 60)])
+async def test_metrics_samples_lie_on_the_step_grid_inside_the_range(
+    seconds: int, step: int
+) -> None:
+    cp = ControlPlane()
+    cp.handlers[f"/api/v1/workloads/{WID}/metrics"] = _even_split_app()
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    end = start + timedelta(seconds=seconds)
+    landed: list[RawResponse] = []
+    async with asgi_client(cp, landed.append) as c:
+        m = await c.get_workload_metrics(WID, ["GPU_UTILIZATION"], start, end, step_seconds=step)
+    landed.sort(key=lambda r: r.meta["window"])
+    stamps = [ts for ts, _ in m.series("GPU_UTILIZATION")]
+    expected = [start + timedelta(seconds=step * k) for k in range(-(-seconds // step))]
+    assert stamps == expected
+    assert all(start <= ts < end for ts in stamps)
+    assert all(r.meta["range_end"] == end.isoformat().replace("+00:00", ".000Z") for r in landed)
+    assert landed[-1].params["end"] >= landed[-1].meta["range_end"]
+
+
+async def test_a_token_answer_without_access_token_is_an_authentication_error() -> None:
+    cp = ControlPlane()
+
+    async def no_token(request: Request) -> Response:
+        return JSONResponse({"expiresIn": 60})
+
+    app = Starlette(
+        routes=[
+            Route("/api/v1/token", no_token, methods=["POST"]),
+            Route("/{rest:path}", cp.dispatch, methods=["GET"]),
+        ]
+    )
+    async with RunaiClient(settings(), transport=httpx.ASGITransport(app=app)) as c:
+        with pytest.raises(errors.AuthenticationError, match="without an accessToken") as ei:
+            await c.count_workloads()
+    e = ei.value
+    assert (e.status, e.code, e.details) == (None, None, None)
+    assert (e.method, e.path) == ("POST", "/api/v1/token")
+    assert e.message == e.reason
+    assert SECRET not in str(e)
+    assert cp.seen == []  # the listing was never sent without a token

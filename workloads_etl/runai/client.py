@@ -5,8 +5,9 @@ One :class:`RunaiClient` owns one ``httpx.AsyncClient`` (one connection pool siz
 requests-per-second budget (``aiolimiter``) and a shared :class:`TokenManager`. Every request
 goes through :meth:`RunaiClient._call`, which retries with ``tenacity``: 429, 408, 5xx,
 timeouts, connection errors and garbled 2xx bodies are retried with exponential backoff and
-jitter (a server's Retry-After wins, in both of its forms, capped by ``max_retry_wait``), until
-``max_attempts`` or ``max_total_retry_time``; everything else fails at once with a typed error.
+full jitter (a server's Retry-After wins, in both of its forms, with a little jitter on top;
+every wait is capped by ``max_retry_wait``), until ``max_attempts`` or ``max_total_retry_time``;
+everything else fails at once with a typed error.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import logging
 import math
 import random
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -35,7 +37,7 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     stop_before_delay,
-    wait_exponential_jitter,
+    wait_exponential,
 )
 
 from workloads_etl.runai import errors
@@ -70,41 +72,77 @@ WORKLOADS_PATH = "/api/v1/workloads"
 _SORT_ORDERS = ("asc", "desc")
 
 
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date."""
+# delta-seconds (RFC 9110 says 1*DIGIT; a decimal fraction is accepted too). No sign, no
+# exponent, no NaN/Infinity spellings.
+_DELTA_SECONDS = re.compile(r"\d+(\.\d+)?")
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def parse_retry_after(
+    value: str | None, now: datetime | None = None, server_date: str | None = None
+) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date.
+
+    Delta-seconds must be a finite non-negative number (digits, optionally a decimal
+    fraction); anything else (``nan``, ``inf``, negative, exponent forms) gives None, and the
+    caller falls back to its own backoff. An HTTP-date is measured against the answer's
+    ``Date`` header (``server_date``) when that is readable, so a skew between the server's
+    clock and ours does not change the wait; otherwise against ``now`` (default: the local
+    clock). A date in the past gives 0.
+    """
     if value is None:
         return None
     value = value.strip()
     if not value:
         return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    if _DELTA_SECONDS.fullmatch(value):
+        seconds = float(value)
+        return seconds if math.isfinite(seconds) else None
+    when = _http_date(value)
+    if when is None:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
+    reference = _http_date(server_date) or now or datetime.now(UTC)
+    return max((when - reference).total_seconds(), 0.0)
 
 
 class RetryAfterWait:
-    """tenacity wait: the server's Retry-After when it sent one (plus a little jitter so waiting
-    requests do not return in lockstep), else exponential backoff with jitter; both capped."""
+    """tenacity wait: the server's Retry-After when it sent one, else exponential backoff with
+    full jitter; never more than ``maximum``.
 
-    def __init__(self, initial: float, maximum: float) -> None:
+    Backoff (no Retry-After): uniform in ``[0, min(maximum, initial * 2 ** (attempt - 1))]``,
+    so concurrent clients that failed together spread out instead of retrying in lockstep.
+    Retry-After below the cap: the server's value plus a small positive jitter (up to 10 % of
+    it plus ``initial``), never less than asked. Retry-After at or above the cap: uniform in
+    ``[0.9 * maximum, maximum]``.
+    """
+
+    def __init__(self, initial: float, maximum: float, rng: random.Random | None = None) -> None:
+        self.initial = initial
         self.maximum = maximum
-        self.backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
+        self._ceiling = wait_exponential(multiplier=initial, max=maximum)
+        self._rng = rng or random.Random()
 
     def __call__(self, retry_state: RetryCallState) -> float:
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None else None
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
-            return min(float(retry_after) * (1.0 + 0.1 * random.random()), self.maximum)
-        return min(float(self.backoff(retry_state)), self.maximum)
+            wanted = float(retry_after)
+            if wanted >= self.maximum:
+                return self._rng.uniform(0.9 * self.maximum, self.maximum)
+            extra = self._rng.uniform(0.0, 0.1 * wanted + self.initial)
+            return min(wanted + extra, self.maximum)
+        ceiling = min(float(self._ceiling(retry_state)), self.maximum)
+        return self._rng.uniform(0.0, ceiling)
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -140,8 +178,11 @@ def plan_windows(
 ) -> list[tuple[datetime, datetime, int]]:
     """Split ``[start, end)`` into windows of at most 1000 samples at ``step_seconds``.
 
-    Window ``k`` starts at ``start + k * 1000 * step``; it asks for
-    ``ceil(window_length / step)`` samples.
+    Window ``k`` starts at ``start + k * 1000 * step`` and spans a whole number ``n`` of steps:
+    the server places ``n`` samples at ``ws + i * (we - ws) / n``, so only whole-step windows
+    keep every sample on the grid ``start + j * step``. The last window therefore covers
+    ``ceil((end - ws) / step)`` steps and may reach past ``end`` by less than one step;
+    :func:`merge_windows` drops the samples at or after ``end``.
     """
     if step_seconds <= 0:
         raise ConfigurationError("step_seconds must be positive")
@@ -153,9 +194,8 @@ def plan_windows(
     windows = []
     ws = start
     while ws < end:
-        we = min(ws + span, end)
-        n = math.ceil((we - ws) / step)
-        windows.append((ws, we, n))
+        n = min(math.ceil((end - ws) / step), MAX_SAMPLES_PER_CALL)
+        windows.append((ws, ws + n * step, n))
         ws = ws + span
     return windows
 
@@ -245,7 +285,11 @@ class RunaiClient:
         )
         token = body.get("accessToken") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
-            raise AuthenticationError("the token answer has no accessToken")
+            raise AuthenticationError(
+                f"POST {TOKEN_PATH} -> HTTP 200 without an accessToken",
+                method="POST",
+                path=TOKEN_PATH,
+            )
         self._secrets.add(token)
         expires = body.get("expiresIn")
         expires_in = float(expires) if isinstance(expires, int | float) and expires > 0 else None
@@ -328,7 +372,9 @@ class RunaiClient:
             self._scrub(details) if details else None,
             method=method,
             path=path,
-            retry_after=parse_retry_after(resp.headers.get("retry-after")),
+            retry_after=parse_retry_after(
+                resp.headers.get("retry-after"), server_date=resp.headers.get("date")
+            ),
         )
 
     async def _attempt(
@@ -352,17 +398,20 @@ class RunaiClient:
             if resp.status_code == 401 and token is not None:
                 await self._auth.invalidate(token)
                 if refreshed or not self._auth.can_refresh:
-                    err = self._error(resp, method, path)
-                    raise AuthenticationError(
-                        f"{method} {path} -> HTTP 401 even with a fresh token: {err.message}"
+                    reason = (
+                        "the control plane refused a freshly obtained token"
+                        if refreshed
+                        else "the control plane refused the configured bearer token"
                     )
+                    raise AuthenticationError.from_answer(reason, self._error(resp, method, path))
                 refreshed = True
                 logger.info("%s %s -> 401; obtaining a new token", method, path)
                 continue
             break
         if not authenticated and resp.status_code in (400, 401, 403):
-            err = self._error(resp, method, path)
-            raise AuthenticationError(f"the control plane refused the credentials: {err}")
+            raise AuthenticationError.from_answer(
+                "the control plane refused the credentials", self._error(resp, method, path)
+            )
         if resp.status_code not in ok:
             if 200 <= resp.status_code < 300:
                 raise ProtocolError(f"{method} {path} -> unexpected HTTP {resp.status_code}")
@@ -692,7 +741,9 @@ class RunaiClient:
                     params=params,
                     path_params=path_params,
                     ok=(200, 207),
-                    meta={"window": k, "round": round_no},
+                    # the last window may reach past ``end``: samples at or after
+                    # ``range_end`` were not asked for and are dropped by the merge
+                    meta={"window": k, "round": round_no, "range_end": _iso(end)},
                 )
                 parsed = parse_measurements(body)
                 tables.append(parsed.table)

@@ -6,7 +6,9 @@ The tree::
     ├── ConfigurationError          settings missing or invalid (base URL, credentials, CA bundle)
     │   └── TLSVerificationError    the server certificate did not verify
     ├── AuthenticationError         no usable token: credentials refused, or a 401 that survived
-    │                               a token refresh
+    │                               a token refresh; carries status/code/message/details of the
+    │                               refusing answer like ApiError (status None when no answer
+    │                               was involved, e.g. a static token already known to be bad)
     ├── ApiError                    an HTTP error answer; carries the Error body's code/message
     │   ├── BadRequestError         400 (never retried)
     │   ├── ForbiddenError          403 (never retried)
@@ -39,8 +41,64 @@ class TLSVerificationError(ConfigurationError):
     """The control plane's certificate could not be verified against the trusted CAs."""
 
 
+def _describe(
+    method: str, path: str, status: int, code: int | None, message: str, details: str | None
+) -> str:
+    where = f"{method} {path} " if method else ""
+    text = f"{where}-> HTTP {status}"
+    if code is not None and code != status:
+        text += f" (code {code})"
+    text += f": {message}"
+    if details:
+        text += f" [{details}]"
+    return text
+
+
 class AuthenticationError(RunaiError):
-    """No valid bearer token could be obtained or the control plane keeps refusing it."""
+    """No valid bearer token could be obtained or the control plane keeps refusing it.
+
+    ``reason`` says what went wrong from the client's side. When an HTTP answer refused the
+    request, ``status``/``code``/``message``/``details``/``method``/``path`` are those of that
+    answer (as on :class:`ApiError`, secrets scrubbed); otherwise ``status`` and ``code`` are
+    None and ``message`` is the reason. It is not an ApiError: not every authentication
+    failure has an HTTP answer behind it.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status: int | None = None,
+        code: int | None = None,
+        message: str | None = None,
+        details: str | None = None,
+        method: str = "",
+        path: str = "",
+    ) -> None:
+        self.reason = reason
+        self.status = status
+        self.code = code
+        self.message = message if message is not None else reason
+        self.details = details
+        self.method = method
+        self.path = path
+        text = reason
+        if status is not None:
+            text += ": " + _describe(method, path, status, code, self.message, details)
+        super().__init__(text)
+
+    @classmethod
+    def from_answer(cls, reason: str, answer: ApiError) -> AuthenticationError:
+        """An authentication failure carrying the fields of the refusing HTTP answer."""
+        return cls(
+            reason,
+            status=answer.status,
+            code=answer.code,
+            message=answer.message,
+            details=answer.details,
+            method=answer.method,
+            path=answer.path,
+        )
 
 
 class ProtocolError(RunaiError):
@@ -74,14 +132,7 @@ class ApiError(RunaiError):
         self.method = method
         self.path = path
         self.retry_after = retry_after
-        where = f"{method} {path} " if method else ""
-        text = f"{where}-> HTTP {status}"
-        if code is not None and code != status:
-            text += f" (code {code})"
-        text += f": {message}"
-        if details:
-            text += f" [{details}]"
-        super().__init__(text)
+        super().__init__(_describe(method, path, status, code, message, details))
 
 
 class BadRequestError(ApiError):
