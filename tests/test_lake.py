@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -41,14 +42,14 @@ def sha(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
-def workloads_page(n: int, bad: int = 0) -> RawResponse:
+def workloads_page(n: int, bad: int = 0, gpu_memory: str = "1Gi") -> RawResponse:
     items: list[object] = [
         {
             "id": str(uuid.UUID(int=i + 1)),
             "name": f"w{i}",
             "phase": "Running",
             "createdAt": "2024-12-20T01:00:00Z",
-            "allocatedResources": {"gpuMemory": "1Gi"},
+            "allocatedResources": {"gpuMemory": gpu_memory},
         }
         for i in range(n)
     ]
@@ -230,10 +231,13 @@ def test_renormalise_from_raw_is_identical(tmp_path: Path) -> None:
     paths = DataPaths(tmp_path).ensure()
     with RawLanding(paths.raw).writer("workload_snapshots", DAY, "run-1") as w:
         w.record(workloads_page(50, bad=2))
-        w.record(workloads_page(3))  # page 2 repeats three ids (identical copies)
+        w.record(workloads_page(3))  # page 2 repeats three workloads (identical copies)
+        # a changed copy of workload 1, received last: it is the row, with a field issue
+        w.record(workloads_page(1, gpu_memory="12 gigs"))
     res = normalise_partition(paths, "workload_snapshots", DAY)
-    assert (res.records, res.rows, res.quarantined) == (55, 50, 5)
-    assert res.rows + res.quarantined == res.records
+    assert (res.records, res.rows, res.rejected, res.quarantined) == (56, 50, 3, 4)
+    assert (res.duplicates_dropped, res.field_issues, res.out_of_window) == (3, 1, 0)
+    assert res.rows + res.rejected + res.duplicates_dropped == res.records
     data = partition_path(paths.lake, "workload_snapshots", DAY) / "data.parquet"
     qfile = partition_path(paths.lake, "quarantine", DAY, {"dataset": "workload_snapshots"}) / (
         "data.parquet"
@@ -247,15 +251,33 @@ def test_renormalise_from_raw_is_identical(tmp_path: Path) -> None:
     assert res2.manifest is not None
     assert res2.manifest.sha256 == hashes[0]
     q = read_partition(paths.lake, "quarantine", DAY, {"dataset": "workload_snapshots"})
-    assert sorted(set(q["reason"].to_pylist())) == [
+    assert sorted(q["reason"].to_pylist()) == [
+        "allocated_gpu_memory_bytes: unparsable quantity '12 gigs' (row kept, field set to null)",
         "duplicate workload id 00000000-0000-0000-0000-000000000001 in one snapshot "
-        "(identical copy; another copy kept)",
-        "duplicate workload id 00000000-0000-0000-0000-000000000002 in one snapshot "
-        "(identical copy; another copy kept)",
-        "duplicate workload id 00000000-0000-0000-0000-000000000003 in one snapshot "
-        "(identical copy; another copy kept)",
+        "(different content; the copy with the latest updatedAt kept)",
+        "id is not a uuid",
         "id is not a uuid",
     ]
+    assert first.filter(pc.equal(first["name"], "w0"))[
+        "allocated_gpu_memory_bytes"
+    ].to_pylist() == [None]
+    assert pc.sum(first["allocated_gpu_memory_bytes"]).as_py() == 49 * 2**30
+
+
+def test_partition_keeps_rows_with_bad_fields(tmp_path: Path) -> None:
+    paths = DataPaths(tmp_path).ensure()
+    with RawLanding(paths.raw).writer("workload_snapshots", DAY, "run-1") as w:
+        w.record(workloads_page(4, gpu_memory="12 gigs"))
+        w.record(workloads_page(2, gpu_memory="12 gigs"))  # identical repeats
+    res = normalise_partition(paths, "workload_snapshots", DAY)
+    assert (res.records, res.rows, res.rejected, res.quarantined) == (6, 4, 0, 4)
+    assert (res.duplicates_dropped, res.field_issues) == (2, 4)
+    rows = read_partition(paths.lake, "workload_snapshots", DAY)
+    assert rows["allocated_gpu_memory_bytes"].to_pylist() == [None] * 4
+    assert rows["name"].to_pylist() == ["w0", "w1", "w2", "w3"]
+    q = read_partition(paths.lake, "quarantine", DAY, {"dataset": "workload_snapshots"})
+    reason = "allocated_gpu_memory_bytes: unparsable quantity '12 gigs'"
+    assert q["reason"].to_pylist() == [f"{reason} (row kept, field set to null)"] * 4
 
 
 def test_prepare_table_sorts_like_arrow_with_nulls_last_and_keeps_sorted_input() -> None:

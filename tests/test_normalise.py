@@ -12,7 +12,10 @@ from hypothesis import strategies as st
 
 from workloads_etl.contract import enum_values, load_spec
 from workloads_etl.lake.normalise import (
+    FIELD_ISSUE_MARK,
+    Normalised,
     normalise_metrics,
+    normalise_responses,
     normalise_telemetry,
     normalise_workloads,
     parse_timestamps,
@@ -68,7 +71,9 @@ def workload(**over: Any) -> dict[str, Any]:
     return w
 
 
-def page(items: list[Any], *, text: str | None = None, deleted: bool = False) -> RawResponse:
+def page(
+    items: list[Any], *, text: str | None = None, deleted: bool = False, at: datetime = AT
+) -> RawResponse:
     body = text if text is not None else json.dumps({"workloads": items, "next": len(items)})
     return RawResponse(
         "get_workloads",
@@ -77,7 +82,7 @@ def page(items: list[Any], *, text: str | None = None, deleted: bool = False) ->
         {"deleted": str(deleted).lower(), "limit": "500"},
         {},
         200,
-        AT,
+        at,
         body,
     )
 
@@ -135,58 +140,237 @@ def test_missing_optional_fields_become_null() -> None:
     assert r["extra_fields_json"] is None
 
 
+def workloads_of(*pages: RawResponse) -> Normalised:
+    return normalise_responses("workload_snapshots", list(pages), DAY, "r9")
+
+
 @pytest.mark.parametrize(
     ("bad", "reason"),
     [
         ({"id": None}, "missing required field id"),
         ({"id": "not-a-uuid"}, "id is not a uuid"),
-        ({"priority": "high"}, "priority: expected integer"),
-        ({"preemptible": "yes"}, "preemptible: expected boolean"),
-        ({"name": 5}, "name: expected string"),
-        ({"createdAt": "yesterday"}, "created_at: unparsable timestamp"),
-        ({"updatedAt": "2024-13-01T00:00:00Z"}, "updated_at: unparsable timestamp"),
-        ({"allocatedResources": {"cpuMemory": "2GB"}}, "allocated_cpu_memory_bytes: unparsable"),
-        ({"images": "alpine"}, "images: expected array of strings"),
-        ({"requestedPods": 3}, "requestedPods: expected object"),
-        ({"idleAllocatedGpus": True}, "idleAllocatedGpus: expected number"),
+        ({"id": 5}, "id is not a uuid"),
     ],
 )
-def test_bad_records_are_quarantined_with_reason(bad: dict[str, Any], reason: str) -> None:
+def test_records_without_usable_id_are_rejected(bad: dict[str, Any], reason: str) -> None:
     good = workload()
     w = workload(**bad)
-    rows, q = normalise_workloads([page([good, w])], DAY, "r9")
-    assert rows["workload_id"].to_pylist() == [good["id"]]
-    assert q.schema == QUARANTINE
-    (qr,) = q.to_pylist()
-    assert reason in qr["reason"]
+    res = workloads_of(page([good, w]))
+    assert res.rows["workload_id"].to_pylist() == [good["id"]]
+    assert (res.records, res.rejected, res.field_issues, res.duplicates_dropped) == (2, 1, 0, 0)
+    assert res.quarantine.schema == QUARANTINE
+    (qr,) = res.quarantine.to_pylist()
+    assert qr["reason"] == reason
+    assert FIELD_ISSUE_MARK not in qr["reason"]
     assert json.loads(qr["raw_record"]) == w
     assert qr["dataset"] == "workload_snapshots"
     assert qr["run_id"] == "r9"
     assert qr["quarantine_date"] == DAY
+    assert qr["quarantined_at"] == AT
+
+
+def test_record_without_id_key_is_rejected() -> None:
+    w = workload()
+    del w["id"]
+    res = workloads_of(page([w]))
+    assert res.rows.num_rows == 0
+    assert res.rejected == 1
+    assert res.quarantine["reason"].to_pylist() == ["missing required field id"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "column", "reason"),
+    [
+        (
+            {
+                "allocatedResources": {
+                    "gpu": 0.5,
+                    "gpuMemory": "12 gigs",
+                    "cpu": 0.5,
+                    "cpuMemory": "0B",
+                }
+            },
+            "allocated_gpu_memory_bytes",
+            "allocated_gpu_memory_bytes: unparsable quantity '12 gigs'",
+        ),
+        (
+            {
+                "allocatedResources": {
+                    "gpu": 0.5,
+                    "gpuMemory": "12e+6",
+                    "cpu": 0.5,
+                    "cpuMemory": "2GB",
+                }
+            },
+            "allocated_cpu_memory_bytes",
+            "allocated_cpu_memory_bytes: unparsable quantity '2GB'",
+        ),
+        ({"priority": "high"}, "priority", "priority: expected integer, got str"),
+        ({"tenantId": 2**70}, "tenant_id", "tenantId: integer out of range"),
+        ({"preemptible": "yes"}, "preemptible", "preemptible: expected boolean, got str"),
+        ({"name": 5}, "name", "name: expected string, got int"),
+        (
+            {"idleAllocatedGpus": True},
+            "idle_allocated_gpus",
+            "idleAllocatedGpus: expected number, got bool",
+        ),
+        ({"createdAt": "yesterday"}, "created_at", "created_at: unparsable timestamp 'yesterday'"),
+        (
+            {"updatedAt": "2024-13-01T00:00:00Z"},
+            "updated_at",
+            "updated_at: unparsable timestamp '2024-13-01T00:00:00Z'",
+        ),
+        ({"completedAt": 17}, "completed_at", "completedAt: expected date-time string, got int"),
+        ({"images": "alpine"}, "images", "images: expected array of strings"),
+    ],
+)
+def test_one_bad_field_keeps_the_row_with_that_field_null(
+    bad: dict[str, Any], column: str, reason: str
+) -> None:
+    filled = {"preemptible": True, "idleAllocatedGpus": 0.5, "completedAt": "2024-12-20T10:00:00Z"}
+    good = workload(**filled)
+    w = workload(**{**filled, **bad})
+    res = workloads_of(page([good, w]))
+    rows = {r["workload_id"]: r for r in res.rows.to_pylist()}
+    assert list(rows) == [good["id"], w["id"]]
+    assert rows[w["id"]][column] is None
+    assert rows[good["id"]][column] is not None
+    # the other fields of the record are kept as for a clean record
+    same = {k: v for k, v in rows[good["id"]].items() if k not in (column, "workload_id")}
+    assert {k: rows[w["id"]][k] for k in same} == same
+    assert (res.records, res.rejected, res.field_issues, res.duplicates_dropped) == (2, 0, 1, 0)
+    (qr,) = res.quarantine.to_pylist()
+    assert qr["reason"] == f"{reason} (row kept, field set to null)"
+    assert FIELD_ISSUE_MARK in qr["reason"]
+    assert json.loads(qr["raw_record"]) == w
+
+
+def test_non_object_nested_value_nulls_all_its_columns() -> None:
+    w = workload(requestedPods=3, workloadRequestedResources={"gpu": "half", "cpu": {"request": 2}})
+    res = workloads_of(page([w]))
+    (r,) = res.rows.to_pylist()
+    assert [r[f"requested_pods_{k}"] for k in ("number", "min", "max")] == [None, None, None]
+    assert (r["requested_gpu_request"], r["requested_gpu_limit"]) == (None, None)
+    assert r["requested_cpu_request_cores"] == 2.0
+    assert r["allocated_gpu"] == 0.5
+    assert res.quarantine["reason"].to_pylist() == [
+        "requestedPods: expected object, got int; "
+        "workloadRequestedResources.gpu: expected object, got str "
+        "(row kept, fields set to null)"
+    ]
+
+
+def test_several_bad_fields_give_one_quarantine_row() -> None:
+    w = workload(
+        priority="high",
+        createdAt="yesterday",
+        allocatedResources={"gpu": 1, "gpuMemory": "12 gigs", "cpuMemory": "1Gi"},
+    )
+    res = workloads_of(page([w]))
+    (r,) = res.rows.to_pylist()
+    assert (r["priority"], r["created_at"], r["allocated_gpu_memory_bytes"]) == (None, None, None)
+    assert (r["allocated_gpu"], r["allocated_cpu_memory_bytes"]) == (1.0, 2**30)
+    assert r["updated_at"] == datetime(2022, 6, 8, 11, 28, 24, 131000, tzinfo=UTC)
+    assert res.quarantine["reason"].to_pylist() == [
+        "priority: expected integer, got str; "
+        "created_at: unparsable timestamp 'yesterday'; "
+        "allocated_gpu_memory_bytes: unparsable quantity '12 gigs' "
+        "(row kept, fields set to null)"
+    ]
+    assert (res.rejected, res.field_issues, res.quarantine.num_rows) == (0, 1, 1)
 
 
 def test_unparsable_page_and_non_object_record() -> None:
-    rows, q = normalise_workloads(
-        [page([], text="<html>oops</html>"), page(["just a string", workload()])], DAY, "r"
-    )
-    assert rows.num_rows == 1
-    reasons = q["reason"].to_pylist()
-    assert any("unparsable workloads page" in r for r in reasons)
-    assert any("expected an object" in r for r in reasons)
-    assert "<html>oops</html>" in q["raw_record"].to_pylist()
+    res = workloads_of(page([], text="<html>oops</html>"), page(["just a string", workload()]))
+    assert res.rows.num_rows == 1
+    assert (res.records, res.rejected, res.field_issues) == (3, 2, 0)
+    assert res.quarantine["reason"].to_pylist() == [
+        "unparsable workloads page: body is not JSON: Expecting value: line 1 column 1 (char 0)",
+        "workload is a str, expected an object",
+    ]
+    assert res.quarantine["raw_record"].to_pylist() == ["<html>oops</html>", '"just a string"']
 
 
-def test_duplicates_keep_latest_and_quarantine_others() -> None:
+def test_identical_repeats_are_dropped_not_quarantined() -> None:
+    a, b, c = workload(), workload(), workload()
+    b_reordered = dict(reversed(list(b.items())))  # same content, other key order
+    res = workloads_of(page([a, b]), page([b_reordered, c]), page([a, b, c]))
+    assert res.rows["workload_id"].to_pylist() == [a["id"], b["id"], c["id"]]
+    assert res.quarantine.num_rows == 0
+    assert (res.records, res.rejected, res.duplicates_dropped) == (7, 0, 4)
+
+
+def test_identical_repeats_of_a_record_with_a_bad_field_give_one_quarantine_row() -> None:
+    w = workload(allocatedResources={"gpuMemory": "12 gigs"})
+    res = workloads_of(page([w]), page([w]))
+    assert res.rows["workload_id"].to_pylist() == [w["id"]]
+    assert (res.rejected, res.field_issues, res.duplicates_dropped) == (0, 1, 1)
+    assert res.quarantine["reason"].to_pylist() == [
+        "allocated_gpu_memory_bytes: unparsable quantity '12 gigs' (row kept, field set to null)"
+    ]
+
+
+def test_rejected_records_are_never_dropped_as_repeats() -> None:
+    bad = workload(id="broken")
+    res = workloads_of(page([bad, bad]))
+    assert (res.rows.num_rows, res.rejected, res.duplicates_dropped) == (0, 2, 0)
+    assert res.quarantine["reason"].to_pylist() == ["id is not a uuid"] * 2
+
+
+def test_drifted_offset_paging_gives_no_quarantine() -> None:
+    """A listing that changes between pages: offsets shift and records repeat."""
+    listing = [workload(id=str(uuid.UUID(int=i + 1)), name=f"w{i}") for i in range(95)]
+    pages = []
+    for offset in range(0, 100, 10):
+        if offset == 30:  # two workloads submitted while paging: both sort first
+            listing[:0] = [workload(id=str(uuid.UUID(int=1000 + k))) for k in range(2)]
+        pages.append(page(listing[offset : offset + 10]))
+    pages += [page(listing[o : o + 10]) for o in range(0, len(listing), 10)]  # second pass
+    res = workloads_of(*pages)
+    assert res.rows.num_rows == 97
+    assert sorted(res.rows["workload_id"].to_pylist()) == sorted(w["id"] for w in listing)
+    assert res.quarantine.num_rows == 0
+    assert res.rejected == 0
+    # first pass: 3 pages of the 95-long list, then offsets 30..90 of the 97-long one (67);
+    # second pass: all 97. Two records of the first pass repeat on the page after the shift.
+    assert res.records == 30 + 67 + 97
+    assert res.duplicates_dropped == res.records - 97
+
+
+def test_different_copies_keep_latest_updated_at() -> None:
     wid = str(uuid.uuid4())
     old = workload(id=wid, updatedAt="2024-01-01T00:00:00Z", phase="Pending")
     new = workload(id=wid, updatedAt="2024-01-02T00:00:00Z", phase="Running")
-    rows, q = normalise_workloads([page([new, old, new])], DAY, "r")
-    assert rows.num_rows == 1
-    assert rows["phase"].to_pylist() == ["Running"]
-    reasons = sorted(q["reason"].to_pylist())
-    assert len(reasons) == 2
-    assert "different content" in reasons[0]
-    assert "identical copy" in reasons[1]
+    res = workloads_of(page([new, old, new]))
+    assert res.rows["phase"].to_pylist() == ["Running"]
+    assert (res.records, res.rejected, res.duplicates_dropped) == (3, 1, 1)
+    (qr,) = res.quarantine.to_pylist()
+    assert qr["reason"] == (
+        f"duplicate workload id {wid} in one snapshot "
+        "(different content; the copy with the latest updatedAt kept)"
+    )
+    assert json.loads(qr["raw_record"]) == old
+
+
+def test_different_copies_same_updated_at_keep_latest_received() -> None:
+    wid = str(uuid.uuid4())
+    early = workload(id=wid, phase="Pending")
+    late = workload(id=wid, phase="Running")
+    later_page = page([late], at=datetime(2024, 12, 20, 23, 5, tzinfo=UTC))
+    res = workloads_of(later_page, page([early]))  # the later answer is read first
+    assert res.rows["phase"].to_pylist() == ["Running"]
+    assert res.rejected == 1
+    assert json.loads(res.quarantine["raw_record"][0].as_py()) == early
+
+
+def test_copy_with_unparsable_updated_at_loses_and_is_not_also_a_field_issue() -> None:
+    wid = str(uuid.uuid4())
+    good = workload(id=wid, updatedAt="2024-01-01T00:00:00Z", phase="Pending")
+    broken = workload(id=wid, updatedAt="tomorrow", phase="Running")
+    res = workloads_of(page([good, broken]))
+    assert res.rows["phase"].to_pylist() == ["Pending"]
+    assert (res.rejected, res.field_issues) == (1, 0)
+    assert "different content" in res.quarantine["reason"][0].as_py()
 
 
 def test_unknown_enum_value_is_kept() -> None:
@@ -487,16 +671,38 @@ def records(draw: st.DrawFn) -> Any:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(records(), max_size=12))
-def test_property_workloads_account_for_every_record(recs: list[Any]) -> None:
-    rows, q = normalise_workloads([page(recs)], DAY, "p")
-    assert rows.num_rows + q.num_rows == len(recs)
+@given(st.lists(records(), max_size=12), st.integers(0, 12))
+def test_property_workloads_account_for_every_record(recs: list[Any], cut: int) -> None:
+    # Two pages, the second repeating the tail of the first, as drifted offset paging does.
+    received = recs + recs[cut:]
+    res = normalise_responses("workload_snapshots", [page(recs), page(recs[cut:])], DAY, "p")
+    rows, q = res.rows, res.quarantine
     assert rows.schema == WORKLOAD_SNAPSHOTS
-    assert len(set(rows["workload_id"].to_pylist())) == rows.num_rows
-    inputs = [json.dumps(r, sort_keys=True) for r in recs]
+    assert q.schema == QUARANTINE
+    assert res.records == len(received)
+    # Every record is a row, a rejected record (quarantined) or a dropped identical repeat.
+    assert rows.num_rows + res.rejected + res.duplicates_dropped == res.records
+    assert q.num_rows == res.rejected + res.field_issues
+    # Expected counts, worked out independently of the normaliser.
+    uuids = {str(uuid.UUID(int=i)) for i in range(4)}
+    usable = [r for r in received if isinstance(r, dict) and str(r.get("id")) in uuids]
+    distinct = {json.dumps(r, sort_keys=True) for r in usable}
+    ids = {r["id"] for r in usable}
+    assert res.duplicates_dropped == len(usable) - len(distinct)
+    assert res.rejected == (len(received) - len(usable)) + (len(distinct) - len(ids))
+    assert sorted(rows["workload_id"].to_pylist()) == sorted(ids)
+    # Every quarantine row has a reason and its raw record round-trips to an input record;
+    # the field-issue rows belong to kept rows, one each.
+    inputs = {json.dumps(r, sort_keys=True) for r in received}
+    issue_ids = []
     for reason, raw in zip(q["reason"].to_pylist(), q["raw_record"].to_pylist(), strict=True):
         assert reason
-        assert json.dumps(json.loads(raw), sort_keys=True) in inputs
+        record = json.loads(raw)
+        assert json.dumps(record, sort_keys=True) in inputs
+        if FIELD_ISSUE_MARK in reason:
+            issue_ids.append(record["id"])
+    assert len(issue_ids) == res.field_issues == len(set(issue_ids))
+    assert set(issue_ids) <= ids
 
 
 _point = st.fixed_dictionaries(

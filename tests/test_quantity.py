@@ -20,6 +20,9 @@ from workloads_etl.lake.quantity import QuantityError, parse_quantity, parse_qua
         ("250u", 250e-6),
         ("500m", 0.5),
         ("2k", 2000.0),
+        ("1K", 1000.0),  # Run:ai leniency: the contract's pattern admits an uppercase K
+        ("1.5K", 1500.0),
+        ("-2K", -2000.0),
         ("200M", 200e6),
         ("2G", 2e9),
         ("1T", 1e12),
@@ -52,7 +55,9 @@ def test_valid_quantities(text: str, expected: float) -> None:
         "Mi",
         "1KiB",
         "2GB",
-        "1K",
+        "1KB",
+        "1KK",
+        "Ki",
         "1e",
         "1.2.3",
         "abc",
@@ -80,6 +85,12 @@ def test_column_parse_keeps_nulls_and_flags_invalid() -> None:
     values, invalid = parse_quantity_array(pa.array(["1Gi", None, "bad", "1Gi", "500m"]))
     assert values.to_pylist() == [2**30, None, None, 2**30, 0.5]
     assert invalid.to_pylist() == [False, False, True, False, False]
+
+
+def test_uppercase_k_is_decimal_and_ki_stays_binary() -> None:
+    values, invalid = parse_quantity_array(pa.array(["1K", "1k", "1Ki", "1KiB"]))
+    assert values.to_pylist() == [1000.0, 1000.0, 1024.0, None]
+    assert invalid.to_pylist() == [False, False, False, True]
 
 
 def test_column_parse_empty() -> None:

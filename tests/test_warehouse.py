@@ -204,7 +204,8 @@ def test_second_writer_waits_then_fails_clearly(tmp_path: Path) -> None:
             Warehouse.open(paths, wait_seconds=1.0)
         assert time.monotonic() - t0 >= 1.0
         assert str(paths.warehouse) in str(err.value)
-        assert "read-only" in str(err.value)
+        assert "only one process may write" in str(err.value).lower()
+        assert str(paths.lake) in str(err.value)
     finally:
         holder.kill()
         holder.wait(timeout=30)

@@ -333,6 +333,14 @@ def sql(paths: DataPaths, query: str, limit: int) -> None:
             cursor = con.execute(query)
             names = [d[0] for d in cursor.description or []]
             rows = cursor.fetchmany(limit)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise click.ClickException(
+                f"{paths.warehouse} is being written by a pipeline run; try again when it "
+                "finishes, or query the Parquet lake under "
+                f"{paths.lake} with read_parquet(..., hive_partitioning = true)"
+            ) from None
+        raise click.ClickException(str(exc)) from None
     except duckdb.Error as exc:
         raise click.ClickException(str(exc)) from None
     table = Table(*names)

@@ -33,12 +33,15 @@ class DayResult:
     run_id: str
     responses: int
     rows: int
-    quarantined: int
+    quarantined: int  # quarantine rows: rejected records plus rows kept with nulled fields
+    rejected: int = 0  # records that could not become a row
+    duplicates_dropped: int = 0  # identical repeats of a record (offset paging)
     extra: dict[str, int | float | str] = field(default_factory=dict)
 
     @property
     def quarantine_share(self) -> float:
-        total = self.rows + self.quarantined
+        """Share of the distinct records received that broke the contract somehow."""
+        total = self.rows + self.rejected
         return self.quarantined / total if total else 0.0
 
     def metadata(self) -> dict[str, int | float | str]:
@@ -46,6 +49,8 @@ class DayResult:
             "responses": self.responses,
             "rows": self.rows,
             "quarantined": self.quarantined,
+            "rejected": self.rejected,
+            "duplicates_dropped": self.duplicates_dropped,
             "quarantine_share": round(self.quarantine_share, 6),
             **self.extra,
         }
@@ -59,6 +64,8 @@ def _result(stats: extract.ExtractStats, norm: NormaliseResult) -> DayResult:
         responses=stats.responses,
         rows=norm.rows,
         quarantined=norm.quarantined,
+        rejected=norm.rejected,
+        duplicates_dropped=norm.duplicates_dropped,
         extra=dict(stats.extra),
     )
 

@@ -1,29 +1,58 @@
 """Normalise raw API responses into the Arrow schemas of :mod:`workloads_etl.lake.schemas`.
 
-Every record received ends up either as a row or as a quarantine row with a reason; a bad
-record never stops a partition. Accounting per dataset:
+Every record received ends up as a row, as a quarantine row with a reason, or (only an
+identical repeat of a workload already made a row) dropped and counted; a bad record never
+stops a partition. :class:`NormaliseResult` counts per partition:
 
-- workloads (snapshots and deleted): a record is one item of ``workloads`` (an unparsable
-  page counts as one record). ``rows + quarantined == records``.
-- metrics: a record is one point of ``values`` (an unparsable response or measurement
-  counts as one record). Points outside ``[day, day + 1)`` UTC belong to another day's
-  partition and are counted as ``out_of_window``: ``rows + quarantined + out_of_window ==
-  records``.
-- telemetry: a record is one item of ``values`` (an unparsable response counts as one).
+- ``records``: for workloads (snapshots and deleted) one item of ``workloads`` (an unparsable
+  page counts as one record); for metrics one point of ``values`` (an unparsable response or
+  measurement counts as one); for telemetry one item of ``values`` (an unparsable response
+  counts as one).
+- ``rows``: rows written. ``rejected``: records with no row, each with a quarantine row.
+  ``duplicates_dropped``: identical repeats of a workload (workloads only). ``out_of_window``:
+  metric points of another day's partition (metrics only).
+- ``field_issues``: rows kept with one or more fields set to null (workloads only), each with
+  one quarantine row. ``quarantined``: rows of the quarantine partition.
+
+Always ``rows + rejected + duplicates_dropped + out_of_window == records`` and
+``quarantined == rejected + field_issues``; :func:`normalise_partition` asserts both. A
+quarantine row of a field issue has a reason ending in ``(row kept, field set to null)`` or
+``(row kept, fields set to null)`` (:data:`FIELD_ISSUE_MARK` finds both); any other quarantine
+row is a rejected record.
+
+Workload records: rejected whole or row kept. A workload record is rejected (no row) only when
+it cannot be a row: it is not a JSON object, its ``id`` is missing, null or not a uuid (the
+page holding it is unparsable, or it is an older copy of a workload id, see below). Every other
+problem is a field issue: the row is kept, the offending column(s) are null, and one quarantine
+row per record lists every problem, e.g. ``allocated_gpu_memory_bytes: unparsable quantity
+'12 gigs' (row kept, field set to null)``. Field issues are:
+
+- an unparsable Kubernetes quantity (``*_bytes`` columns);
+- an unparsable timestamp in any timestamp field, ``createdAt`` and ``updatedAt`` included;
+- a value of the wrong JSON type for a scalar (string, integer, number, boolean), an integer
+  outside int64, a non-finite number, or a string list that is not an array of strings;
+- a nested object (``requestedPods``, ``workloadRequestedResources``, ``allocatedResources``,
+  their ``gpu``/``cpu``/... parts) that is not an object: all its columns are null.
+
+So a workload with one bad field is still listed, its metrics fetched and charged; the
+quarantine row (with the whole record as received) says what was lost.
 
 Decisions on the contract:
 
-- Only a missing or non-uuid ``id`` quarantines a workload for a missing field; other
-  required fields that are absent become nulls (older control planes omit some).
-- A value of the wrong JSON type, an unparsable timestamp or quantity quarantines the record.
+- Required fields other than ``id`` that are absent become nulls (older control planes omit
+  some).
+- Offset paging over a changing list repeats workloads, and both passes of a listing are
+  recorded. Within one run an identical repeat of a workload (same JSON content, keys in any
+  order) is dropped and counted in ``duplicates_dropped``: it is neither a row nor quarantined.
+  Copies of one workload id with different content: the copy with the latest ``updatedAt``
+  (then the latest received) is the row; every other copy is rejected and quarantined with a
+  reason saying so. Rejected records (no usable ``id``) are never treated as repeats: each is
+  quarantined. Repeats of a metric point (same primary key) are quarantined as rejected
+  (identical or not); the first received is the row.
 - Unknown enum values (``phase``, ``source``, ``sourceApi``, ``phaseReason``,
   ``gpuRequestType``) keep the row with the value as sent (newer control planes add values)
   and are counted in :attr:`NormaliseResult.unknown_enum_values` (also in the logs);
-  they are not quarantined, so a row is never both kept and quarantined.
-- Duplicate workload ids within one snapshot: the copy with the latest ``updatedAt`` (then
-  the last received) is kept, every other copy is quarantined, with a reason saying whether
-  it was identical or different. Duplicate metric points (same primary key) likewise: the
-  first received is kept.
+  they are not quarantined.
 - Metric values must be finite numbers (``NaN``/``Inf`` are quarantined); a missing value
   or timestamp quarantines the point; an empty/absent ``labels`` map gives ``labels_json``
   null.
@@ -122,25 +151,39 @@ def parse_timestamps(values: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, pa.A
 
 @dataclass
 class NormaliseResult:
+    """Counts of one normalised partition; see the module docstring for the accounting.
+
+    ``rows + rejected + duplicates_dropped + out_of_window == records`` and
+    ``quarantined == rejected + field_issues``.
+    """
+
     dataset: str
     day: date
     run_id: str
-    records: int
-    rows: int
-    quarantined: int
-    out_of_window: int = 0
+    records: int  # records received (see the module docstring for what one record is)
+    rows: int  # rows written to the lake partition
+    rejected: int  # records with no row (each has a quarantine row)
+    quarantined: int  # rows written to the quarantine partition
+    field_issues: int = 0  # rows kept with bad fields set to null (each has a quarantine row)
+    duplicates_dropped: int = 0  # identical repeats of a workload: no row, not quarantined
+    out_of_window: int = 0  # metric points that belong to another day
     unknown_enum_values: dict[str, int] = field(default_factory=dict)
     manifest: Manifest | None = None
     quarantine_manifest: Manifest | None = None
 
 
 @dataclass
-class _Normalised:
+class Normalised:
+    """What one dataset's responses normalise to, before anything is written."""
+
     rows: pa.Table
     quarantine: pa.Table
     records: int
+    rejected: int
     out_of_window: int = 0
     unknown_enum_values: dict[str, int] = field(default_factory=dict)
+    field_issues: int = 0
+    duplicates_dropped: int = 0
 
 
 class _Quarantine:
@@ -174,13 +217,16 @@ class _Quarantine:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    """A record for ``raw_record``: compact JSON, keys in the order received."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _dumps_canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def _canonical(value: Any) -> str | None:
-    if value is None:
-        return None
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return None if value is None else _dumps_canonical(value)
 
 
 def _utc(dt: datetime) -> datetime:
@@ -351,43 +397,80 @@ def _object(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-def _flatten_workload(rec: Any) -> dict[str, Any]:
-    """One workload object -> column values (timestamps and quantities still as strings)."""
+# Ends the reason of a quarantine row whose record kept its row (a field issue); with more
+# than one field nulled it reads "(row kept, fields set to null)". See the module docstring.
+FIELD_ISSUE_MARK = "(row kept, field"
+FIELD_ISSUE_SUFFIX = " (row kept, field set to null)"
+
+
+class _Fields:
+    """Field-level checks of one record: a bad value becomes null and its problem is noted."""
+
+    def __init__(self) -> None:
+        # (problem, whether it nulls several columns: a whole nested object)
+        self.problems: list[tuple[str, bool]] = []
+
+    def typed(self, value: Any, kind: str, where: str) -> Any:
+        try:
+            return _typed(value, kind, where)
+        except _BadRecord as exc:
+            self.problems.append((str(exc), False))
+            return None
+
+    def object(self, value: Any, where: str) -> dict[str, Any]:
+        try:
+            return _object(value, where)
+        except _BadRecord as exc:
+            self.problems.append((str(exc), True))
+            return {}
+
+    def strings(self, value: Any, where: str) -> list[str] | None:
+        if value is None or (isinstance(value, list) and all(isinstance(x, str) for x in value)):
+            return value
+        self.problems.append((f"{where}: expected array of strings", False))
+        return None
+
+
+def _flatten_workload(rec: Any) -> tuple[dict[str, Any], list[tuple[str, bool]]]:
+    """One workload object -> (column values, field problems).
+
+    Timestamps and quantities are still strings here. Raises :class:`_BadRecord` only when
+    the record cannot be a row at all (not an object, no usable ``id``); a bad value of any
+    other field becomes null and is described in the returned problems.
+    """
     if not isinstance(rec, dict):
         raise _BadRecord(f"workload is a {type(rec).__name__}, expected an object")
     if "id" not in rec or rec["id"] is None:
         raise _BadRecord("missing required field id")
     if not _is_uuid(rec["id"]):
         raise _BadRecord("id is not a uuid")
+    f = _Fields()
     row: dict[str, Any] = {"workload_id": rec["id"]}
     extra: dict[str, Any] = {k: v for k, v in rec.items() if k not in _HANDLED}
     for api, (col, kind) in _SCALARS.items():
-        row[col] = _typed(rec.get(api), kind, api)
+        row[col] = f.typed(rec.get(api), kind, api)
     for api, col in _STRING_LISTS.items():
-        value = rec.get(api)
-        if value is not None and (
-            not isinstance(value, list) or not all(isinstance(x, str) for x in value)
-        ):
-            raise _BadRecord(f"{api}: expected array of strings")
-        row[col] = value
+        row[col] = f.strings(rec.get(api), api)
     for api, col in _JSON_FIELDS.items():
         row[col] = _canonical(rec.get(api))
-    pods = _object(rec.get("requestedPods"), "requestedPods")
+    pods = f.object(rec.get("requestedPods"), "requestedPods")
     for key, col in _REQUESTED_PODS.items():
-        row[col] = _typed(pods.get(key), _INT, f"requestedPods.{key}")
+        row[col] = f.typed(pods.get(key), _INT, f"requestedPods.{key}")
     extra.update({f"requestedPods.{k}": v for k, v in pods.items() if k not in _REQUESTED_PODS})
     for api, prefix in _RESOURCE_OBJECTS.items():
-        res = _object(rec.get(api), api)
-        row[f"{prefix}_gpu_request_type"] = _typed(res.get("gpuRequestType"), _STR, api)
+        res = f.object(rec.get(api), api)
+        row[f"{prefix}_gpu_request_type"] = f.typed(
+            res.get("gpuRequestType"), _STR, f"{api}.gpuRequestType"
+        )
         for name, kind, unit in (
             ("gpu", _FLOAT, ""),
             ("gpuMemory", _STR, "_bytes"),
             ("cpu", _FLOAT, "_cores"),
             ("cpuMemory", _STR, "_bytes"),
         ):
-            sub = _object(res.get(name), f"{api}.{name}")
+            sub = f.object(res.get(name), f"{api}.{name}")
             for which in ("request", "limit"):
-                row[f"{prefix}_{_RESOURCE_COLUMN[name]}_{which}{unit}"] = _typed(
+                row[f"{prefix}_{_RESOURCE_COLUMN[name]}_{which}{unit}"] = f.typed(
                     sub.get(which), kind, f"{api}.{name}.{which}"
                 )
             extra.update(
@@ -396,20 +479,20 @@ def _flatten_workload(rec: Any) -> dict[str, Any]:
         row[f"{prefix}_extended_resources_json"] = _canonical(res.get("extendedResources"))
         known = ("gpuRequestType", "gpu", "gpuMemory", "cpu", "cpuMemory", "extendedResources")
         extra.update({f"{api}.{k}": v for k, v in res.items() if k not in known})
-    alloc = _object(rec.get("allocatedResources"), "allocatedResources")
-    row["allocated_gpu"] = _typed(alloc.get("gpu"), _FLOAT, "allocatedResources.gpu")
-    row["allocated_gpu_memory_bytes"] = _typed(
+    alloc = f.object(rec.get("allocatedResources"), "allocatedResources")
+    row["allocated_gpu"] = f.typed(alloc.get("gpu"), _FLOAT, "allocatedResources.gpu")
+    row["allocated_gpu_memory_bytes"] = f.typed(
         alloc.get("gpuMemory"), _STR, "allocatedResources.gpuMemory"
     )
-    row["allocated_cpu_cores"] = _typed(alloc.get("cpu"), _FLOAT, "allocatedResources.cpu")
-    row["allocated_cpu_memory_bytes"] = _typed(
+    row["allocated_cpu_cores"] = f.typed(alloc.get("cpu"), _FLOAT, "allocatedResources.cpu")
+    row["allocated_cpu_memory_bytes"] = f.typed(
         alloc.get("cpuMemory"), _STR, "allocatedResources.cpuMemory"
     )
     row["allocated_extended_resources_json"] = _canonical(alloc.get("extendedResources"))
     known_alloc = ("gpu", "gpuMemory", "cpu", "cpuMemory", "extendedResources")
     extra.update({f"allocatedResources.{k}": v for k, v in alloc.items() if k not in known_alloc})
     row["extra_fields_json"] = _canonical(extra) if extra else None
-    return row
+    return row, f.problems
 
 
 def _enum_sets() -> dict[str, frozenset[str]]:
@@ -435,11 +518,13 @@ def _normalise_workloads(
     run_id: str,
     snapshot_at: datetime | None,
     dataset: str,
-) -> _Normalised:
+) -> Normalised:
     quarantine = _Quarantine(dataset, day, run_id)
     rows: list[dict[str, Any]] = []
+    problems: list[list[tuple[str, bool]]] = []  # per row: (problem, several fields nulled)
     sources: list[tuple[Any, datetime]] = []  # (record, received_at) per row
-    records = 0
+    seen: set[str] = set()  # canonical JSON of every record made a row
+    records = rejected = dropped = 0
     first_received: datetime | None = None
     for resp in responses:
         received = observed_at(resp)
@@ -447,15 +532,25 @@ def _normalise_workloads(
         doc, problem = _body(resp, "workloads")
         if problem is not None:
             records += 1
+            rejected += 1
             quarantine.add(f"unparsable workloads page: {problem}", resp.text, received)
             continue
         for rec in doc["workloads"]:
             records += 1
             try:
-                rows.append(_flatten_workload(rec))
-                sources.append((rec, received))
+                row, issues = _flatten_workload(rec)
             except _BadRecord as exc:
+                rejected += 1
                 quarantine.add(str(exc), _dumps(rec), received)
+                continue
+            canonical = _dumps_canonical(rec)
+            if canonical in seen:  # a page repeated by offset paging over a changing list
+                dropped += 1
+                continue
+            seen.add(canonical)
+            rows.append(row)
+            problems.append(issues)
+            sources.append((rec, received))
     snap = (
         _utc(snapshot_at) if snapshot_at else first_received or datetime.combine(day, time(), UTC)
     )
@@ -469,47 +564,52 @@ def _normalise_workloads(
     columns["snapshot_at"] = [snap] * n
     columns["run_id"] = [run_id] * n
     arrays: dict[str, pa.Array] = {}
-    problems: list[list[str]] = [[] for _ in range(n)]
     for f in WORKLOAD_SNAPSHOTS:
         if f.name in _QUANTITY_COLUMNS:
             parsed, bad = parse_quantity_array(pa.array(columns[f.name], pa.string()))
-            arrays[f.name] = parsed
-            for i in np.flatnonzero(bad.to_numpy(zero_copy_only=False)):
-                problems[i].append(f"{f.name}: unparsable quantity {columns[f.name][i]!r}")
+            what = "quantity"
         elif f.name in _TIME_COLUMNS:
             parsed, bad = parse_timestamps(pa.array(columns[f.name], pa.string()))
-            arrays[f.name] = parsed
-            for i in np.flatnonzero(bad.to_numpy(zero_copy_only=False)):
-                problems[i].append(f"{f.name}: unparsable timestamp {columns[f.name][i]!r}")
+            what = "timestamp"
         else:
             arrays[f.name] = pa.array(columns[f.name], f.type)
+            continue
+        arrays[f.name] = parsed  # unparsable values are null already
+        for i in np.flatnonzero(bad.to_numpy(zero_copy_only=False)):
+            problems[i].append((f"{f.name}: unparsable {what} {columns[f.name][i]!r}", False))
     table = pa.table(arrays, schema=WORKLOAD_SNAPSHOTS)
 
+    # Copies of one id with different content: keep the latest updatedAt, then the latest
+    # received; the other copies have no row.
     keep = np.ones(n, dtype=bool)
-    for pos, p in enumerate(problems):
-        if p:
-            keep[pos] = False
-            quarantine.add("; ".join(p), _dumps(sources[pos][0]), sources[pos][1])
-
-    # Duplicate ids: keep the latest updatedAt (then the last received).
     by_id: dict[str, list[int]] = {}
-    for ok in np.flatnonzero(keep):
-        by_id.setdefault(rows[ok]["workload_id"], []).append(int(ok))
+    for j, row in enumerate(rows):
+        by_id.setdefault(row["workload_id"], []).append(j)
     updated = table["updated_at"].to_pylist()
+    min_ts = datetime.min.replace(tzinfo=UTC)
     for wid, idx in by_id.items():
         if len(idx) < 2:
             continue
-        min_ts = datetime.min.replace(tzinfo=UTC)
-        winner = max(idx, key=lambda j: (updated[j] or min_ts, j))
-        kept = _canonical(sources[winner][0])
+        winner = max(idx, key=lambda j: (updated[j] or min_ts, sources[j][1], j))
         for j in idx:
-            if j == winner:
-                continue
-            keep[j] = False
-            same = _canonical(sources[j][0]) == kept
-            what = "identical copy" if same else "different content"
+            if j != winner:
+                keep[j] = False
+                rejected += 1
+                quarantine.add(
+                    f"duplicate workload id {wid} in one snapshot "
+                    "(different content; the copy with the latest updatedAt kept)",
+                    _dumps(sources[j][0]),
+                    sources[j][1],
+                )
+
+    field_issues = 0
+    for j in np.flatnonzero(keep).tolist():
+        if problems[j]:
+            field_issues += 1
+            several = len(problems[j]) > 1 or problems[j][0][1]
             quarantine.add(
-                f"duplicate workload id {wid} in one snapshot ({what}; another copy kept)",
+                "; ".join(text for text, _ in problems[j])
+                + (" (row kept, fields set to null)" if several else FIELD_ISSUE_SUFFIX),
                 _dumps(sources[j][0]),
                 sources[j][1],
             )
@@ -524,7 +624,15 @@ def _normalise_workloads(
                 unknown[f"{col}={value}"] += item["counts"].as_py()
     if unknown:
         log.warning("%s %s: unknown enum values kept as sent: %s", dataset, day, dict(unknown))
-    return _Normalised(table, quarantine.table(), records, 0, dict(unknown))
+    return Normalised(
+        table,
+        quarantine.table(),
+        records,
+        rejected,
+        unknown_enum_values=dict(unknown),
+        field_issues=field_issues,
+        duplicates_dropped=dropped,
+    )
 
 
 # --------------------------------------------------------------------------- metrics
@@ -574,7 +682,7 @@ def _dense_ranks(names: Sequence[str]) -> np.ndarray:
     return np.fromiter((rank[n] for n in names), dtype=np.int64, count=len(names))
 
 
-def _normalise_metrics(responses: Iterable[RawResponse], day: date, run_id: str) -> _Normalised:
+def _normalise_metrics(responses: Iterable[RawResponse], day: date, run_id: str) -> Normalised:
     quarantine = _Quarantine("workload_metrics", day, run_id)
     collector = SampleCollector(keep_items=False)
     texts: list[str] = []
@@ -632,7 +740,9 @@ def _normalise_metrics(responses: Iterable[RawResponse], day: date, run_id: str)
     t = samples.table
     records += t.num_rows
     if t.num_rows == 0:
-        return _Normalised(WORKLOAD_METRICS.empty_table(), quarantine.table(), records)
+        return Normalised(
+            WORKLOAD_METRICS.empty_table(), quarantine.table(), records, len(quarantine)
+        )
 
     # Classify every point at once: bad timestamp, outside the day, bad value, good.
     start = datetime.combine(day, time(), UTC)
@@ -715,7 +825,9 @@ def _normalise_metrics(responses: Iterable[RawResponse], day: date, run_id: str)
             "run_id": pa.repeat(pa.scalar(run_id, pa.string()), n),
         }
     )
-    return _Normalised(rows.cast(WORKLOAD_METRICS), quarantine.table(), records, out_of_window)
+    return Normalised(
+        rows.cast(WORKLOAD_METRICS), quarantine.table(), records, len(quarantine), out_of_window
+    )
 
 
 # --------------------------------------------------------------------------- telemetry
@@ -729,7 +841,7 @@ def normalise_telemetry(
     return res.rows, res.quarantine
 
 
-def _normalise_telemetry(responses: Iterable[RawResponse], day: date, run_id: str) -> _Normalised:
+def _normalise_telemetry(responses: Iterable[RawResponse], day: date, run_id: str) -> Normalised:
     quarantine = _Quarantine("telemetry", day, run_id)
     cols: dict[str, list[Any]] = {name: [] for name in TELEMETRY.names}
     raws: list[tuple[Any, datetime]] = []
@@ -823,7 +935,7 @@ def _normalise_telemetry(responses: Iterable[RawResponse], day: date, run_id: st
                 "duplicate telemetry value (first received kept)", _dumps(raws[i][0]), raws[i][1]
             )
         seen.add(pk)
-    return _Normalised(table.filter(pa.array(keep)), quarantine.table(), records)
+    return Normalised(table.filter(pa.array(keep)), quarantine.table(), records, len(quarantine))
 
 
 # --------------------------------------------------------------------------- partitions
@@ -853,9 +965,10 @@ def observed_at(resp: RawResponse) -> datetime:
     return _utc(resp.received_at)
 
 
-def _normalise(
+def normalise_responses(
     dataset: str, responses: Sequence[RawResponse], day: date, run_id: str
-) -> _Normalised:
+) -> Normalised:
+    """Normalise the responses of one raw run of ``dataset`` (rows, quarantine and counts)."""
     if dataset in ("workload_snapshots", "deleted_workloads"):
         return _normalise_workloads(responses, day, run_id, None, dataset)
     if dataset == "workload_metrics":
@@ -863,6 +976,22 @@ def _normalise(
     if dataset == "telemetry":
         return _normalise_telemetry(responses, day, run_id)
     raise ValueError(f"no normaliser for dataset {dataset!r}")
+
+
+def _check_accounting(r: NormaliseResult) -> None:
+    """Every record is a row, rejected, a dropped identical repeat or another day's point."""
+    accounted = r.rows + r.rejected + r.duplicates_dropped + r.out_of_window
+    if accounted != r.records:  # a bug, never bad input
+        raise AssertionError(
+            f"{r.dataset} {r.day}: {accounted} records accounted for "
+            f"({r.rows} rows + {r.rejected} rejected + {r.duplicates_dropped} duplicates "
+            f"dropped + {r.out_of_window} outside the day), {r.records} received"
+        )
+    if r.quarantined != r.rejected + r.field_issues:  # a bug, never bad input
+        raise AssertionError(
+            f"{r.dataset} {r.day}: {r.quarantined} quarantine rows, expected "
+            f"{r.rejected} rejected + {r.field_issues} field issues"
+        )
 
 
 def normalise_partition(
@@ -879,7 +1008,7 @@ def normalise_partition(
     wanted = DATASET_OPERATIONS[dataset]
     # Other responses of the run (e.g. the count asked for completeness) stay in raw only.
     responses = [r for r in landing.read(dataset, day, run) if r.operation in wanted]
-    res = _normalise(dataset, responses, day, run)
+    res = normalise_responses(dataset, responses, day, run)
     manifest = write_partition(paths.lake, dataset, res.rows, day, run)
     q_manifest = write_partition(
         paths.lake, "quarantine", res.quarantine, day, run, extra_keys={"dataset": dataset}
@@ -890,24 +1019,27 @@ def normalise_partition(
         run_id=run,
         records=res.records,
         rows=res.rows.num_rows,
+        rejected=res.rejected,
         quarantined=res.quarantine.num_rows,
+        field_issues=res.field_issues,
+        duplicates_dropped=res.duplicates_dropped,
         out_of_window=res.out_of_window,
         unknown_enum_values=res.unknown_enum_values,
         manifest=manifest,
         quarantine_manifest=q_manifest,
     )
-    accounted = result.rows + result.quarantined + result.out_of_window
-    if accounted != result.records:  # a bug, never bad input
-        raise AssertionError(
-            f"{dataset} {day}: {accounted} rows accounted for, {result.records} received"
-        )
+    _check_accounting(result)
     log.info(
-        "normalised %s %s run %s: %d rows, %d quarantined, %d outside the day",
+        "normalised %s %s run %s: %d records: %d rows (%d with fields set to null), "
+        "%d rejected, %d identical repeats dropped, %d outside the day",
         dataset,
         day,
         run,
+        result.records,
         result.rows,
-        result.quarantined,
+        result.field_issues,
+        result.rejected,
+        result.duplicates_dropped,
         result.out_of_window,
     )
     return result

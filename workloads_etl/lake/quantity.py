@@ -10,10 +10,16 @@ The grammar is the one of ``k8s.io/apimachinery/pkg/api/resource``::
 
 A memory quantity parses to bytes, a CPU quantity to cores; the number is the same.
 
-One deliberate extension: Run:ai reports an empty memory value as ``"0B"`` (its own API
-examples use it), and ``B`` is not part of the Kubernetes grammar. A ``B`` written directly
-after a plain number (``0B``, ``512B``) is read as "bytes" and accepted; ``B`` after any other
-suffix (``1KiB``, ``2GB``) stays invalid, because it is ambiguous (``KB`` is not ``Ki``).
+Two deliberate leniencies for Run:ai:
+
+- An uppercase ``K`` is read as 10^3, the same as Kubernetes' ``k`` (``1K`` == ``1k`` ==
+  1000). Kubernetes itself rejects ``K``, but the quantity pattern of the Run:ai API contract
+  (``^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$``) admits it, so a control plane may send
+  it. ``Ki`` stays binary (1024).
+- Run:ai reports an empty memory value as ``"0B"`` (its own API examples use it), and ``B``
+  is not part of the Kubernetes grammar. A ``B`` written directly after a plain number (``0B``,
+  ``512B``) is read as "bytes" and accepted; ``B`` after any other suffix (``1KiB``, ``2GB``,
+  ``1KB``) stays invalid, because it is ambiguous (``KB`` is not ``Ki``).
 
 Column work is vectorised: :func:`parse_quantity_array` parses each distinct string once and
 maps the results back with ``take``.
@@ -36,6 +42,7 @@ _DECIMAL = {
     "m": Decimal("1e-3"),
     "": Decimal(1),
     "k": Decimal("1e3"),
+    "K": Decimal("1e3"),  # Run:ai leniency, see the module docstring
     "M": Decimal("1e6"),
     "G": Decimal("1e9"),
     "T": Decimal("1e12"),
@@ -45,7 +52,7 @@ _DECIMAL = {
 _NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
 _QUANTITY = re.compile(
     rf"(?P<num>{_NUMBER})"
-    rf"(?:(?P<exp>[eE][+-]?[0-9]+)|(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|B)?)"
+    rf"(?:(?P<exp>[eE][+-]?[0-9]+)|(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkKMGTPE]|B)?)"
 )
 
 

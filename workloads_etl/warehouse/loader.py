@@ -126,10 +126,10 @@ class Warehouse:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise WarehouseLockedError(
-                        f"the warehouse {paths.warehouse} is locked by another writing process "
-                        f"(waited {wait_seconds:g}s). Only one process may write at a time; "
-                        "readers can use read-only mode (Warehouse.connect_read_only) while "
-                        "the writer runs"
+                        f"the warehouse {paths.warehouse} is locked by another process "
+                        f"(waited {wait_seconds:g}s). Only one process may write at a time: "
+                        "wait for the other run to finish (the Parquet lake under "
+                        f"{paths.lake} stays readable meanwhile)"
                     ) from None
                 time.sleep(min(remaining, delay * (1 + random.random() / 2)))
                 delay = min(delay * 2, 1.0)
