@@ -14,11 +14,19 @@ h100-80gb drop on 2026-11-15), metric samples every 900 s:
 - w-t4 (research-west, west-lab/queue, pending in t4-16gb): allocation 0 all of 2026-11-15.
 - w-unknown (research-west, west-lab/queue, no node pool): 1 GPU at 100 % 00:00-01:00 on
   2026-11-14, priced with the 'unknown' fallback.
+- w-orphan (research-west, no department or project in its record, no node pool): 1 GPU
+  02:00-03:00 on 2026-11-14, utilisation samples 100, 100.3, 99.7 and 100 % (the control plane
+  reports slightly above 100 at times): 1 GPU-hour used exactly.
+
+Telemetry (GPU_ALLOCATION by ClusterId and CurrentNodepools) is fetched once per run at the
+run's snapshot time, 01:00 the next morning: the fetch of the 2026-11-14 run falls in a loaded
+hour (2026-11-15 01:00), the one of the 2026-11-15 run after the last loaded day.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -127,6 +135,13 @@ def metric_rows(a100_utilisation: dict[date, float]) -> list[dict[str, Any]]:
     rows += _samples(
         "w-unknown", _ts(DAY1, 0), _ts(DAY1, 1), {"GPU_ALLOCATION": 1, "GPU_UTILIZATION": 100}
     )
+    orphan_utilisation = iter([100.0, 100.3, 99.7, 100.0])
+    rows += _samples(
+        "w-orphan",
+        _ts(DAY1, 2),
+        _ts(DAY1, 3),
+        {"GPU_ALLOCATION": 1, "GPU_UTILIZATION": lambda _t: next(orphan_utilisation)},
+    )
     return rows
 
 
@@ -163,7 +178,12 @@ QUEUE = {
 
 
 def snapshot_rows() -> list[dict[str, Any]]:
-    a100 = {**VISION, "project_name": "vision", "current_node_pools": ["a100-80gb"]}
+    a100 = {
+        **VISION,
+        "project_name": "vision",
+        "current_node_pools": ["a100-80gb"],
+        "allocated_gpu": 2.0,
+    }
     return [
         _workload(DAY1, "w-a100", **a100, requested_node_pools=["a100-80gb"]),
         # renamed project on the second day: the latest state wins
@@ -176,6 +196,7 @@ def snapshot_rows() -> list[dict[str, Any]]:
             current_node_pools=["h100-80gb"],
             requested_node_pools=["h100-80gb", "a100-80gb"],
             total_pending_time_seconds=7200,
+            allocated_gpu=0.5,
         ),
         _workload(
             DAY1,
@@ -184,7 +205,10 @@ def snapshot_rows() -> list[dict[str, Any]]:
             project_name="infra",
             current_node_pools=["l40s-48gb"],
             total_pending_time_seconds=120,
+            allocated_gpu=1.0,
         ),
+        # no department or project in the record
+        _workload(DAY1, "w-orphan", cluster_id=RESEARCH_WEST, phase="Completed"),
         _workload(
             DAY1,
             "w-unknown",
@@ -229,23 +253,43 @@ def deleted_rows() -> list[dict[str, Any]]:
     ]
 
 
+TELEMETRY = {
+    # run day: ((cluster, pool, GPUs), ...); fetched with the run's snapshot
+    DAY1: (
+        (PROD_EAST, "a100-80gb", 2.0),
+        (PROD_EAST, "l40s-48gb", 1.0),
+        (RESEARCH_WEST, "a100-80gb", 4.0),  # same pool name in another cluster
+    ),
+    DAY2: (
+        (PROD_EAST, "a100-80gb", 2.0),
+        (PROD_EAST, "h100-80gb", 1.0),  # the snapshot lists 0.5
+    ),
+}
+
+
 def telemetry_rows() -> list[dict[str, Any]]:
-    fetched = _ts(DAY2, 13.5)
-    return [
+    rows = [
         {
-            "snapshot_date": DAY2,
-            "fetched_at": fetched,
-            "run_id": "run-2026-11-15",
+            "snapshot_date": day,
+            "fetched_at": SNAPSHOT_AT[day],
+            "run_id": f"run-{day.isoformat()}",
             "telemetry_type": "GPU_ALLOCATION",
-            "group_by": "CurrentNodepools",
-            "timestamp": fetched,
+            "group_by": "ClusterId,CurrentNodepools",
+            "timestamp": SNAPSHOT_AT[day],
             "value": value,
-            "group1_key": "CurrentNodepools",
-            "group1_value": pool,
-            "group1_name": pool,
+            "group1_key": "ClusterId",
+            "group1_value": cluster,
+            "group1_name": cluster,
+            "group2_key": "CurrentNodepools",
+            "group2_value": pool,
+            "group2_name": pool,
         }
-        for pool, value in (("a100-80gb", 2.0), ("h100-80gb", 0.5))
+        for day, values in TELEMETRY.items()
+        for cluster, pool, value in values
     ]
+    # another telemetry type is not mistaken for an allocation
+    rows.append({**rows[0], "telemetry_type": "WORKLOADS_COUNT", "value": 99.0})
+    return rows
 
 
 def _replace(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]) -> None:
@@ -380,7 +424,62 @@ def test_no_allocation_and_unknown_node_pool(built: Built) -> None:
     unknown = fct(built, DAY1, "w-unknown")
     assert unknown["nodepool"] == "unknown"
     assert unknown["gpu_cost"] == pytest.approx(2.0)  # fallback price, 1 GPU-hour
-    assert query(built.db, "select count(*) from marts.fct_workload_usage_daily") == [(7,)]
+    assert query(built.db, "select count(*) from marts.fct_workload_usage_daily") == [(8,)]
+
+
+def test_missing_department_and_project_are_unknown_keys(built: Built) -> None:
+    orphan = fct(built, DAY1, "w-orphan")
+    assert (orphan["cluster_id"], orphan["department_id"], orphan["project_id"]) == (
+        RESEARCH_WEST,
+        "unknown",
+        "unknown",
+    )
+    assert (orphan["department_name"], orphan["project_name"]) == (None, None)
+    # samples at 100, 100.3, 99.7 and 100 %: exactly 1 GPU-hour used of 1 allocated
+    assert orphan["used_gpu_hours"] == 1.0
+    assert orphan["gpu_utilisation_pct"] == 100.0
+    by_project = one(
+        built.db,
+        "select * from marts.rpt_utilisation_daily_by_project where usage_date = ?"
+        " and cluster_id = ? and department_id = 'unknown'",
+        [DAY1, RESEARCH_WEST],
+    )
+    assert (by_project["project_id"], by_project["allocated_gpu_hours"]) == ("unknown", 1.0)
+    for table, keys in (
+        ("fct_workload_usage_daily", ("cluster_id", "department_id", "project_id")),
+        ("rpt_utilisation_daily_by_project", ("cluster_id", "department_id", "project_id")),
+        ("rpt_utilisation_daily_by_department", ("cluster_id", "department_id")),
+        ("rpt_chargeback_monthly", ("cluster_id", "department_id", "project_id")),
+        ("rpt_pending_time_by_project", ("cluster_id", "department_id", "project_id")),
+    ):
+        nulls = " or ".join(f"{k} is null" for k in keys)
+        assert query(built.db, f"select count(*) from marts.{table} where {nulls}") == [(0,)]  # noqa: S608
+    pending = one(
+        built.db, "select * from marts.rpt_pending_time_by_project where project_id = 'unknown'"
+    )
+    assert (pending["department_id"], pending["workloads"]) == ("unknown", 1)
+
+
+def test_utilisation_above_100_warns_at_the_sample_level(built: Built) -> None:
+    results = json.loads((built.target / "run_results.json").read_text())["results"]
+    status = {r["unique_id"].split(".")[2]: (r["status"], r["failures"]) for r in results}
+    sample_range = next(
+        name
+        for name in status
+        if name.startswith("within_range_int_workload_metric_samples_gpu_utilisation_pct")
+    )
+    assert status[sample_range] == ("warn", 1)  # the 100.3 % sample, kept as reported
+    assert query(
+        built.db,
+        "select max(gpu_utilisation_pct) from intermediate.int_workload_metric_samples",
+    ) == [(100.3,)]
+    # the ratio of the fact stays within 0-100 and its range test is an error that passed
+    fct_range = next(
+        name
+        for name in status
+        if name.startswith("within_range_fct_workload_usage_daily_gpu_utilisation_pct")
+    )
+    assert status[fct_range] == ("pass", 0)
 
 
 # --- dimensions -----------------------------------------------------------------------------
@@ -394,7 +493,7 @@ def test_dim_workloads_latest_state_one_row_per_workload(built: Built) -> None:
         " from marts.dim_workloads order by workload_id",
     )
     by_id = {r[0]: r[1:] for r in rows}
-    assert sorted(by_id) == ["w-a100", "w-h100", "w-l40s", "w-t4", "w-unknown"]
+    assert sorted(by_id) == ["w-a100", "w-h100", "w-l40s", "w-orphan", "w-t4", "w-unknown"]
     assert by_id["w-a100"][:4] == ("vision-2", "Running", "a100-80gb", False)
     deleted = by_id["w-l40s"]
     assert deleted[1:5] == ("Deleted", "l40s-48gb", True, _ts(DAY2, 6))
@@ -438,6 +537,7 @@ def test_chargeback_monthly(built: Built) -> None:
         "12": ("research", 3.0, 1.2, 1.0, 10.5, 3.5, 0.4),
         "21": ("platform", 30.0, 0.15, 30.0, 36.0, 36.0, 0.005),
         "31": ("west-lab", 1.0, 1.0, 0.0, 2.0, 0.0, 1.0),
+        "unknown": (None, 1.0, 1.0, 0.0, 2.0, 0.0, 1.0),
     }
     assert [r[1] for r in rows] == sorted(expected)
     for r in rows:
@@ -471,28 +571,45 @@ def test_top_idle_workloads(built: Built) -> None:
         "select idle_rank, workload_id, idle_gpu_hours, window_start, window_end"
         " from marts.rpt_top_idle_workloads order by idle_rank",
     )
-    assert [r[1] for r in rows] == ["w-l40s", "w-h100", "w-a100", "w-unknown"]
+    # w-orphan and w-unknown tie (no idle hours, exactly 100 %): the id decides
+    assert [r[1] for r in rows] == ["w-l40s", "w-h100", "w-a100", "w-orphan", "w-unknown"]
     assert rows[0][2] == pytest.approx(30.0)
     assert rows[0][3:] == (date(2026, 11, 9), DAY2)
 
 
+def hourly(built: Built, cluster: str, pool: str, hour: datetime) -> dict[str, Any]:
+    return one(
+        built.db,
+        "select * from marts.rpt_nodepool_allocation_hourly"
+        " where cluster_id = ? and nodepool = ? and hour_start = ?",
+        [cluster, pool, hour],
+    )
+
+
 def test_nodepool_allocation_hourly_with_telemetry(built: Built) -> None:
-    h100 = one(
-        built.db,
-        "select * from marts.rpt_nodepool_allocation_hourly"
-        " where nodepool = 'h100-80gb' and hour_start = '2026-11-15 13:00:00+00'",
-    )
-    assert h100["allocated_gpus"] == pytest.approx(0.5)
-    assert h100["telemetry_allocated_gpus"] == pytest.approx(0.5)
-    assert h100["capacity_gpus"] == 16
-    a100 = one(
-        built.db,
-        "select * from marts.rpt_nodepool_allocation_hourly"
-        " where nodepool = 'a100-80gb' and hour_start = '2026-11-14 05:00:00+00'",
-    )
+    # the 2026-11-14 run fetched telemetry at 2026-11-15 01:00, a loaded hour
+    a100 = hourly(built, PROD_EAST, "a100-80gb", _ts(DAY2, 1))
     assert a100["allocated_gpus"] == pytest.approx(2.0)
-    assert a100["allocation_pct_of_capacity"] == pytest.approx(2 / 32 * 100)
-    assert a100["telemetry_allocated_gpus"] is None
+    # the research-west a100-80gb pool (4 GPUs) is not added in
+    assert (a100["telemetry_allocated_gpus"], a100["telemetry_fetches"]) == (2.0, 1)
+    assert a100["telemetry_minus_allocated_gpus"] == pytest.approx(0.0)
+    l40s = hourly(built, PROD_EAST, "l40s-48gb", _ts(DAY2, 1))
+    assert (l40s["allocated_gpus"], l40s["telemetry_allocated_gpus"]) == (1.0, 1.0)
+    # no fetch in the hour: no telemetry
+    h100 = hourly(built, PROD_EAST, "h100-80gb", _ts(DAY2, 13))
+    assert h100["allocated_gpus"] == pytest.approx(0.5)
+    assert h100["telemetry_allocated_gpus"] is None
+    assert h100["capacity_gpus"] == 16
+    before = hourly(built, PROD_EAST, "a100-80gb", _ts(DAY1, 5))
+    assert before["allocated_gpus"] == pytest.approx(2.0)
+    assert before["allocation_pct_of_capacity"] == pytest.approx(2 / 32 * 100)
+    assert before["telemetry_allocated_gpus"] is None
+    # the fetch of the last run (after the last loaded day) is not in this report
+    assert query(
+        built.db,
+        "select count(*), max(hour_start) from marts.rpt_nodepool_allocation_hourly"
+        " where telemetry_allocated_gpus is not null",
+    ) == [(2, _ts(DAY2, 1))]
     # a pool nobody used still has its hours
     idle_pool = one(
         built.db,
@@ -500,6 +617,33 @@ def test_nodepool_allocation_hourly_with_telemetry(built: Built) -> None:
         " from marts.rpt_nodepool_allocation_hourly where nodepool = 'a100-40gb'",
     )
     assert idle_pool == {"n": 48, "gpus": 0}
+
+
+def test_nodepool_allocation_snapshot_compares_telemetry_with_the_run_snapshot(
+    built: Built,
+) -> None:
+    rows = query(
+        built.db,
+        "select run_id, fetched_at, snapshot_at, cluster_id, nodepool, capacity_gpus,"
+        " telemetry_allocated_gpus, snapshot_allocated_gpus,"
+        " snapshot_workloads_with_allocation, telemetry_minus_snapshot_gpus"
+        " from marts.rpt_nodepool_allocation_snapshot order by all",
+    )
+    day1 = ("run-2026-11-14", SNAPSHOT_AT[DAY1], SNAPSHOT_AT[DAY1])
+    day2 = ("run-2026-11-15", SNAPSHOT_AT[DAY2], SNAPSHOT_AT[DAY2])
+    assert rows == [
+        (*day1, RESEARCH_WEST, "a100-80gb", None, 4.0, 0.0, 0, 4.0),
+        (*day1, PROD_EAST, "a100-80gb", 32, 2.0, 2.0, 1, 0.0),
+        (*day1, PROD_EAST, "l40s-48gb", 24, 1.0, 1.0, 1, 0.0),
+        (*day2, PROD_EAST, "a100-80gb", 32, 2.0, 2.0, 1, 0.0),
+        (*day2, PROD_EAST, "h100-80gb", 16, 1.0, 0.5, 1, 0.5),
+    ]
+    h100 = one(
+        built.db,
+        "select telemetry_pct_of_capacity from marts.rpt_nodepool_allocation_snapshot"
+        " where nodepool = 'h100-80gb'",
+    )
+    assert h100["telemetry_pct_of_capacity"] == pytest.approx(1 / 16 * 100)
 
 
 def test_pending_time_and_utilisation_percentiles(built: Built) -> None:
@@ -516,6 +660,7 @@ def test_pending_time_and_utilisation_percentiles(built: Built) -> None:
     assert h100["p50_gpu_utilisation_pct"] == pytest.approx(80.0)
     assert h100["p95_gpu_utilisation_pct"] == pytest.approx(80.0)
     assert h100["min_gpu_utilisation_pct"] == 0
+    assert h100["avg_gpu_utilisation_pct"] == pytest.approx(12 * 80 / 20)
 
 
 def test_every_mart_column_is_documented(built: Built) -> None:
@@ -543,16 +688,36 @@ def test_every_mart_column_is_documented(built: Built) -> None:
 FCT_CONTENT = "select * from marts.fct_workload_usage_daily order by usage_date, workload_id"
 
 
+INCREMENTAL_TABLES = (
+    "intermediate.int_workload_metric_samples",
+    "intermediate.int_workload_usage_daily",
+    "marts.fct_workload_usage_daily",
+)
+
+
+def rows_per_day(path: Path) -> dict[str, dict[date, int]]:
+    return {
+        table: dict(query(path, f"select usage_date, count(*) from {table} group by all"))  # noqa: S608
+        for table in INCREMENTAL_TABLES
+    }
+
+
 @dataclass(frozen=True)
 class Incremental:
     before: list[dict[str, Any]]
     first: list[dict[str, Any]]
     second: list[dict[str, Any]]
+    # the window's conservation test after the first run: (with the window, without it)
+    conservation: tuple[bool, DbtRunError | None]
+    counts_before_emptying: dict[str, dict[date, int]]
+    counts_after_emptying: dict[str, dict[date, int]]
+    after_emptying: list[dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
 def incremental(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Incremental:
     paths = DataPaths(tmp_path_factory.mktemp("incremental"))
+    tmp = tmp_path_factory.mktemp("incremental-target")
     shutil.copy(built.db, paths.warehouse)
     before = records(paths.warehouse, FCT_CONTENT)
     # the raw data of both days changes; only 2026-11-15 is reprocessed
@@ -567,9 +732,28 @@ def incremental(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Incre
     args = ["run", "--select", chain, "--vars", json.dumps(dbt_vars([DAY2]))]
     run_dbt(args, paths, target_path=built.target)
     first = records(paths.warehouse, FCT_CONTENT)
+    # the independent-path check holds on the rebuilt day; 2026-11-14 still has the hours
+    # built from its old raw data, so checking every day fails
+    check = ["test", "--select", "assert_fct_gpu_hours_match_metric_samples"]
+    windowed = run_dbt([*check, "--vars", json.dumps(dbt_vars([DAY2]))], paths, target_path=tmp)
+    with pytest.raises(DbtRunError) as unwindowed:
+        run_dbt(check, paths, target_path=tmp)
     run_dbt(args, paths, target_path=built.target)
     second = records(paths.warehouse, FCT_CONTENT)
-    return Incremental(before, first, second)
+    # every raw sample of 2026-11-15 is removed, then the day is reprocessed
+    counts_before = rows_per_day(paths.warehouse)
+    with duckdb.connect(str(paths.warehouse)) as con:
+        con.execute("delete from raw.workload_metrics where usage_date = date '2026-11-15'")
+    run_dbt(args, paths, target_path=built.target)
+    return Incremental(
+        before,
+        first,
+        second,
+        (windowed.success, unwindowed.value),
+        counts_before,
+        rows_per_day(paths.warehouse),
+        records(paths.warehouse, FCT_CONTENT),
+    )
 
 
 def test_incremental_run_replaces_only_its_days(incremental: Incremental) -> None:
@@ -588,6 +772,88 @@ def test_incremental_run_replaces_only_its_days(incremental: Incremental) -> Non
 
 def test_incremental_rerun_is_idempotent(incremental: Incremental) -> None:
     assert incremental.second == incremental.first
+
+
+def test_reprocessed_day_without_samples_is_emptied(incremental: Incremental) -> None:
+    before, after = incremental.counts_before_emptying, incremental.counts_after_emptying
+    for table in INCREMENTAL_TABLES:
+        assert before[table][DAY2] > 0, table
+        assert DAY2 not in after[table], table  # no stale rows of the emptied day
+        assert after[table][DAY1] == before[table][DAY1], table
+    assert [r for r in incremental.after_emptying if r["usage_date"] == DAY2] == []
+    assert incremental.after_emptying == [r for r in incremental.second if r["usage_date"] == DAY1]
+
+
+def test_fact_hours_checked_against_the_samples_directly(incremental: Incremental) -> None:
+    windowed, unwindowed = incremental.conservation
+    assert windowed
+    assert unwindowed is not None
+    assert "assert_fct_gpu_hours_match_metric_samples" in str(unwindowed)
+
+
+# --- determinism -----------------------------------------------------------------------------
+
+
+def jitter_metric_rows() -> list[dict[str, Any]]:
+    """Samples with values whose float sums depend on the order they are added in."""
+    rng = random.Random(20261115)
+    rows: list[dict[str, Any]] = []
+    for day in (DAY1, DAY2):
+        for workload_id in ("w-a100", "w-h100", "w-l40s", "w-orphan"):
+            rows += _samples(
+                workload_id,
+                _ts(day, 0),
+                _ts(day, 24),
+                {
+                    "GPU_ALLOCATION": lambda _t: rng.choice([0.1, 0.3, 0.7, 1.3, 2.9]),
+                    "GPU_UTILIZATION": lambda _t: round(rng.uniform(0, 100), 3),
+                    "CPU_REQUEST_CORES": lambda _t: round(rng.uniform(0.1, 7.7), 3),
+                    "CPU_MEMORY_REQUEST_BYTES": lambda _t: float(rng.randrange(10**8, 10**10)),
+                },
+            )
+    return rows
+
+
+NAIVE_USED_GPU_SECONDS = (
+    "select usage_date, workload_id,"
+    " sum(gpu_allocation * gpu_utilisation_pct / 100.0 * gpu_allocation_step_seconds)"
+    " from intermediate.int_workload_metric_samples group by all order by all"
+)
+
+
+def marts_content(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    tables = [
+        f"{schema}.{table}"
+        for schema, table in query(
+            path,
+            "select table_schema, table_name from information_schema.tables"
+            " where table_schema in ('intermediate', 'marts') and table_type = 'BASE TABLE'",
+        )
+    ]
+    return {t: query(path, f"select * from {t} order by all") for t in tables}  # noqa: S608
+
+
+def test_same_input_in_another_row_order_gives_bit_identical_marts(
+    built: Built, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    rows = jitter_metric_rows()
+    content: list[dict[str, list[tuple[Any, ...]]]] = []
+    naive: list[list[tuple[Any, ...]]] = []
+    for order in (rows, rows[::-1]):
+        paths = DataPaths(tmp_path_factory.mktemp("order"))
+        shutil.copy(built.db, paths.warehouse)
+        with duckdb.connect(str(paths.warehouse)) as con:
+            _replace(con, "workload_metrics", order)
+        args = ["run", "--full-refresh", "--select", "int_workload_metric_samples+"]
+        run_dbt(args, paths, target_path=paths.root / "dbt-target")
+        content.append(marts_content(paths.warehouse))
+        naive.append(query(paths.warehouse, NAIVE_USED_GPU_SECONDS))
+    # the input is order-sensitive: plain float sums of the two orders differ
+    assert naive[0] != naive[1]
+    assert len(content[0]) >= 10
+    for table, first in content[0].items():
+        assert first, table
+        assert content[1][table] == first, table  # == on floats: the same bits
 
 
 # --- Python interface -----------------------------------------------------------------------

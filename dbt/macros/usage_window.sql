@@ -13,19 +13,42 @@
     {{ return(text) }}
 {%- endmacro %}
 
-{#- A SQL predicate restricting `column` to the run's days on incremental runs; `true` on
-    full builds (first run, --full-refresh) and when no window is given. -#}
-{% macro usage_window_predicate(column) -%}
+{#- A SQL predicate restricting `column` to the days of the vars start_date / end_date,
+    whatever the kind of run (`true` when no window is given). Tests use it to check only
+    the days a run rebuilt. -#}
+{% macro usage_window_filter(column) -%}
     {%- set start = _usage_window_bound('start_date') -%}
     {%- set end = _usage_window_bound('end_date') -%}
     {%- if start is not none and end is not none and start > end -%}
         {{ exceptions.raise_compiler_error("var start_date (" ~ start ~ ") is after end_date (" ~ end ~ ")") }}
     {%- endif -%}
-    {%- if is_incremental() and (start is not none or end is not none) -%}
+    {%- if start is not none or end is not none -%}
         ({%- if start is not none %}{{ column }} >= date '{{ start }}'{% endif -%}
         {%- if start is not none and end is not none %} and {% endif -%}
         {%- if end is not none %}{{ column }} <= date '{{ end }}'{% endif -%})
     {%- else -%}
         true
+    {%- endif -%}
+{%- endmacro %}
+
+{#- A SQL predicate restricting `column` to the run's days on incremental runs; `true` on
+    full builds (first run, --full-refresh) and when no window is given. -#}
+{% macro usage_window_predicate(column) -%}
+    {%- set window = usage_window_filter(column) -%}
+    {%- if is_incremental() -%}
+        {{ window }}
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The pre-hook of the daily incremental models: on an incremental run, delete every row of
+    the run's window before the new rows are appended, so a reprocessed day that now has no
+    rows (its raw data was removed or re-loaded empty) is emptied too. Without a window an
+    incremental run reprocesses every day and so replaces the whole table. Nothing on full
+    builds. Runs in the model's transaction. -#}
+{% macro delete_usage_window(column='usage_date') -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }} where {{ usage_window_predicate(column) }}
     {%- endif -%}
 {%- endmacro %}

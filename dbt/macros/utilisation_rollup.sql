@@ -1,5 +1,6 @@
 {#- Daily GPU utilisation of fct_workload_usage_daily rolled up to one grain. `keys` are the
-    grouping columns, `labels` descriptive columns taken per group (max). -#}
+    grouping columns, `labels` descriptive columns taken per group (max). Measures are summed
+    with exact_sum, so reruns give bit-identical values. -#}
 {% macro utilisation_rollup(keys, labels=[]) %}
 with
 
@@ -20,12 +21,12 @@ aggregated as (
         max({{ label }}) as {{ label }},
         {%- endfor %}
         count(distinct workload_id) as workloads,
-        sum(allocated_gpu_hours) as allocated_gpu_hours,
-        sum(used_gpu_hours) as used_gpu_hours,
-        sum(idle_gpu_hours) as idle_gpu_hours,
-        sum(gpu_cost) as gpu_cost,
-        sum(idle_gpu_cost) as idle_gpu_cost,
-        sum(total_cost) as total_cost,
+        {{ exact_sum('allocated_gpu_hours') }} as allocated_gpu_hours,
+        {{ exact_sum('used_gpu_hours') }} as used_gpu_hours,
+        {{ exact_sum('idle_gpu_hours') }} as idle_gpu_hours,
+        {{ exact_sum('gpu_cost') }} as gpu_cost,
+        {{ exact_sum('idle_gpu_cost') }} as idle_gpu_cost,
+        {{ exact_sum('total_cost') }} as total_cost,
         max(currency) as currency
     from usage
     group by usage_date{% for key in keys %}, {{ key }}{% endfor %}

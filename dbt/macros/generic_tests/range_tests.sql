@@ -20,15 +20,20 @@ from {{ model }}
 where {{ column_name }} > {{ other_column }} + {{ tolerance }}
 {% endtest %}
 
-{#- Combinations of the given columns that occur more than once (or contain a null). -#}
-{% test unique_combination(model, columns) %}
+{#- Combinations of the given columns that occur more than once, or that have a null in one
+    of the columns not listed in `nullable`. Nulls group together, so two rows equal except
+    for a null in the same nullable column count as a duplicate. -#}
+{% test unique_combination(model, columns, nullable=[]) %}
+{%- set required = columns | reject('in', nullable) | list %}
 select {{ columns | join(', ') }}, count(*) as n_rows
 from {{ model }}
 group by {{ columns | join(', ') }}
 having count(*) > 1
+{%- if required %}
 union all
 select {{ columns | join(', ') }}, count(*) as n_rows
 from {{ model }}
-where {% for c in columns %}{{ c }} is null{% if not loop.last %} or {% endif %}{% endfor %}
+where {% for c in required %}{{ c }} is null{% if not loop.last %} or {% endif %}{% endfor %}
 group by {{ columns | join(', ') }}
+{%- endif %}
 {% endtest %}

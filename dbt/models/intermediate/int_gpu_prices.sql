@@ -13,7 +13,7 @@ final as (
         gpu_type,
         valid_from,
         lead(valid_from) over (partition by nodepool order by valid_from) as valid_to,
-        cast(usd_per_gpu_hour as double) as price_per_gpu_hour,
+        usd_per_gpu_hour as price_per_gpu_hour,
         currency
     from prices
 

@@ -12,7 +12,7 @@ final as (
         resource,
         valid_from,
         lead(valid_from) over (partition by resource order by valid_from) as valid_to,
-        cast(usd_per_unit_hour as double) as price_per_unit_hour,
+        usd_per_unit_hour as price_per_unit_hour,
         currency
     from prices
 

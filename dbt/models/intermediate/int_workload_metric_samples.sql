@@ -1,8 +1,8 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='usage_date',
+        incremental_strategy='append',
+        pre_hook="{{ delete_usage_window('usage_date') }}",
         on_schema_change='sync_all_columns',
     )
 }}

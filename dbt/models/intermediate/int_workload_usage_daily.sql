@@ -1,8 +1,8 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='usage_date',
+        incremental_strategy='append',
+        pre_hook="{{ delete_usage_window('usage_date') }}",
         on_schema_change='sync_all_columns',
     )
 }}
@@ -18,37 +18,40 @@ samples as (
 
 ),
 
--- Each sample stands for [sampled_at, sampled_at + step): value * step / 3600 is its
--- contribution in unit-hours.
-sample_hours as (
+-- Each sample stands for [sampled_at, sampled_at + step): value * step is its contribution
+-- in unit-seconds (GPU-seconds, core-seconds, GiB-seconds).
+sample_seconds as (
 
     select
         usage_date,
         workload_id,
         gpu_allocation,
         gpu_utilisation_pct,
-        gpu_allocation * gpu_allocation_step_seconds / 3600.0 as allocated_gpu_hours,
-        gpu_allocation * gpu_utilisation_pct / 100.0 * gpu_allocation_step_seconds / 3600.0
-            as used_gpu_hours,
+        gpu_allocation * gpu_allocation_step_seconds as allocated_gpu_seconds,
+        gpu_allocation * gpu_utilisation_pct / 100.0 * gpu_allocation_step_seconds
+            as used_gpu_seconds,
         case
             when gpu_utilisation_pct < {{ idle_pct }}
-                then gpu_allocation * gpu_allocation_step_seconds / 3600.0
+                then gpu_allocation * gpu_allocation_step_seconds
             else 0
-        end as idle_gpu_hours,
+        end as idle_gpu_seconds,
         case
             when gpu_utilisation_pct is not null
-                then gpu_allocation * gpu_allocation_step_seconds / 3600.0
-        end as allocated_gpu_hours_with_utilisation,
-        cpu_request_cores * cpu_request_cores_step_seconds / 3600.0 as requested_cpu_core_hours,
-        cpu_usage_cores * cpu_usage_cores_step_seconds / 3600.0 as used_cpu_core_hours,
-        cpu_memory_request_bytes / 1073741824.0 * cpu_memory_request_bytes_step_seconds / 3600.0
-            as requested_memory_gib_hours,
-        cpu_memory_usage_bytes / 1073741824.0 * cpu_memory_usage_bytes_step_seconds / 3600.0
-            as used_memory_gib_hours
+                then gpu_allocation * gpu_allocation_step_seconds
+        end as allocated_gpu_seconds_with_utilisation,
+        cpu_request_cores * cpu_request_cores_step_seconds as requested_cpu_core_seconds,
+        cpu_usage_cores * cpu_usage_cores_step_seconds as used_cpu_core_seconds,
+        cpu_memory_request_bytes / 1073741824.0 * cpu_memory_request_bytes_step_seconds
+            as requested_memory_gib_seconds,
+        cpu_memory_usage_bytes / 1073741824.0 * cpu_memory_usage_bytes_step_seconds
+            as used_memory_gib_seconds
     from samples
 
 ),
 
+-- Unit-seconds are summed exactly (DECIMAL(38, 9), see the exact_sum macro) and converted
+-- to unit-hours once, so the same samples always give bit-identical hours whatever the
+-- order DuckDB's threads add them in.
 aggregated as (
 
     select
@@ -59,16 +62,19 @@ aggregated as (
         count(*) filter (
             where gpu_allocation > 0 and gpu_utilisation_pct is not null
         ) as allocated_samples_with_utilisation,
-        coalesce(sum(allocated_gpu_hours), 0) as allocated_gpu_hours,
-        coalesce(sum(used_gpu_hours), 0) as used_gpu_hours,
-        coalesce(sum(idle_gpu_hours), 0) as idle_gpu_hours,
-        coalesce(sum(allocated_gpu_hours_with_utilisation), 0)
-            as allocated_gpu_hours_with_utilisation,
-        coalesce(sum(requested_cpu_core_hours), 0) as requested_cpu_core_hours,
-        coalesce(sum(used_cpu_core_hours), 0) as used_cpu_core_hours,
-        coalesce(sum(requested_memory_gib_hours), 0) as requested_memory_gib_hours,
-        coalesce(sum(used_memory_gib_hours), 0) as used_memory_gib_hours
-    from sample_hours
+        {%- for seconds, hours in [
+            ('allocated_gpu_seconds', 'allocated_gpu_hours'),
+            ('used_gpu_seconds', 'used_gpu_hours'),
+            ('idle_gpu_seconds', 'idle_gpu_hours'),
+            ('allocated_gpu_seconds_with_utilisation', 'allocated_gpu_hours_with_utilisation'),
+            ('requested_cpu_core_seconds', 'requested_cpu_core_hours'),
+            ('used_cpu_core_seconds', 'used_cpu_core_hours'),
+            ('requested_memory_gib_seconds', 'requested_memory_gib_hours'),
+            ('used_memory_gib_seconds', 'used_memory_gib_hours'),
+        ] %}
+        coalesce({{ exact_sum(seconds) }}, 0) / 3600.0 as {{ hours }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from sample_seconds
     group by usage_date, workload_id
 
 ),

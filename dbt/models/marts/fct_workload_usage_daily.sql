@@ -1,8 +1,8 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='usage_date',
+        incremental_strategy='append',
+        pre_hook="{{ delete_usage_window('usage_date') }}",
         on_schema_change='sync_all_columns',
     )
 }}
@@ -38,10 +38,12 @@ attributed as (
 
     select
         usage.*,
-        workloads.cluster_id,
-        workloads.department_id,
+        -- the keys the reports group by are never null: a workload never seen in a
+        -- snapshot, or whose record lacks a department or project, is 'unknown'
+        coalesce(workloads.cluster_id, 'unknown') as cluster_id,
+        coalesce(workloads.department_id, 'unknown') as department_id,
         workloads.department_name,
-        workloads.project_id,
+        coalesce(workloads.project_id, 'unknown') as project_id,
         workloads.project_name,
         coalesce(workloads.nodepool, 'unknown') as nodepool,
         workloads.submitted_by,
@@ -83,6 +85,22 @@ priced as (
 
 ),
 
+-- Costs in DECIMAL: the hours (quantised to DECIMAL(38, 9)) times the DECIMAL prices of the
+-- seeds, and the total as the exact sum of the three parts; converted to DOUBLE at the end.
+costed as (
+
+    select
+        priced.*,
+        cast(allocated_gpu_hours as decimal(38, 9)) * price_per_gpu_hour as gpu_cost_exact,
+        cast(requested_cpu_core_hours as decimal(38, 9)) * price_per_cpu_core_hour
+            as cpu_cost_exact,
+        cast(requested_memory_gib_hours as decimal(38, 9)) * price_per_memory_gib_hour
+            as memory_cost_exact,
+        cast(idle_gpu_hours as decimal(38, 9)) * price_per_gpu_hour as idle_gpu_cost_exact
+    from priced
+
+),
+
 final as (
 
     select
@@ -107,16 +125,14 @@ final as (
         requested_cpu_core_hours,
         used_cpu_core_hours,
         requested_memory_gib_hours,
-        allocated_gpu_hours * price_per_gpu_hour as gpu_cost,
-        requested_cpu_core_hours * price_per_cpu_core_hour as cpu_cost,
-        requested_memory_gib_hours * price_per_memory_gib_hour as memory_cost,
-        allocated_gpu_hours * price_per_gpu_hour
-            + requested_cpu_core_hours * price_per_cpu_core_hour
-            + requested_memory_gib_hours * price_per_memory_gib_hour as total_cost,
-        idle_gpu_hours * price_per_gpu_hour as idle_gpu_cost,
-        price_per_gpu_hour,
+        cast(gpu_cost_exact as double) as gpu_cost,
+        cast(cpu_cost_exact as double) as cpu_cost,
+        cast(memory_cost_exact as double) as memory_cost,
+        cast(gpu_cost_exact + cpu_cost_exact + memory_cost_exact as double) as total_cost,
+        cast(idle_gpu_cost_exact as double) as idle_gpu_cost,
+        cast(price_per_gpu_hour as double) as price_per_gpu_hour,
         currency
-    from priced
+    from costed
 
 )
 

@@ -20,7 +20,7 @@ capacity as (
 
 telemetry as (
 
-    select * from {{ ref('stg_runai__telemetry_values') }}
+    select * from {{ ref('int_telemetry_gpu_allocation') }}
 
 ),
 
@@ -31,7 +31,7 @@ allocated as (
         coalesce(workloads.cluster_id, 'unknown') as cluster_id,
         coalesce(workloads.nodepool, 'unknown') as nodepool,
         date_trunc('hour', samples.sampled_at) as hour_start,
-        sum(samples.gpu_allocation * samples.gpu_allocation_step_seconds) / 3600.0
+        {{ exact_sum('samples.gpu_allocation * samples.gpu_allocation_step_seconds') }} / 3600.0
             as allocated_gpus,
         count(distinct samples.workload_id) filter (where samples.gpu_allocation > 0)
             as workloads_with_allocation
@@ -60,34 +60,19 @@ pools as (
 
 ),
 
--- Telemetry GPU_ALLOCATION grouped by CurrentNodepools: per fetch, the node pool's value
--- (summed over any second grouping), then averaged over the fetches of the hour.
-telemetry_by_fetch as (
-
-    select
-        date_trunc('hour', coalesce(measured_at, fetched_at)) as hour_start,
-        fetched_at,
-        group_by,
-        case
-            when lower(group1_key) like '%nodepool%' then group1_value
-            when lower(group2_key) like '%nodepool%' then group2_value
-        end as nodepool,
-        sum(telemetry_value) as telemetry_allocated_gpus
-    from telemetry
-    where telemetry_type = 'GPU_ALLOCATION'
-      and (lower(group1_key) like '%nodepool%' or lower(group2_key) like '%nodepool%')
-    group by all
-
-),
-
+-- Telemetry GPU_ALLOCATION of the (cluster, node pool), averaged over the fetches made in
+-- the hour. Only fetches inside the hours of this report (between the first and the last
+-- sampled hour) show up; the nightly fetch, made after the last loaded day, is compared with
+-- the workload snapshot of its run in rpt_nodepool_allocation_snapshot instead.
 telemetry_hourly as (
 
     select
-        hour_start,
+        date_trunc('hour', fetched_at) as hour_start,
+        cluster_id,
         nodepool,
-        avg(telemetry_allocated_gpus) as telemetry_allocated_gpus,
+        {{ exact_avg('telemetry_allocated_gpus') }} as telemetry_allocated_gpus,
         count(*) as telemetry_fetches
-    from telemetry_by_fetch
+    from telemetry
     group by all
 
 ),
@@ -121,7 +106,8 @@ final as (
         and allocated.nodepool = pools.nodepool
         and allocated.hour_start = hours.hour_start
     left join telemetry_hourly
-        on telemetry_hourly.nodepool = pools.nodepool
+        on telemetry_hourly.cluster_id = pools.cluster_id
+        and telemetry_hourly.nodepool = pools.nodepool
         and telemetry_hourly.hour_start = hours.hour_start
 
 )

@@ -9,9 +9,9 @@ workloads as (
 final as (
 
     select
-        cluster_id,
-        department_id,
-        project_id,
+        coalesce(cluster_id, 'unknown') as cluster_id,
+        coalesce(department_id, 'unknown') as department_id,
+        coalesce(project_id, 'unknown') as project_id,
         max(department_name) as department_name,
         max(project_name) as project_name,
         count(*) as workloads,
@@ -32,7 +32,7 @@ final as (
         avg(total_pending_time_seconds) as avg_pending_seconds,
         max(total_pending_time_seconds) as max_pending_seconds
     from workloads
-    group by cluster_id, department_id, project_id
+    group by all
 
 )
 

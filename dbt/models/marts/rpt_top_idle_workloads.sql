@@ -31,17 +31,17 @@ windowed as (
         report_window.window_start,
         report_window.window_end,
         count(*) filter (where usage.allocated_gpu_hours > 0) as days_with_allocation,
-        sum(usage.allocated_gpu_hours) as allocated_gpu_hours,
-        sum(usage.used_gpu_hours) as used_gpu_hours,
-        sum(usage.idle_gpu_hours) as idle_gpu_hours,
-        sum(usage.idle_gpu_cost) as idle_gpu_cost,
-        sum(usage.gpu_cost) as gpu_cost,
+        {{ exact_sum('usage.allocated_gpu_hours') }} as allocated_gpu_hours,
+        {{ exact_sum('usage.used_gpu_hours') }} as used_gpu_hours,
+        {{ exact_sum('usage.idle_gpu_hours') }} as idle_gpu_hours,
+        {{ exact_sum('usage.idle_gpu_cost') }} as idle_gpu_cost,
+        {{ exact_sum('usage.gpu_cost') }} as gpu_cost,
         max(usage.currency) as currency
     from usage
     cross join report_window
     where usage.usage_date between report_window.window_start and report_window.window_end
     group by all
-    having sum(usage.allocated_gpu_hours) > 0
+    having {{ exact_sum('usage.allocated_gpu_hours') }} > 0
 
 ),
 

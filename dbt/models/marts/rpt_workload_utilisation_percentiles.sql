@@ -25,7 +25,7 @@ final as (
         quantile_cont(gpu_utilisation_pct, 0.95) as p95_gpu_utilisation_pct,
         min(gpu_utilisation_pct) as min_gpu_utilisation_pct,
         max(gpu_utilisation_pct) as max_gpu_utilisation_pct,
-        avg(gpu_utilisation_pct) as avg_gpu_utilisation_pct
+        {{ exact_avg('gpu_utilisation_pct') }} as avg_gpu_utilisation_pct
     from allocated_samples
     group by usage_date, workload_id
 

@@ -6,18 +6,8 @@ source as (
 
 ),
 
--- A sample loaded twice (a partition re-loaded by another run) counts once.
-deduplicated as (
-
-    select *
-    from source
-    qualify row_number() over (
-        partition by usage_date, workload_id, metric_type, labels_json, ts
-        order by run_id desc
-    ) = 1
-
-),
-
+-- No de-duplication: the loader replaces whole usage_date partitions, so a sample cannot be
+-- loaded twice; the unique_combination test of this model guards that.
 renamed as (
 
     select
@@ -29,7 +19,7 @@ renamed as (
         value as metric_value,
         step_seconds,
         run_id
-    from deduplicated
+    from source
 
 ),
 
