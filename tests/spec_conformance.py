@@ -1,20 +1,24 @@
-"""Validate httpx responses against the Run:ai OpenAPI slice.
+"""Validate the control plane's responses and documents against the Run:ai OpenAPI slice.
 
-``assert_conforms(response)`` finds the operation from the request's method and path, checks
-that it lists the status code, and validates the body against the response schema with
-openapi-schema-validator's OAS 3.0 validator (``nullable``, ``format`` and ``$ref`` included).
-``assert_error_body(response, status)`` checks an error against the spec's ``Error`` schema,
-also for statuses an operation does not list (e.g. 400 on ``get_workloads``).
+The one way the tests validate against the contract: the spec exactly as ``load_spec()``
+reads it, through openapi-schema-validator's OAS 3.0 validator (``nullable``, ``format``
+and ``$ref`` included). OpenAPI 3.0.3 is read literally: ``nullable: true`` admits
+``null`` only where no ``enum`` or ``allOf`` says otherwise, so ``null`` is rejected for
+``SourceApi``, ``GpuRequestType`` or ``phaseReason``; the simulator leaves such optional
+fields out instead of sending ``null``.
 
-``nullable: true`` is read as "null is allowed" also where the same schema carries an
-``enum`` without ``null`` (``SourceApi``, ``GpuRequestType``) or an ``allOf`` of a
-non-nullable schema (``phaseReason``): that is what the document means, while a literal
-OpenAPI 3.0.3 reading would reject the ``null`` the control plane sends.
+* ``assert_conforms(response)`` finds the operation from the request's method and path,
+  checks that it lists the status code, and validates the body against the response
+  schema.
+* ``assert_error_body(response, status)`` checks an error against the spec's ``Error``
+  schema, also for statuses an operation does not list (e.g. 400 on ``get_workloads``).
+* ``assert_schema(instance, ref)`` / ``schema_errors(instance, ref)`` validate any document
+  against a component schema name (``"Workload"``) or a JSON pointer into the spec
+  (``"#/paths/~1api~1v1~1workloads/get/responses/200/content/application~1json/schema"``).
 """
 
 from __future__ import annotations
 
-import copy
 import re
 from functools import cache, lru_cache
 from typing import Any
@@ -25,25 +29,10 @@ from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from workloads_etl.contract import load_spec
 
 
-def _admit_null(node: Any) -> Any:
-    if isinstance(node, list):
-        return [_admit_null(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {key: _admit_null(value) for key, value in node.items()}
-    if out.get("nullable") is True:
-        if "enum" in out and None not in out["enum"]:
-            out["enum"] = [*out["enum"], None]
-        if "allOf" in out:
-            inner = {k: v for k, v in out.items() if k != "nullable"}
-            return {"anyOf": [inner, {"enum": [None]}]}
-    return out
-
-
 @lru_cache(maxsize=1)
 def spec() -> dict[str, Any]:
-    admitted: dict[str, Any] = _admit_null(copy.deepcopy(load_spec()))
-    return admitted
+    document: dict[str, Any] = load_spec()
+    return document
 
 
 def _path_regex(template: str) -> re.Pattern[str]:
@@ -96,13 +85,22 @@ def assert_conforms(response: httpx.Response) -> None:
 
 
 @cache
-def schema_validator(name: str) -> OAS30Validator:
-    schema = {"$ref": f"#/components/schemas/{name}", "components": spec()["components"]}
-    return OAS30Validator(schema, format_checker=oas30_format_checker)
+def schema_validator(schema_ref: str) -> OAS30Validator:
+    """A validator for a component schema name or a ``#/...`` JSON pointer into the spec."""
+    pointer = schema_ref if schema_ref.startswith("#") else f"#/components/schemas/{schema_ref}"
+    # ``$ref`` resolves against this root, i.e. the whole document (its siblings are ignored).
+    return OAS30Validator({**spec(), "$ref": pointer}, format_checker=oas30_format_checker)
 
 
-def assert_schema(instance: Any, name: str) -> None:
-    schema_validator(name).validate(instance)
+def assert_schema(instance: Any, schema_ref: str) -> None:
+    schema_validator(schema_ref).validate(instance)
+
+
+def schema_errors(instance: Any, schema_ref: str) -> list[str]:
+    """Readable validation errors (empty when the instance is valid)."""
+    found = schema_validator(schema_ref).iter_errors(instance)
+    errors = sorted(found, key=lambda e: [str(p) for p in e.absolute_path])
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors]
 
 
 def assert_error_body(response: httpx.Response, status: int) -> dict[str, Any]:

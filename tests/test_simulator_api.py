@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,20 +39,26 @@ def cluster() -> Cluster:
     return Cluster(CONFIG)
 
 
-@pytest.fixture(scope="module")
-def client(cluster: Cluster) -> Iterator[TestClient]:
-    app = create_app(CONFIG, cluster)
-    with TestClient(app, base_url="http://simulator") as c:
+@contextmanager
+def authorized_client(config: SimulatorConfig, cluster: Cluster) -> Iterator[TestClient]:
+    """An in-process client of the app serving ``cluster``, holding a bearer token."""
+    with TestClient(create_app(config, cluster), base_url="http://simulator") as c:
         r = c.post(
             "/api/v1/token",
             json={
                 "grantType": "client_credentials",
-                "clientID": CONFIG.client_id,
-                "clientSecret": CONFIG.client_secret,
+                "clientID": config.client_id,
+                "clientSecret": config.client_secret,
             },
         )
         assert r.status_code == 200, r.text
         c.headers["Authorization"] = f"Bearer {r.json()['accessToken']}"
+        yield c
+
+
+@pytest.fixture(scope="module")
+def client(cluster: Cluster) -> Iterator[TestClient]:
+    with authorized_client(CONFIG, cluster) as c:
         yield c
 
 
@@ -329,20 +336,44 @@ def _split(expression: str) -> list[str]:
     return [str(c) for c in parse_filter_by(expression)]
 
 
-@pytest.mark.parametrize("needle", ["JOB", "a", "zz-no-such-thing"])
-def test_search_is_case_insensitive_over_four_fields(
-    client: TestClient, rows: list[dict[str, Any]], needle: str
-) -> None:
-    fields = ("name", "projectName", "departmentName", "submittedBy")
-    expected = {
+SEARCH_FIELDS = ("name", "projectName", "departmentName", "submittedBy")
+
+
+def _searched(rows: list[dict[str, Any]], needle: str, *, fold: bool) -> set[str]:
+    """Ids of active rows whose searched fields contain ``needle`` (case-folded or as is)."""
+
+    def norm(text: str) -> str:
+        return text.lower() if fold else text
+
+    return {
         r["id"]
         for r in rows
-        if not r["deleted"] and any(needle.lower() in (r[f] or "").lower() for f in fields)
+        if not r["deleted"] and any(norm(needle) in norm(r[f] or "") for f in SEARCH_FIELDS)
     }
+
+
+def _search(client: TestClient, needle: str) -> set[str]:
     got = {w["id"] for w in fetch_all(client, {"search": needle}, limit=500)}
-    assert got == expected
     count = client.get("/api/v1/workloads/count", params={"search": needle}).json()["count"]
-    assert count == len(expected)
+    assert count == len(got)
+    return got
+
+
+def test_search_is_case_insensitive_over_four_fields(
+    client: TestClient, rows: list[dict[str, Any]]
+) -> None:
+    active = {r["id"] for r in rows if not r["deleted"]}
+    department = rows[0]["departmentName"]
+    project = rows[0]["projectName"].removeprefix("proj-")
+    needles = [department.upper(), project[:1].upper() + project[1:]]  # e.g. "VISION", "Rlhf"
+    for needle in needles:
+        assert needle != needle.lower()
+        expected = _searched(rows, needle, fold=True)
+        assert expected and len(expected) < len(active), needle  # selective, not trivial
+        assert _searched(rows, needle, fold=False) != expected  # case matters to a naive match
+        assert _search(client, needle) == expected, needle
+        assert _search(client, needle.lower()) == expected, needle
+    assert _search(client, "zz-no-such-thing") == set()
 
 
 @pytest.mark.parametrize(
@@ -426,9 +457,9 @@ def test_telemetry_conforms_and_adds_up(
     assert body["timestamp"] == "2026-11-26T15:00:00Z"
     active = [row for row in rows if not row["deleted"]]
     total = sum(float(v["value"]) for v in body["values"])
-    if telemetry_type == "WORKLOADS_COUNT" and "CurrentNodepools" not in group_by:
+    if telemetry_type == "WORKLOADS_COUNT":
         assert total == len(active)
-    elif telemetry_type == "GPU_ALLOCATION" and "CurrentNodepools" not in group_by:
+    elif telemetry_type == "GPU_ALLOCATION":
         assert total == pytest.approx(sum(r["allocatedGPU"] or 0 for r in active))
     elif telemetry_type == "PENDING_TIME_DISTRIBUTION":
         assert total == sum(1 for r in active if r["phase"] == "Pending")
@@ -479,7 +510,10 @@ def test_telemetry_filters(
             {"clusterId": str(cluster.clusters[0].id)},
             sum(r["clusterId"] == str(cluster.clusters[0].id) for r in active),
         ),
-        ({"nodepoolName": pool}, sum(pool in _as_list(r["nodepool"]) for r in active)),
+        (
+            {"nodepoolName": pool},
+            sum(r["phase"] == "Running" and r["nodepool"] == pool for r in active),
+        ),
         (
             {"filterByPhases": "Running,Pending"},
             sum(r["phase"] in ("Running", "Pending") for r in active),
@@ -493,8 +527,41 @@ def test_telemetry_filters(
         assert int(r.json()["values"][0]["value"]) == expected, params
 
 
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
+def test_telemetry_current_nodepools_are_where_workloads_run(
+    client: TestClient, rows: list[dict[str, Any]], cluster: Cluster
+) -> None:
+    active = [r for r in rows if not r["deleted"]]
+    running = [r for r in active if r["phase"] == "Running"]
+    idle = [r for r in active if r["phase"] != "Running"]
+    assert running and idle
+    for r in active[:: max(1, len(active) // 20)]:  # the records say the same
+        record = client.get(f"/api/v1/workloads/{r['id']}").json()
+        assert record["currentNodePools"] == ([r["nodepool"]] if r in running else [])
+
+    def telemetry(kind: str, **params: str) -> dict[str, float]:
+        r = client.get("/api/v1/workloads/telemetry", params={"telemetryType": kind, **params})
+        assert_conforms(r)
+        values = r.json()["values"]
+        if "groupBy" not in params:
+            return {"": float(values[0]["value"])}
+        return {v["groups"][0]["value"]: float(v["value"]) for v in values}
+
+    pools = sorted({r["nodepool"] for r in running})
+    expected = {p: float(sum(r["nodepool"] == p for r in running)) for p in pools}
+    assert telemetry("WORKLOADS_COUNT", groupBy="CurrentNodepools") == {
+        **expected,
+        "": float(len(idle)),  # not running: in no node pool
+    }
+    for pool in {r["nodepool"] for r in active}:
+        got = telemetry("WORKLOADS_COUNT", nodepoolName=pool)[""]
+        assert got == expected.get(pool, 0.0), pool
+    # GPU allocation per pool: the running workloads' GPUs, as the model's pool totals
+    allocation = telemetry("GPU_ALLOCATION", groupBy="CurrentNodepools")
+    assert allocation.pop("") == 0.0
+    assert allocation == {p: cluster.gpu_allocated_at(p, NOW) for p in pools}
+    assert allocation == {
+        p: sum(r["allocatedGPU"] for r in running if r["nodepool"] == p) for p in pools
+    }
 
 
 @pytest.mark.parametrize(
@@ -616,6 +683,36 @@ def test_metrics_zero_width_window(client: TestClient, rows: list[dict[str, Any]
     }
 
 
+def test_metrics_have_no_samples_after_the_clock(
+    client: TestClient, rows: list[dict[str, Any]]
+) -> None:
+    workload = _long_running(rows)
+    start = NOW - timedelta(minutes=10)
+    r = _metrics(
+        client,
+        workload["id"],
+        metricType="GPU_UTILIZATION,GPU_ALLOCATION,POD_COUNT",
+        start=_iso(start),
+        end=_iso(NOW + timedelta(minutes=10)),
+        numberOfSamples=20,
+    )
+    assert_conforms(r)
+    before_now = [start + timedelta(minutes=i) for i in range(10)]  # one a minute, then NOW
+    for m in r.json()["measurements"]:
+        stamps = [datetime.fromisoformat(v["timestamp"]) for v in m["values"]]
+        assert stamps == before_now, m["type"]
+    future = _metrics(
+        client,
+        workload["id"],
+        metricType="GPU_ALLOCATION",
+        start=_iso(NOW),
+        end=_iso(NOW + timedelta(days=1)),
+    )
+    assert future.json()["measurements"] == [
+        {"type": "GPU_ALLOCATION", "labels": None, "values": []}
+    ]
+
+
 def test_sample_instants_are_evenly_spaced() -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     got = sample_instants(start, start + timedelta(seconds=10), 3)
@@ -723,6 +820,88 @@ def test_pod_metrics(client: TestClient, rows: list[dict[str, Any]]) -> None:
         params={"metricType": "POD_COUNT", **window},
     )
     assert_error_body(bad, 400)
+
+
+def test_pod_metrics_of_a_past_window_stay_the_same_after_the_workload_ends() -> None:
+    """Pod count and GPUs per pod are the workload's layout, not its state at the clock."""
+    day = datetime(2026, 11, 26, tzinfo=UTC)
+    late = Cluster(SimulatorConfig(seed=7, workloads=300, days=3, now=day.replace(hour=23)))
+    late_now = late.now()
+
+    def fits(i: int) -> bool:
+        pods, gpus_per_pod = late.pod_layout(i)
+        ends = [e for _, e in late.run_intervals(i)]
+        e = ends[-1] if ends else None
+        return (
+            pods >= 2
+            and gpus_per_pod >= 2
+            and e is not None
+            and day + timedelta(hours=1) < e < late_now
+            and late.run_intervals(i)[-1][0] < e - timedelta(minutes=40)
+        )
+
+    index = next(i for i in range(len(late.snapshot(late_now))) if fits(i))
+    finished = late.run_intervals(index)[-1][1]
+    assert finished is not None
+    early = Cluster(replace(late.config, now=finished - timedelta(minutes=10)))
+    assert early.anchor == late.anchor  # same day: the same timeline, an earlier clock
+    workload_id = late._ids[index]
+    pods, gpus_per_pod = late.pod_layout(index)
+    devices = int(np.ceil(gpus_per_pod))
+    window: dict[str, Any] = {
+        "start": _iso(finished - timedelta(minutes=40)),
+        "end": _iso(finished - timedelta(minutes=20)),
+        "numberOfSamples": 5,
+    }
+    types = ",".join(enum_values("PodMetricType"))
+    bodies = []
+    for model in (early, late):
+        with authorized_client(model.config, model) as c:
+            record = c.get(f"/api/v1/workloads/{workload_id}").json()
+            pod_list = record["additionalFields"]["podIds"]
+            assert len(pod_list) == pods
+            r = c.get(
+                f"/api/v1/workloads/{workload_id}/pods/{pod_list[-1]}/metrics",
+                params={"metricType": types, **window},
+            )
+            assert_conforms(r)
+            whole = _metrics(c, workload_id, metricType="GPU_MEMORY_USAGE_BYTES", **window)
+            bodies.append((record["phase"], r.json()["measurements"], whole.json()))
+    (early_phase, early_body, early_whole), (late_phase, late_body, late_whole) = bodies
+    assert early_phase == "Running" and late_phase in ("Completed", "Failed", "Stopped")
+    assert early_body == late_body
+    assert early_whole == late_whole
+    whole_values = late_whole["measurements"][0]["values"]
+    per_gpu = [m for m in late_body if m["type"] == "GPU_MEMORY_USAGE_BYTES_PER_GPU"]
+    assert [m["labels"]["gpu"] for m in per_gpu] == [str(g) for g in range(devices)]
+    for m in per_gpu:  # each GPU of each pod holds an even share of the workload's memory
+        assert len(m["values"]) == 5
+        for v, w in zip(m["values"], whole_values, strict=True):
+            assert float(v["value"]) * devices * pods == pytest.approx(float(w["value"]))
+
+
+def test_pod_metrics_per_gpu_of_a_cpu_only_pod_are_empty(
+    client: TestClient, rows: list[dict[str, Any]], cluster: Cluster
+) -> None:
+    cpu_only = [
+        r for r in rows if r["phase"] == "Running" and cluster.pod_layout(r["index"])[1] == 0
+    ]
+    assert cpu_only
+    workload_id = cpu_only[0]["id"]
+    pod = client.get(f"/api/v1/workloads/{workload_id}").json()["additionalFields"]["podIds"][0]
+    r = client.get(
+        f"/api/v1/workloads/{workload_id}/pods/{pod}/metrics",
+        params={
+            "metricType": "GPU_UTILIZATION_PER_GPU,CPU_USAGE_CORES",
+            "start": _iso(NOW - timedelta(minutes=30)),
+            "end": _iso(NOW),
+            "numberOfSamples": 3,
+        },
+    )
+    assert_conforms(r)
+    per_gpu, cpu = r.json()["measurements"]
+    assert per_gpu == {"type": "GPU_UTILIZATION_PER_GPU", "labels": None, "values": []}
+    assert cpu["labels"] == {"pod": pod} and len(cpu["values"]) == 3
 
 
 def test_space_timestamp_format(cluster: Cluster, rows: list[dict[str, Any]]) -> None:

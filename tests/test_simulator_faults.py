@@ -132,6 +132,23 @@ def test_fault_bodies_are_errors(cluster: Cluster) -> None:
     assert seen == {429, 500, 502, 503}
 
 
+@pytest.mark.parametrize("microsecond", [0, 600_000])
+def test_retry_after_date_counts_from_the_cluster_clock(microsecond: int) -> None:
+    clock = NOW + timedelta(hours=9, seconds=17, microseconds=microsecond)
+    config = replace(
+        BASE,
+        now=clock,
+        faults=FaultConfig(rate_limit_rate=1.0, retry_after=3, retry_after_form="date"),
+    )
+    with TestClient(create_app(config, Cluster(config)), base_url="http://simulator") as client:
+        r = client.get("/api/v1/workloads/count")
+    assert r.status_code == 429
+    date = parsedate_to_datetime(r.headers["date"])
+    retry_at = parsedate_to_datetime(r.headers["retry-after"])
+    assert date == clock.replace(microsecond=0)  # the cluster's clock, not the wall clock
+    assert retry_at - date == timedelta(seconds=3)
+
+
 def test_retries_of_the_same_request_get_fresh_draws(cluster: Cluster) -> None:
     client = _client(cluster, FaultConfig(error_rate=0.5, seed=3))
     statuses = [client.get("/api/v1/workloads/count").status_code for _ in range(30)]
@@ -330,7 +347,9 @@ def test_dropped_connections_and_retry_after_over_a_socket(socket_server: Simula
                 else:
                     seen["date"] += 1
                     at = parsedate_to_datetime(value)
-                    assert timedelta(seconds=2) <= at - datetime.now(UTC) <= timedelta(seconds=4)
+                    date = parsedate_to_datetime(r.headers["date"])
+                    assert date == NOW  # the frozen cluster clock
+                    assert at - date == timedelta(seconds=2)
         assert client.get("/healthz").status_code == 200
     assert seen["dropped"] >= 8
     assert seen["429"] >= 8

@@ -17,7 +17,7 @@ import pytest
 from openapi_schema import schema_errors
 
 from workloads_etl.contract import enum_values, load_spec
-from workloads_etl.simulator.cluster import NEVER, Cluster, GroundTruth
+from workloads_etl.simulator.cluster import NEVER, SNAPSHOT_CACHE_SIZE, Cluster, GroundTruth
 from workloads_etl.simulator.config import SimulatorConfig
 from workloads_etl.simulator.metrics import T_DISTRIBUTED
 
@@ -159,6 +159,25 @@ def test_snapshot_is_cached_per_second(small: Cluster) -> None:
     a = small.snapshot(NOW)
     assert small.snapshot(NOW + timedelta(milliseconds=700)) is a
     assert small.snapshot(NOW + timedelta(seconds=1)) is not a
+
+
+def test_snapshot_cache_keeps_the_latest_four_seconds() -> None:
+    c = Cluster(SimulatorConfig(seed=3, workloads=60, days=2, now=NOW))
+    seconds = [NOW - timedelta(seconds=k) for k in range(17)]
+    first = [c.snapshot(at) for at in seconds]
+    assert len(c._snapshots) == SNAPSHOT_CACHE_SIZE == 4
+    for k in range(13, 17):  # the latest four are served from the cache
+        assert c.snapshot(seconds[k]) is first[k]
+    again = c.snapshot(seconds[0])  # evicted long ago: built anew, equal
+    assert again is not first[0] and again.table.equals(first[0].table)
+    assert len(c._snapshots) == 4
+
+
+def test_config_repr_hides_the_client_secret() -> None:
+    config = SimulatorConfig(client_secret="s3cr3t-value-xyz", now=NOW)
+    assert "s3cr3t-value-xyz" not in repr(config)
+    assert "client_id='workloads-etl-demo'" in repr(config)
+    assert config.client_secret == "s3cr3t-value-xyz"
 
 
 def test_snapshot_columns(small: Cluster) -> None:
@@ -316,9 +335,10 @@ def test_pending_times_are_realistic(busy: Cluster) -> None:
 
 
 def test_lifecycle_and_metric_edges(small: Cluster) -> None:
-    instants = [NOW - timedelta(days=k, hours=3 * k, seconds=7 * k) for k in range(5)]
-    instants.append(NOW + timedelta(days=20))
+    instants = [NOW - timedelta(days=k, hours=3 * k, seconds=7 * k + 1) for k in range(5)]
+    instants.append(NOW + timedelta(days=20))  # the state ahead; no metric samples there
     for at in instants:
+        past = at < NOW
         snap = small.snapshot(at)
         deleted = snap.deleted
         for i in range(len(snap)):
@@ -330,14 +350,17 @@ def test_lifecycle_and_metric_edges(small: Cluster) -> None:
             assert (d["deletedAt"] is not None) == bool(deleted[i])
             if d["deletedAt"]:
                 assert phase in TERMINAL and d["deletedAt"] >= d["completedAt"]
+            if not past:
+                assert np.isnan(alloc)
             if phase == "Running":
-                assert alloc == gpus and d["runningPods"] == d["requestedPods"]["number"]
+                assert alloc == gpus or not past
+                assert d["runningPods"] == d["requestedPods"]["number"]
                 assert d["currentNodePools"] == d["requestedNodePools"][:1]
                 assert d["allocatedResources"]["gpu"] == gpus
             else:
                 assert d["runningPods"] == 0 and d["currentNodePools"] == []
             if phase == "Pending":
-                assert alloc == 0.0
+                assert alloc == 0.0 or not past
                 assert d["allocatedResources"] is None or d["allocatedResources"]["gpu"] == 0
             if phase in TERMINAL:
                 assert np.isnan(alloc)  # no samples at or after the end
@@ -355,6 +378,34 @@ def test_lifecycle_and_metric_edges(small: Cluster) -> None:
     during = small.workload_json(i, s)
     assert before["phase"] == "Pending" and during["phase"] == "Running"
     assert during["phaseUpdatedAt"] == s.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def test_no_samples_at_or_after_the_cluster_clock(small: Cluster) -> None:
+    running = np.flatnonzero(
+        small.snapshot(NOW)._state.running & (small._size_q[: len(small.snapshot(NOW))] > 0)
+    )
+    assert len(running) >= 5
+    tick = np.timedelta64(1, "us")
+    probe = np.array(
+        [_dt64(NOW - timedelta(minutes=5)), _dt64(NOW) - tick, _dt64(NOW), _dt64(NOW) + tick]
+        + [_dt64(NOW + timedelta(minutes=m)) for m in (1, 60, 60 * 24 * 30)]
+    )
+    for i in running.tolist():
+        for metric in ("GPU_ALLOCATION", "GPU_UTILIZATION", "POD_COUNT", "CPU_REQUEST_CORES"):
+            values = _one(small.metrics(i, metric, probe))
+            assert not np.isnan(values[:2]).any(), (i, metric)  # still running just before
+            assert np.isnan(values[2:]).all(), (i, metric)  # nothing measured yet
+        # ground truth stops at the clock too: the hour after NOW adds nothing
+        wid = small._ids[i]
+        hour_before = small.ground_truth(wid, NOW - timedelta(hours=1), NOW)
+        around = small.ground_truth(wid, NOW - timedelta(hours=1), NOW + timedelta(hours=1))
+        assert around == hour_before
+        assert small.ground_truth(wid, NOW, NOW + timedelta(days=3)) == GroundTruth(0.0, 0.0)
+        started = max(a for a, _ in small.run_intervals(i) if a <= NOW)  # runs since then
+        since = max(started, NOW - timedelta(hours=1))
+        assert hour_before.allocated_gpu_seconds == pytest.approx(
+            _gpus(small, i) * (NOW - since).total_seconds()
+        )
 
 
 def test_no_samples_outside_the_workload_life(small: Cluster) -> None:
@@ -510,6 +561,26 @@ def test_every_workload_object_validates_against_the_spec(small: Cluster) -> Non
         for i in range(len(small.snapshot(at))):
             doc = small.workload_json(i, at)
             assert schema_errors(doc, "Workload") == [], (i, at)
+
+
+def test_optional_fields_without_a_null_are_left_out(small: Cluster) -> None:
+    docs = [small.workload_json(i, NOW) for i in range(len(small.snapshot(NOW)))]
+    cli = [d for d in docs if d["source"] == "CLI"]
+    cpu_only = [d for d in docs if d["workloadRequestedResources"]["gpu"]["request"] == 0]
+    assert cli and cpu_only and len(cli) < len(docs)
+    assert all("sourceApi" not in d for d in cli)
+    assert all(d["sourceApi"] == "WorkloadsV2" for d in docs if d["source"] != "CLI")
+    assert all("phaseReason" not in d for d in docs)
+    for d in cpu_only:
+        for section in ("workloadRequestedResources", "podsRequestedResources"):
+            assert "gpuRequestType" not in d[section]
+    gpu = next(d for d in docs if d["workloadRequestedResources"]["gpu"]["request"] > 0)
+    assert gpu["podsRequestedResources"]["gpuRequestType"] == "portion"
+    # the validation is strict OpenAPI 3.0.3: the nulls these fields used to carry fail it
+    assert schema_errors({**cli[0], "sourceApi": None}, "Workload") != []
+    assert schema_errors({**docs[0], "phaseReason": None}, "Workload") != []
+    request = {**cpu_only[0]["podsRequestedResources"], "gpuRequestType": None}
+    assert schema_errors(request, "WorkloadRequestResources") != []
 
 
 def test_snapshot_columns_agree_with_workload_objects(small: Cluster) -> None:

@@ -14,10 +14,22 @@ Choices where the contract leaves room (the contract wins wherever it is explici
 * Pod ids are ``uuid5(workload id, "pod-<i>")`` for ``i`` in ``0..pods-1``; the detailed
   workload lists them in ``additionalFields.podIds``. A pod's usage metrics are the
   workload's divided evenly among its pods; utilisation-like metrics are the workload's.
+  Pod count and GPUs per pod are the workload's fixed layout (its requested pods and
+  per-pod GPU request), whatever its phase, so a past window always reads the same. A pod
+  holds ``ceil(gpus per pod)`` GPU devices (a fractional request shares one); ``*_PER_GPU``
+  series split usage evenly over them (label ``gpu`` = ``0..n-1``) and are empty for a
+  CPU-only pod.
+* Metrics have samples only before the cluster's ``now``: a window reaching into the
+  future is answered with the samples up to now.
 * Metric values are the shortest decimal strings that round-trip the model's float64
   exactly (``repr``), integers without a fraction. Timestamps are ISO 8601 with ``Z``
   (``2024-12-20T14:30:00Z``, with fractional seconds only when needed) or, with the
   ``metrics_timestamp_format=space`` setting, ``2023-06-06 12:09:18.211``.
+* Telemetry's ``CurrentNodepools`` group and ``nodepoolName`` filter use the node pool a
+  workload currently runs in, as its ``currentNodePools`` says. Workloads that are not
+  running (pending, finished) run in no pool: grouped by ``CurrentNodepools`` they form
+  one group with value ``""`` (so groups still add up to the ungrouped total; for
+  ``GPU_ALLOCATION`` that group is 0), and ``nodepoolName`` never selects them.
 * ``PENDING_TIME_DISTRIBUTION`` groups pending workloads into the buckets of
   :data:`PENDING_BUCKETS` (group key ``PendingTime``). The response allows at most two
   groups per value, so this type accepts at most one ``groupBy`` field.
@@ -27,6 +39,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -71,12 +84,13 @@ PENDING_BUCKETS: tuple[tuple[str, float], ...] = (
     ("1h-1d", 86400.0),
     (">1d", float("inf")),
 )
+CURRENT_NODEPOOL = "currentNodepool"  # derived per request: see current_nodepool()
 GROUP_COLUMNS = {
     "ClusterId": "clusterId",
     "DepartmentId": "departmentId",
     "ProjectId": "projectId",
     "Type": "type",
-    "CurrentNodepools": "nodepool",
+    "CurrentNodepools": CURRENT_NODEPOOL,
     "Phase": "phase",
     "Category": "category",
 }
@@ -196,29 +210,9 @@ def pod_ids(workload_id: str, pods: int) -> list[str]:
     return [str(uuid.uuid5(base, f"pod-{i}")) for i in range(max(1, pods))]
 
 
-def pod_count(workload: dict[str, Any]) -> int:
-    """Pods of a workload: requested pods (``requestedPods.number``) or running pods, >= 1."""
-    requested = workload.get("requestedPods")
-    if isinstance(requested, dict):
-        for name in ("number", "max", "min"):
-            value = requested.get(name)
-            if isinstance(value, int) and value > 0:
-                return value
-    running = workload.get("runningPods")
-    return running if isinstance(running, int) and running > 0 else 1
-
-
-def gpu_count(workload: dict[str, Any]) -> int:
-    for section in ("allocatedResources", "podsRequestedResources", "workloadRequestedResources"):
-        res = workload.get(section)
-        gpu = None
-        if isinstance(res, dict):
-            gpu = res.get("gpu")
-            if isinstance(gpu, dict):
-                gpu = gpu.get("request") if "request" in gpu else gpu.get("limit")
-        if isinstance(gpu, int | float) and gpu > 0:
-            return max(1, int(np.ceil(gpu)))
-    return 1
+def pod_gpu_devices(gpus_per_pod: float) -> int:
+    """GPU devices a pod holds: whole GPUs rounded up (a fraction shares one device)."""
+    return math.ceil(gpus_per_pod) if gpus_per_pod > 0 else 0
 
 
 @lru_cache(maxsize=8)
@@ -424,7 +418,8 @@ class Simulator:
         record = self.workload_record(index, at)
         record.setdefault("pendingSchedulingMessages", None)
         extra = dict(record.get("additionalFields") or {})
-        extra["podIds"] = pod_ids(request.path_params["workloadId"], pod_count(record))
+        pods, _ = self.cluster.pod_layout(index)
+        extra["podIds"] = pod_ids(request.path_params["workloadId"], pods)
         record["additionalFields"] = extra
         return JSONResponse(record)
 
@@ -463,10 +458,11 @@ class Simulator:
 
         at = self.now()
         table = self.table(at)
+        table = table.append_column(CURRENT_NODEPOOL, current_nodepool(table))
         mask = ~table.column("deleted").to_numpy(zero_copy_only=False).astype(bool)
         eq_filters = (
             ("clusterId", cluster_id),
-            ("nodepool", request.query_params.get("nodepoolName")),
+            (CURRENT_NODEPOOL, request.query_params.get("nodepoolName")),
             ("departmentId", request.query_params.get("departmentId")),
         )
         clauses = [filters.Clause(col, "==", val) for col, val in eq_filters if val]
@@ -501,12 +497,12 @@ class Simulator:
         index = self._row_of(workload_id, at)
         pods = 1
         gpus = 1
-        if pod_id is not None:
-            record = self.cluster.workload_json(index, at)
-            ids = pod_ids(workload_id, pod_count(record))
+        if pod_id is not None:  # the workload's pod layout, not its state at `at`
+            model_pods, gpus_per_pod = self.cluster.pod_layout(index)
+            ids = pod_ids(workload_id, model_pods)
             if pod_id not in ids:
                 raise ApiError(404, "Resource id not found.", details="unknown pod id")
-            pods, gpus = len(ids), gpu_count(record)
+            pods, gpus = len(ids), pod_gpu_devices(gpus_per_pod)
 
         status = 200
         key = _fault_key(request)
@@ -553,6 +549,8 @@ class Simulator:
         if source is None:  # advanced per-GPU counters the model does not produce
             return [_measurement_json(metric, None, [], [])]
         workload_metric, share, per_gpu = source
+        if per_gpu and not gpus:  # a CPU-only pod has no GPU to report on
+            return [_measurement_json(metric, None, [], [])]
         series = self.cluster.metrics(index, workload_metric, instants)
         out: list[str] = []
         for labels, values in series:
@@ -583,6 +581,17 @@ def _measurement_json(
     return f'{{"type":{json.dumps(metric)},"labels":{label_text},"values":[{",".join(items)}]}}'
 
 
+def current_nodepool(table: pa.Table) -> pa.Array:
+    """The node pool each snapshot row currently runs in, ``""`` when it is not running.
+
+    A running workload runs in exactly one pool (its ``currentNodePools`` has one entry);
+    pending and finished ones run nowhere (``currentNodePools: []``).
+    """
+    running = pc.equal(table.column("phase"), "Running").combine_chunks()
+    pool = table.column("nodepool").combine_chunks()
+    return pc.if_else(running, pool, pa.scalar("", type=pool.type))
+
+
 def telemetry_values(
     table: pa.Table,
     telemetry_type: str,
@@ -592,8 +601,8 @@ def telemetry_values(
 ) -> list[dict[str, Any]]:
     """Aggregate the filtered snapshot rows into TelemetryResponse ``values``.
 
-    A workload in several current node pools counts once in each when grouped by
-    ``CurrentNodepools``; without node pools it is left out of that grouping.
+    ``CurrentNodepools`` groups by the ``currentNodepool`` column the caller adds (see
+    :func:`current_nodepool`).
     """
     keys: list[str] = []
     if telemetry_type == "PENDING_TIME_DISTRIBUTION":
@@ -616,13 +625,7 @@ def telemetry_values(
         work = work.append_column("_w", pa.array(np.ones(table.num_rows)))
     names: dict[str, str] = {}
     for g in group_by:
-        column = table.column(GROUP_COLUMNS[g])
-        if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-            column = column.combine_chunks()
-            work = work.take(pc.list_parent_indices(column))
-            table = table.take(pc.list_parent_indices(column))
-            column = pc.list_flatten(column)
-        work = work.append_column(g, pc.cast(column, pa.string()))
+        work = work.append_column(g, pc.cast(table.column(GROUP_COLUMNS[g]), pa.string()))
         keys.append(g)
         if g in GROUP_NAME_COLUMNS:
             names[g] = f"_name_{g}"
@@ -724,7 +727,7 @@ def create_app(config: SimulatorConfig, cluster: Cluster | None = None) -> Starl
     app.state.cluster = cluster
     app.state.simulator = sim
     app.state.config = config
-    app.add_middleware(FaultMiddleware, config=sim.faults)
+    app.add_middleware(FaultMiddleware, config=sim.faults, clock=cluster.now)
     app.add_middleware(ClusterDateMiddleware, cluster=cluster)
     return app
 

@@ -64,6 +64,9 @@ _GIB = 2**30
 _SCALE_BOUNDS = (0.002, 2.0)  # how far durations may be stretched to reach TARGET_LOAD
 _FOREVER_SHARE = 0.25  # at most this share of a pool is held by never-ending workloads
 RESERVE_AFTER_SECONDS = 4 * 3600  # a workload pending this long is no longer overtaken
+# Snapshots kept (one per whole second asked for); each holds every visible workload's row,
+# tens of MB at 100k workloads, so only the few a paging listing reuses are kept.
+SNAPSHOT_CACHE_SIZE = 4
 
 
 @dataclass(frozen=True)
@@ -306,7 +309,8 @@ class Cluster:
         return i
 
     def snapshot(self, at: datetime) -> Snapshot:
-        """State of every workload visible at ``at``; cached per whole second."""
+        """State of every workload visible at ``at``; the latest ``SNAPSHOT_CACHE_SIZE``
+        whole seconds asked for are cached."""
         sec = _to_seconds(at)
         with self._lock:
             snap = self._snapshots.get(sec)
@@ -316,7 +320,7 @@ class Cluster:
         snap = self._make_snapshot(sec)
         with self._lock:
             self._snapshots[sec] = snap
-            while len(self._snapshots) > 16:
+            while len(self._snapshots) > SNAPSHOT_CACHE_SIZE:
                 self._snapshots.popitem(last=False)
         return snap
 
@@ -333,8 +337,9 @@ class Cluster:
         """Values of one metric type at the given instants, one array per label set.
 
         NaN marks an instant without a sample (before createdAt, at or after the end of
-        the workload, NIM latencies while no pod runs). An empty list: the type does not
-        apply to this workload (NIM_* outside inference, NVLINK below 2 GPUs, ...).
+        the workload, at or after the cluster clock ``now()``: nothing has been measured
+        yet, NIM latencies while no pod runs). An empty list: the type does not apply to
+        this workload (NIM_* outside inference, NVLINK below 2 GPUs, ...).
         """
         if metric_type not in _metric_types():
             raise ValueError(f"unknown metric type {metric_type!r}")
@@ -348,12 +353,16 @@ class Cluster:
             has, kk = k >= 0, np.maximum(k, 0)
             running = has & (t < ends[kk])
             run_seconds = np.where(has, cum[kk] + np.minimum(t, ends[kk]) - starts[kk], 0)
-        alive = (t >= self._created[index]) & (t < self._end[index])
+        now_us = _to_micros(self.now())
+        alive = (t >= self._created[index]) & (t < self._end[index]) & (micros < now_us)
         minute = micros // 60_000_000
         return series(self._profile(index), metric_type, minute, alive, running, run_seconds)
 
     def ground_truth(self, workload_id: str, start: datetime, end: datetime) -> GroundTruth:
         """Exact GPU-seconds of one workload over ``[start, end)``, without sampling.
+
+        The interval is clipped to the cluster clock: nothing after ``now()`` has happened
+        yet, so ``[start, end)`` counts as ``[start, min(end, now()))``.
 
         allocated = integral of GPU_ALLOCATION over [start, end), i.e. GPUs times the
         overlap with the run intervals; used = integral of allocation x utilisation/100,
@@ -369,7 +378,7 @@ class Cluster:
         inside the interval), for allocated and for used GPU-seconds alike.
         """
         i = self._index_of[workload_id]
-        lo_us, hi_us = _to_micros(start), _to_micros(end)
+        lo_us, hi_us = _to_micros(start), min(_to_micros(end), _to_micros(self.now()))
         starts, ends, _ = self._intervals(i)
         q = int(self._size_q[i])
         profile = self._profile(i)
@@ -391,6 +400,10 @@ class Cluster:
             allocated_gpu_seconds=q * alloc_us / 4e6,
             used_gpu_seconds=q * used / (4 * 1000 * 1e6),
         )
+
+    def pod_layout(self, index: int) -> tuple[int, float]:
+        """Pods of a workload and GPUs each pod asks for; fixed for the workload's life."""
+        return int(self._pods[index]), float(self._q_pod[index]) / 4
 
     def gpu_allocated_at(self, nodepool: str, at: datetime) -> float:
         """GPUs allocated to running workloads of a node pool at an instant."""
@@ -866,8 +879,9 @@ class Cluster:
         mem = int(self._mem_val[i]) * pods
         cpu = float(self._cpu_pod[i]) * pods
         gpu_mem = self._gpu_mem_pod_gib(i) * pods
+        resources: dict[str, Any] = {"gpuRequestType": "portion"} if q > 0 else {}
         return {
-            "gpuRequestType": "portion" if q > 0 else None,
+            **resources,  # optional, and its enum has no null: absent for CPU-only requests
             "gpu": {"request": q / 4, "limit": q / 4},
             "gpuMemory": {"request": f"{gpu_mem}Gi", "limit": f"{gpu_mem}Gi"} if q > 0 else None,
             "cpu": {"request": cpu, "limit": cpu * float(self._cpu_limit_factor[i])},
@@ -900,7 +914,6 @@ class Cluster:
             "type": TYPES[typ],
             "category": CATEGORIES[typ],
             "source": "CLI" if cli else "Control-plane",
-            "sourceApi": None if cli else "WorkloadsV2",
             "priority": PRIORITIES[level],
             "priorityClassName": PRIORITY_CLASSES[level],
             "preemptible": PREEMPTIBLE[level],
@@ -918,7 +931,6 @@ class Cluster:
             "phaseUpdatedAt": phase_updated,
             "k8sPhase": _K8S_PHASES[phase],
             "k8sPhaseUpdatedAt": phase_updated,
-            "phaseReason": None,
             "conditions": [self._condition(phase, bool(st.started[i]), phase_updated)],
             "runningPods": pods if running else 0,
             "requestedPods": _requested_pods(typ, pods),
@@ -938,6 +950,10 @@ class Cluster:
             ),
             "actionsSupport": {"delete": True, "suspend": typ != T_DISTRIBUTED},
         }
+        # Optional fields whose schemas admit no null are left out rather than sent as null:
+        # ``sourceApi`` (absent for CLI submissions) and ``phaseReason`` (never set here).
+        if not cli:
+            doc["sourceApi"] = "WorkloadsV2"
         if phase == PENDING:
             doc["phaseMessage"] = (
                 "Preempted by a higher-priority workload; waiting to resume"

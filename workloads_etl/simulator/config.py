@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ class SimulatorConfig:
     days: int = 14
     now: datetime | None = None
     client_id: str = "workloads-etl-demo"
-    client_secret: str = "demo-secret-change-me"
+    client_secret: str = field(default="demo-secret-change-me", repr=False)
     token_ttl_seconds: int = 3600
     faults: Any = None
 

@@ -211,9 +211,10 @@ def retry_after_value(config: FaultConfig, key: RequestFaultKey, now: datetime) 
         form = "date" if key.draw(config.seed, "retry_after_form") < 0.5 else "seconds"
     if form == "seconds":
         return str(config.retry_after)
-    # HTTP-date has whole-second resolution: round up so the client never waits too little.
-    at = now.replace(microsecond=0) + timedelta(seconds=config.retry_after + 1)
-    return format_datetime(at, usegmt=True)
+    # ``now`` is the clock the response's Date header tells, which drops the fraction of
+    # the second too, so Retry-After minus Date is exactly the intended delay.
+    at = now.replace(microsecond=0) + timedelta(seconds=config.retry_after)
+    return format_datetime(at.astimezone(UTC), usegmt=True)
 
 
 class FaultMiddleware:
@@ -222,7 +223,8 @@ class FaultMiddleware:
     The fault key is stored in ``scope["state"]["fault_key"]`` so endpoints can take their own
     reproducible decisions (list drift, partial metrics) from the same identity.
     The token endpoint is faulted too, but never twice in a row, so a client that retries
-    always obtains a token.
+    always obtains a token. ``clock`` is the clock HTTP-date ``Retry-After`` values count
+    from; pass the one the responses' ``Date`` header tells (the app passes the cluster's).
     """
 
     def __init__(

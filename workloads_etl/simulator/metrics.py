@@ -6,7 +6,8 @@ and, for counters, of its cumulative running time. Nothing depends on the query 
 so two requests covering the same instant return the same value.
 
 Inputs are arrays over the requested instants: ``minute`` (UTC epoch minute), ``alive``
-(created <= t < end), ``running`` and ``run_seconds`` (cumulative running seconds at t).
+(created <= t < end, and t before the cluster clock), ``running`` and ``run_seconds``
+(cumulative running seconds at t).
 A value is NaN where the series has no sample.
 """
 
