@@ -121,18 +121,21 @@ def test_department_totals_equal_cluster_totals(pipeline_run: PipelineRun) -> No
 
 
 def _marts_content(run: PipelineRun) -> dict[str, list[tuple[Any, ...]]]:
-    """Every mart table's rows, in a canonical order."""
+    """Every mart table's rows in a canonical order, without run ids (lineage, which a re-run
+    changes by definition)."""
     with read_only(run.paths) as con:
-        tables = [
-            r[0]
-            for r in con.execute(
-                "select table_name from information_schema.tables "
-                "where table_schema = 'marts' order by 1"
-            ).fetchall()
-        ]
+        columns: dict[str, list[str]] = {}
+        for table, column in con.execute(
+            "select table_name, column_name from information_schema.columns "
+            "where table_schema = 'marts' order by table_name, ordinal_position"
+        ).fetchall():
+            if column != "run_id":
+                columns.setdefault(table, []).append(column)
         return {
-            t: con.execute(f"select * from marts.{t} order by all").fetchall()  # noqa: S608
-            for t in tables
+            t: con.execute(
+                f"select {', '.join(cols)} from marts.{t} order by all"  # noqa: S608
+            ).fetchall()
+            for t, cols in columns.items()
         }
 
 

@@ -25,13 +25,14 @@ fetches as (
 
 ),
 
--- The workload snapshot each run took next to its telemetry fetch.
+-- The workload snapshot each run took next to its telemetry fetch, per day partition (a
+-- backfill run fetches both once for each of its days).
 run_snapshots as (
 
-    select run_id, max(snapshot_at) as snapshot_at
+    select run_id, snapshot_date, max(snapshot_at) as snapshot_at
     from snapshots
     where run_id in (select run_id from fetches)
-    group by run_id
+    group by run_id, snapshot_date
 
 ),
 
@@ -40,6 +41,7 @@ placements as (
 
     select
         run_id,
+        snapshot_date,
         cluster_id,
         workload_id,
         allocated_gpu,
@@ -53,6 +55,7 @@ snapshot_pools as (
 
     select
         run_id,
+        snapshot_date,
         cluster_id,
         nodepool,
         {{ exact_sum('coalesce(allocated_gpu, 0)') }} as snapshot_allocated_gpus,
@@ -60,7 +63,7 @@ snapshot_pools as (
             as snapshot_workloads_with_allocation
     from placements
     where nodepool is not null and nodepool <> '' and cluster_id is not null
-    group by run_id, cluster_id, nodepool
+    group by run_id, snapshot_date, cluster_id, nodepool
 
 ),
 
@@ -70,7 +73,7 @@ pools as (
     union
     select fetches.run_id, fetches.snapshot_date, fetches.fetched_at, cluster_id, nodepool
     from snapshot_pools
-    inner join fetches using (run_id)
+    inner join fetches using (run_id, snapshot_date)
 
 ),
 
@@ -106,12 +109,15 @@ final as (
     left join telemetry
         on telemetry.fetched_at = pools.fetched_at
         and telemetry.run_id = pools.run_id
+        and telemetry.snapshot_date = pools.snapshot_date
         and telemetry.cluster_id = pools.cluster_id
         and telemetry.nodepool = pools.nodepool
     left join run_snapshots
         on run_snapshots.run_id = pools.run_id
+        and run_snapshots.snapshot_date = pools.snapshot_date
     left join snapshot_pools
         on snapshot_pools.run_id = pools.run_id
+        and snapshot_pools.snapshot_date = pools.snapshot_date
         and snapshot_pools.cluster_id = pools.cluster_id
         and snapshot_pools.nodepool = pools.nodepool
     left join capacity
