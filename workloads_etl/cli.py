@@ -21,8 +21,8 @@ from rich.table import Table
 
 from workloads_etl.config import DATA_DIR_ENV, DataPaths
 
-console = Console(stderr=True)
 # Reports keep their columns when written to a file or a pipe.
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 out = Console(width=None if sys.stdout.isatty() else 120)
 
 RUNAI_ENV = ("RUNAI_BASE_URL", "RUNAI_CLIENT_ID", "RUNAI_CLIENT_SECRET", "RUNAI_TOKEN")
@@ -57,6 +57,18 @@ def main(ctx: click.Context, data_dir: Path) -> None:
     paths = DataPaths(data_dir.resolve())
     os.environ[DATA_DIR_ENV] = str(paths.root)
     ctx.obj = paths
+    _quiet_library_warnings()
+
+
+def _quiet_library_warnings() -> None:
+    """Dagster's notices about its own beta and superseded APIs are for developers of this
+    project, not for its users."""
+    import warnings
+
+    from dagster_shared.utils.warnings import BetaWarning, PreviewWarning, SupersessionWarning
+
+    for category in (BetaWarning, PreviewWarning, SupersessionWarning):
+        warnings.filterwarnings("ignore", category=category)
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,7 +120,9 @@ def run_days(days: Sequence[date], *, show_progress: bool = True) -> str:
         ASSET_PARTITION_RANGE_START_TAG: days[0].isoformat(),
         ASSET_PARTITION_RANGE_END_TAG: days[-1].isoformat(),
     }
-    run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    # The terminal shows progress and failures; every event, warnings included, stays in the
+    # Dagster event log (the UI, with DAGSTER_HOME set).
+    run_config = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     with _dagster_instance() as instance:
         result: dict[str, Any] = {}
 
