@@ -17,7 +17,6 @@ file holds no wall-clock time, so the same table gives a byte-identical file. Th
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -31,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from workloads_etl.lake.raw import fsync_dir
 from workloads_etl.lake.schemas import DATASETS, SCHEMA_VERSION, Dataset
 
 DATA_FILE = "data.parquet"
@@ -103,15 +103,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -220,7 +211,7 @@ def write_partition(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
     manifest = Manifest(
         dataset=dataset,
         partition=_partition_values(DATASETS[dataset], day, extra_keys),

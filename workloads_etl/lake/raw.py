@@ -43,7 +43,8 @@ def validate_run_id(run_id: str) -> str:
     return run_id
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename inside ``directory`` durable (best effort where unsupported)."""
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
         try:
@@ -101,7 +102,7 @@ class RawRunWriter:
             self.tmp_path.unlink(missing_ok=True)
             return
         os.replace(self.tmp_path, self.final_path)
-        _fsync_dir(self.final_path.parent)
+        fsync_dir(self.final_path.parent)
 
 
 class RawLanding:
