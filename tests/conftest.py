@@ -10,7 +10,6 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -96,18 +95,3 @@ def read_only(paths: DataPaths) -> Any:
     con = duckdb.connect(str(paths.warehouse), read_only=True)
     con.execute("SET TimeZone = 'UTC'")
     return con
-
-
-@pytest.fixture
-def warehouse(pipeline_run: PipelineRun) -> Iterator[Any]:
-    con = read_only(pipeline_run.paths)
-    try:
-        yield con
-    finally:
-        con.close()
-
-
-def spec_file() -> Path:
-    from workloads_etl.contract import spec_path
-
-    return spec_path()

@@ -106,7 +106,6 @@ def run_days(days: Sequence[date], *, show_progress: bool = True) -> str:
     """Materialise the whole graph for ``days`` in one run; returns the run id."""
     import uuid
 
-    import dagster as dg
     from dagster._core.storage.tags import (
         ASSET_PARTITION_RANGE_END_TAG,
         ASSET_PARTITION_RANGE_START_TAG,
@@ -159,7 +158,6 @@ def run_days(days: Sequence[date], *, show_progress: bool = True) -> str:
             ]
             raise PipelineFailed("the run failed:\n  " + "\n  ".join(failures or ["see logs"]))
         _report_checks(instance, run_id)
-    _ = dg  # imported for the instance context
     return run_id
 
 

@@ -3,7 +3,6 @@
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import date
-from typing import Any
 
 import dagster as dg
 from dagster import AssetExecutionContext
@@ -68,20 +67,21 @@ def _run_days(
     return asyncio.run(run())
 
 
-def _summary(results: list[pipeline.DayResult]) -> dict[str, Any]:
-    per_day = {str(r.day): r.metadata() for r in results}
-    return {
-        "dagster/row_count": sum(r.rows for r in results),
-        "quarantined": sum(r.quarantined for r in results),
-        "responses": sum(r.responses for r in results),
-        "days": dg.MetadataValue.json(per_day),
-        "run_id": results[0].run_id if results else "",
-    }
-
-
-def _preview(paths: DataPaths, dataset: str, day: date, columns: list[str]) -> dg.MetadataValue:
-    table = read_partition(paths.lake, dataset, day).select(columns).slice(0, 10)
-    return dg.MetadataValue.md(table.to_pandas().to_markdown(index=False))
+def _materialization(
+    paths: DataPaths, dataset: str, results: list[pipeline.DayResult], preview: list[str]
+) -> dg.MaterializeResult:
+    """Row counts per day and in all, and the first rows of the last day written."""
+    sample = read_partition(paths.lake, dataset, results[-1].day).select(preview).slice(0, 10)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": sum(r.rows for r in results),
+            "quarantined": sum(r.quarantined for r in results),
+            "responses": sum(r.responses for r in results),
+            "days": dg.MetadataValue.json({str(r.day): r.metadata() for r in results}),
+            "run_id": results[-1].run_id,
+            "preview": dg.MetadataValue.md(sample.to_pandas().to_markdown(index=False)),
+        }
+    )
 
 
 def _quality(
@@ -132,14 +132,8 @@ def _workload_list_asset(name: str, *, deleted: bool, description: str) -> dg.As
             )
 
         results = _run_days(context, runai, step, paths)
-        last = results[-1]
-        yield dg.MaterializeResult(
-            metadata={
-                **_summary(results),
-                "preview": _preview(
-                    paths, name, last.day, ["workload_id", "name", "phase", "project_name"]
-                ),
-            }
+        yield _materialization(
+            paths, name, results, ["workload_id", "name", "phase", "project_name"]
         )
         yield from _quality(name, paths, results)
         # Every workload the count endpoint knows must be a row of the partition (repeats
@@ -210,16 +204,8 @@ def workload_metrics(
         )
 
     results = _run_days(context, runai, step, paths)
-    yield dg.MaterializeResult(
-        metadata={
-            **_summary(results),
-            "preview": _preview(
-                paths,
-                "workload_metrics",
-                results[-1].day,
-                ["workload_id", "metric_type", "ts", "value"],
-            ),
-        }
+    yield _materialization(
+        paths, "workload_metrics", results, ["workload_id", "metric_type", "ts", "value"]
     )
     yield from _quality("workload_metrics", paths, results)
     incomplete = {
@@ -279,16 +265,8 @@ def telemetry(
         return await pipeline.telemetry_day(client, p, day, context.run.run_id)
 
     results = _run_days(context, runai, step, paths)
-    yield dg.MaterializeResult(
-        metadata={
-            **_summary(results),
-            "preview": _preview(
-                paths,
-                "telemetry",
-                results[-1].day,
-                ["telemetry_type", "group1_value", "group2_value", "value"],
-            ),
-        }
+    yield _materialization(
+        paths, "telemetry", results, ["telemetry_type", "group1_value", "group2_value", "value"]
     )
     yield from _quality("telemetry", paths, results)
 
