@@ -95,3 +95,22 @@ def read_only(paths: DataPaths) -> Any:
     con = duckdb.connect(str(paths.warehouse), read_only=True)
     con.execute("SET TimeZone = 'UTC'")
     return con
+
+
+def marts_content(paths: DataPaths) -> dict[str, list[tuple[Any, ...]]]:
+    """Every mart table's rows in a canonical order, without run ids (lineage, which a re-run
+    changes by definition)."""
+    with read_only(paths) as con:
+        columns: dict[str, list[str]] = {}
+        for table, column in con.execute(
+            "select table_name, column_name from information_schema.columns "
+            "where table_schema = 'marts' order by table_name, ordinal_position"
+        ).fetchall():
+            if column != "run_id":
+                columns.setdefault(table, []).append(column)
+        return {
+            t: con.execute(
+                f"select {', '.join(cols)} from marts.{t} order by all"  # noqa: S608
+            ).fetchall()
+            for t, cols in columns.items()
+        }

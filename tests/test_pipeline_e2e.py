@@ -20,7 +20,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from tests.conftest import PipelineRun, read_only
+from tests.conftest import PipelineRun, marts_content, read_only
 from workloads_etl.lake.parquet import partition_path
 
 STEP = 60
@@ -120,25 +120,6 @@ def test_department_totals_equal_cluster_totals(pipeline_run: PipelineRun) -> No
     assert all(alloc > 0 and cost > 0 for _, alloc, _, cost in by_dept)
 
 
-def _marts_content(run: PipelineRun) -> dict[str, list[tuple[Any, ...]]]:
-    """Every mart table's rows in a canonical order, without run ids (lineage, which a re-run
-    changes by definition)."""
-    with read_only(run.paths) as con:
-        columns: dict[str, list[str]] = {}
-        for table, column in con.execute(
-            "select table_name, column_name from information_schema.columns "
-            "where table_schema = 'marts' order by table_name, ordinal_position"
-        ).fetchall():
-            if column != "run_id":
-                columns.setdefault(table, []).append(column)
-        return {
-            t: con.execute(
-                f"select {', '.join(cols)} from marts.{t} order by all"  # noqa: S608
-            ).fetchall()
-            for t, cols in columns.items()
-        }
-
-
 def _assert_same_content(
     before: dict[str, list[tuple[Any, ...]]], after: dict[str, list[tuple[Any, ...]]]
 ) -> None:
@@ -167,7 +148,7 @@ def _lake_fingerprint(run: PipelineRun, day: date) -> dict[str, Any]:
 
 def test_nightly_run_of_a_day_changes_nothing(pipeline_run: PipelineRun) -> None:
     """The schedule's run request for the last day, executed again: identical content."""
-    before_marts = _marts_content(pipeline_run)
+    before_marts = marts_content(pipeline_run.paths)
     day = pipeline_run.days[-1]
     before_lake = _lake_fingerprint(pipeline_run, day)
     schedule = pipeline_run.job  # the job the nightly schedule targets
@@ -187,7 +168,7 @@ def test_nightly_run_of_a_day_changes_nothing(pipeline_run: PipelineRun) -> None
     after_lake = _lake_fingerprint(pipeline_run, day)
     for ds, table in before_lake.items():
         assert after_lake[ds].equals(table), f"lake partition {ds}/{day} changed"
-    _assert_same_content(before_marts, _marts_content(pipeline_run))
+    _assert_same_content(before_marts, marts_content(pipeline_run.paths))
 
 
 def test_every_alive_workload_has_metrics(pipeline_run: PipelineRun) -> None:
