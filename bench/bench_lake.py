@@ -16,11 +16,11 @@ from pathlib import Path
 
 import duckdb
 
-from workloads_etl.config import DataPaths
-from workloads_etl.lake.normalise import normalise_metrics
+from workloads_etl.lake.normalise.metrics import normalise_metrics
 from workloads_etl.lake.parquet import DATA_FILE, file_schema, partition_path, write_partition
-from workloads_etl.runai.metrics import parse_measurements
+from workloads_etl.runai.measurements import parse_measurements
 from workloads_etl.runai.models import RawResponse
+from workloads_etl.settings import DataPaths
 from workloads_etl.warehouse.loader import Warehouse, duckdb_type
 
 DAY = date(2024, 12, 20)
@@ -85,9 +85,12 @@ def main() -> None:
     points = args.workloads * args.samples * args.types
     with tempfile.TemporaryDirectory() as tmp:
         paths = DataPaths(Path(tmp)).ensure()
-        normalise_metrics(resps[:1], DAY, "warm-up")  # first-call imports are not throughput
+        normalise_metrics(
+            "workload_metrics", resps[:1], DAY, "warm-up"
+        )  # first-call imports are not throughput
         t0 = time.perf_counter()
-        rows, quarantine = normalise_metrics(resps, DAY, "bench")
+        result = normalise_metrics("workload_metrics", resps, DAY, "bench")
+        rows, quarantine = result.rows, result.quarantine
         t1 = time.perf_counter()
         manifest = write_partition(paths.lake, "workload_metrics", rows, DAY, "bench")
         write_partition(

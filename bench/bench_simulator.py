@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 
 from workloads_etl.simulator import Cluster, SimulatorConfig, SimulatorServer
-from workloads_etl.simulator.app import snapshot_table
+from workloads_etl.simulator.handlers import snapshot_table
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 

@@ -95,7 +95,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     for i in page[:100]:
-        cluster.ground_truth(cluster._ids[i], NOW - timedelta(days=7), NOW)
+        cluster.ground_truth(cluster.draws.ids[i], NOW - timedelta(days=7), NOW)
     print(f"ground_truth 7d     {(time.perf_counter() - t0) * 10:10.2f} ms per workload")
 
 

@@ -6,7 +6,6 @@ run, so the suite pays for the simulator start-up and the dbt build once.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from workloads_etl.config import DATA_DIR_ENV, DataPaths
+from workloads_etl.settings import DataPaths, PipelineSettings
 
 # A frozen clock: the run is reproducible, and the three days before it are complete.
 E2E_NOW = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
@@ -25,6 +24,7 @@ E2E_DAYS = [date(2026, 11, 17), date(2026, 11, 18), date(2026, 11, 19)]
 class PipelineRun:
     paths: DataPaths
     simulator: Any  # SimulatorServer
+    defs: Any  # the Definitions the run was built from
     job: Any  # the daily_refresh JobDefinition, bound to this run's resources
     instance: Any  # DagsterInstance
     result: Any  # ExecuteInProcessResult of the 3-day backfill
@@ -46,47 +46,32 @@ def pipeline_run(
 ) -> Iterator[PipelineRun]:
     """The whole graph, materialised in-process for three days as one backfill run."""
     import dagster as dg
-    from dagster._core.storage.tags import (
-        ASSET_PARTITION_RANGE_END_TAG,
-        ASSET_PARTITION_RANGE_START_TAG,
-    )
-    from dagster_dbt import DbtCliResource
 
     from workloads_etl.defs import build_definitions
-    from workloads_etl.defs.resources import DataDirResource, RunaiResource, dbt_executable
-    from workloads_etl.transform import DBT_PROJECT_DIR
+    from workloads_etl.defs.launch import RANGE_END_TAG, RANGE_START_TAG
+    from workloads_etl.defs.resources import RunaiResource
 
     paths = DataPaths(tmp_path_factory.mktemp("pipeline")).ensure()
-    previous = os.environ.get(DATA_DIR_ENV)
-    os.environ[DATA_DIR_ENV] = str(paths.root)
+    settings = PipelineSettings.read(data_dir=paths.root)
     resources = {
         "runai": RunaiResource(
             base_url=e2e_simulator.base_url,
             client_id=e2e_simulator.client_id,
             client_secret=e2e_simulator.client_secret,
         ),
-        "data": DataDirResource(data_dir=str(paths.root)),
-        "dbt": DbtCliResource(
-            project_dir=str(DBT_PROJECT_DIR),
-            profiles_dir=str(DBT_PROJECT_DIR),
-            dbt_executable=dbt_executable(),
-        ),
     }
-    job = build_definitions(resources).resolve_job_def("daily_refresh")
+    defs = build_definitions(settings, resources)
+    job = defs.resolve_job_def("daily_refresh")
     with dg.DagsterInstance.ephemeral() as instance:
         result = job.execute_in_process(
             instance=instance,
             tags={
-                ASSET_PARTITION_RANGE_START_TAG: E2E_DAYS[0].isoformat(),
-                ASSET_PARTITION_RANGE_END_TAG: E2E_DAYS[-1].isoformat(),
+                RANGE_START_TAG: E2E_DAYS[0].isoformat(),
+                RANGE_END_TAG: E2E_DAYS[-1].isoformat(),
             },
             raise_on_error=False,
         )
-        yield PipelineRun(paths, e2e_simulator, job, instance, result, E2E_DAYS)
-    if previous is None:
-        os.environ.pop(DATA_DIR_ENV, None)
-    else:
-        os.environ[DATA_DIR_ENV] = previous
+        yield PipelineRun(paths, e2e_simulator, defs, job, instance, result, E2E_DAYS)
 
 
 def read_only(paths: DataPaths) -> Any:

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
-from workloads_etl.contract import load_spec
+from workloads_etl.openapi import load_spec
 
 
 @lru_cache(maxsize=1)

@@ -3,7 +3,6 @@ a partition from raw, and the demo's summary table, on the shared pipeline run."
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -12,8 +11,8 @@ from click.testing import CliRunner
 
 from tests.conftest import PipelineRun, read_only
 from workloads_etl.cli import main, summary_table
-from workloads_etl.config import DATA_DIR_ENV
 from workloads_etl.lake.parquet import partition_path
+from workloads_etl.settings import PipelineSettings
 
 RUNAI_ENV = ("RUNAI_BASE_URL", "RUNAI_CLIENT_ID", "RUNAI_CLIENT_SECRET", "RUNAI_TOKEN")
 
@@ -22,8 +21,7 @@ RUNAI_ENV = ("RUNAI_BASE_URL", "RUNAI_CLIENT_ID", "RUNAI_CLIENT_SECRET", "RUNAI_
 def runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
     for name in RUNAI_ENV:
         monkeypatch.delenv(name, raising=False)
-    # The command exports the data directory for dbt; restore it after each test.
-    monkeypatch.setenv(DATA_DIR_ENV, os.environ.get(DATA_DIR_ENV) or str(tmp_path))
+    monkeypatch.setenv("WORKLOADS_ETL_DATA_DIR", str(tmp_path))
     return CliRunner()
 
 
@@ -102,7 +100,7 @@ def test_renormalise_rebuilds_a_partition_identically(
 
 def test_summary_totals_match_the_fact_table(pipeline_run: PipelineRun) -> None:
     start, end = pipeline_run.days[0], pipeline_run.days[-1]
-    table = summary_table(pipeline_run.paths, start, end)
+    table = summary_table(PipelineSettings.read(data_dir=pipeline_run.paths.root), start, end)
     departments = table.columns[0]._cells
     allocated = table.columns[1]._cells
     assert departments[-1] == "total"

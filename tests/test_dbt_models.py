@@ -38,9 +38,10 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from workloads_etl.config import DataPaths
-from workloads_etl.lake import schemas
-from workloads_etl.transform import DBT_PROJECT_DIR, DbtRunError, dbt_vars, run_dbt
+from workloads_etl.ingest.metric_types import metric_columns
+from workloads_etl.lake.datasets import DATASETS
+from workloads_etl.settings import DataPaths
+from workloads_etl.warehouse.dbt import DbtRunError, dbt_project_dir, dbt_vars, run_dbt, target_dir
 
 STEP = 900
 GIB = float(2**30)
@@ -293,7 +294,7 @@ def telemetry_rows() -> list[dict[str, Any]]:
 
 
 def _replace(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]) -> None:
-    arrow = pa.Table.from_pylist(rows, schema=schemas.DATASETS[table].schema)
+    arrow = pa.Table.from_pylist(rows, schema=DATASETS[table].schema)
     con.register("incoming", arrow)
     # table is one of the contract's dataset names, not input
     con.execute(f"create or replace table raw.{table} as select * from incoming")  # noqa: S608
@@ -338,7 +339,6 @@ def one(path: Path, sql: str, params: list[Any] | None = None) -> dict[str, Any]
 @dataclass(frozen=True)
 class Built:
     paths: DataPaths
-    target: Path
 
     @property
     def db(self) -> Path:
@@ -350,9 +350,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     root = tmp_path_factory.mktemp("warehouse")
     paths = DataPaths(root)
     build_warehouse(paths.warehouse, {DAY1: 50.0, DAY2: 50.0})
-    target = root / "dbt-target"
-    run_dbt(["build"], paths, target_path=target)
-    return Built(paths, target)
+    run_dbt(["build"], paths)
+    return Built(paths)
 
 
 # --- fct_workload_usage_daily ---------------------------------------------------------------
@@ -461,7 +460,7 @@ def test_missing_department_and_project_are_unknown_keys(built: Built) -> None:
 
 
 def test_utilisation_above_100_warns_at_the_sample_level(built: Built) -> None:
-    results = json.loads((built.target / "run_results.json").read_text())["results"]
+    results = json.loads((target_dir(built.paths) / "run_results.json").read_text())["results"]
     status = {r["unique_id"].split(".")[2]: (r["status"], r["failures"]) for r in results}
     sample_range = next(
         name
@@ -664,7 +663,7 @@ def test_pending_time_and_utilisation_percentiles(built: Built) -> None:
 
 
 def test_every_mart_column_is_documented(built: Built) -> None:
-    manifest = json.loads((built.target / "manifest.json").read_text())
+    manifest = json.loads((target_dir(built.paths) / "manifest.json").read_text())
     documented = {
         node["name"]: {c for c, spec in node["columns"].items() if spec.get("description")}
         for node in manifest["nodes"].values()
@@ -717,7 +716,6 @@ class Incremental:
 @pytest.fixture(scope="module")
 def incremental(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Incremental:
     paths = DataPaths(tmp_path_factory.mktemp("incremental"))
-    tmp = tmp_path_factory.mktemp("incremental-target")
     shutil.copy(built.db, paths.warehouse)
     before = records(paths.warehouse, FCT_CONTENT)
     # the raw data of both days changes; only 2026-11-15 is reprocessed
@@ -729,27 +727,27 @@ def incremental(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Incre
         )
     # the incremental chain; the views it reads exist since the first build
     chain = "int_workload_metric_samples int_workload_usage_daily fct_workload_usage_daily"
-    args = ["run", "--select", chain, "--vars", json.dumps(dbt_vars([DAY2]))]
-    run_dbt(args, paths, target_path=built.target)
+    args = ["run", "--select", chain]
+    run_dbt(args, paths, days=[DAY2])
     first = records(paths.warehouse, FCT_CONTENT)
     # the independent-path check holds on the rebuilt day; 2026-11-14 still has the hours
     # built from its old raw data, so checking every day fails
     check = ["test", "--select", "assert_fct_gpu_hours_match_metric_samples"]
-    windowed = run_dbt([*check, "--vars", json.dumps(dbt_vars([DAY2]))], paths, target_path=tmp)
+    windowed = run_dbt(check, paths, days=[DAY2])
     with pytest.raises(DbtRunError) as unwindowed:
-        run_dbt(check, paths, target_path=tmp)
-    run_dbt(args, paths, target_path=built.target)
+        run_dbt(check, paths)
+    run_dbt(args, paths, days=[DAY2])
     second = records(paths.warehouse, FCT_CONTENT)
     # every raw sample of 2026-11-15 is removed, then the day is reprocessed
     counts_before = rows_per_day(paths.warehouse)
     with duckdb.connect(str(paths.warehouse)) as con:
         con.execute("delete from raw.workload_metrics where usage_date = date '2026-11-15'")
-    run_dbt(args, paths, target_path=built.target)
+    run_dbt(args, paths, days=[DAY2])
     return Incremental(
         before,
         first,
         second,
-        (windowed.success, unwindowed.value),
+        (windowed.returncode == 0, unwindowed.value),
         counts_before,
         rows_per_day(paths.warehouse),
         records(paths.warehouse, FCT_CONTENT),
@@ -845,7 +843,7 @@ def test_same_input_in_another_row_order_gives_bit_identical_marts(
         with duckdb.connect(str(paths.warehouse)) as con:
             _replace(con, "workload_metrics", order)
         args = ["run", "--full-refresh", "--select", "int_workload_metric_samples+"]
-        run_dbt(args, paths, target_path=paths.root / "dbt-target")
+        run_dbt(args, paths)
         content.append(marts_content(paths.warehouse))
         naive.append(query(paths.warehouse, NAIVE_USED_GPU_SECONDS))
     # the input is order-sensitive: plain float sums of the two orders differ
@@ -859,17 +857,20 @@ def test_same_input_in_another_row_order_gives_bit_identical_marts(
 # --- Python interface -----------------------------------------------------------------------
 
 
-def test_dbt_vars_spans_the_days() -> None:
-    assert dbt_vars([DAY2, DAY1]) == {"start_date": "2026-11-14", "end_date": "2026-11-15"}
+def test_dbt_vars_spans_the_days_and_carry_the_metric_types() -> None:
+    variables = dbt_vars([DAY2, DAY1])
+    assert (variables["start_date"], variables["end_date"]) == ("2026-11-14", "2026-11-15")
+    assert variables["metric_columns"] == metric_columns()
+    assert "start_date" not in dbt_vars()
     with pytest.raises(ValueError, match="at least one day"):
         dbt_vars([])
 
 
 def test_run_dbt_names_the_failure(built: Built) -> None:
-    assert (DBT_PROJECT_DIR / "dbt_project.yml").is_file()
+    assert (dbt_project_dir() / "dbt_project.yml").is_file()
     with pytest.raises(DbtRunError, match="start_date"):
         run_dbt(
-            ["compile", "--select", "int_workload_usage_daily", "--vars", "{start_date: 14/11}"],
+            ["compile", "--select", "int_workload_usage_daily"],
             built.paths,
-            target_path=built.target,
+            extra_vars={"start_date": "14/11"},
         )

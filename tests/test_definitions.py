@@ -10,10 +10,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
-from workloads_etl.defs import defs
+from workloads_etl.defs import build_definitions
+from workloads_etl.settings import PipelineSettings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def defs(tmp_path_factory: pytest.TempPathFactory) -> dg.Definitions:
+    data_dir = tmp_path_factory.mktemp("definitions")
+    return build_definitions(PipelineSettings.read(data_dir=data_dir))
+
 
 EXPECTED_ASSET_KEYS = {
     "runai/workload_snapshots",
@@ -27,12 +36,12 @@ EXPECTED_ASSET_KEYS = {
 }
 
 
-def _keys() -> set[str]:
+def _keys(defs: dg.Definitions) -> set[str]:
     return {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
 
 
-def test_asset_graph_contains_extraction_loads_and_marts() -> None:
-    keys = _keys()
+def test_asset_graph_contains_extraction_loads_and_marts(defs: dg.Definitions) -> None:
+    keys = _keys(defs)
     assert keys >= EXPECTED_ASSET_KEYS
     for mart in (
         "marts/fct_workload_usage_daily",
@@ -47,7 +56,7 @@ def test_asset_graph_contains_extraction_loads_and_marts() -> None:
         assert mart in keys, mart
 
 
-def test_marts_depend_on_the_warehouse_loads() -> None:
+def test_marts_depend_on_the_warehouse_loads(defs: dg.Definitions) -> None:
     graph = defs.resolve_asset_graph()
     upstream = graph.get(dg.AssetKey(["marts", "fct_workload_usage_daily"])).parent_keys
     ancestors = set(upstream)
@@ -62,13 +71,13 @@ def test_marts_depend_on_the_warehouse_loads() -> None:
     assert dg.AssetKey(["runai", "workload_metrics"]) in ancestors
 
 
-def test_dbt_tests_are_asset_checks() -> None:
+def test_dbt_tests_are_asset_checks(defs: dg.Definitions) -> None:
     checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
     assert any(name.startswith("unique_") for name in checks)
     assert {"completeness", "no_duplicate_keys", "quarantine_share", "metrics_coverage"} <= checks
 
 
-def test_nightly_schedule_requests_the_previous_day() -> None:
+def test_nightly_schedule_requests_the_previous_day(defs: dg.Definitions) -> None:
     schedule = defs.resolve_schedule_def("nightly")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.execution_timezone in (None, "UTC")
@@ -80,7 +89,7 @@ def test_nightly_schedule_requests_the_previous_day() -> None:
     assert [r.partition_key for r in requests] == ["2026-11-26"]
 
 
-def test_credentials_are_environment_references_not_values() -> None:
+def test_credentials_are_environment_references_not_values(defs: dg.Definitions) -> None:
     runai = defs.resources["runai"]
     secret_fields = ("token",) if os.environ.get("RUNAI_TOKEN") else ("client_id", "client_secret")
     for name in (*secret_fields, "base_url"):
@@ -93,11 +102,12 @@ def test_credentials_are_environment_references_not_values() -> None:
     }
 
 
-def test_dagster_definitions_validate() -> None:
+def test_dagster_definitions_validate(tmp_path: Path) -> None:
     dagster = Path(sys.executable).with_name("dagster")
     proc = subprocess.run(
         [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
         cwd=ROOT,
+        env={**os.environ, "WORKLOADS_ETL_DATA_DIR": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=300,

@@ -20,8 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from workloads_etl.config import DataPaths
-from workloads_etl.lake.normalise import normalise_partition
+from workloads_etl.lake.normalise.partition import normalise_partition
 from workloads_etl.lake.parquet import (
     list_partitions,
     partition_path,
@@ -33,6 +32,7 @@ from workloads_etl.lake.parquet import (
 from workloads_etl.lake.raw import RawLanding
 from workloads_etl.lake.schemas import SCHEMA_VERSION, WORKLOAD_METRICS
 from workloads_etl.runai.models import RawResponse
+from workloads_etl.settings import DataPaths
 
 DAY = date(2024, 12, 20)
 AT = datetime(2024, 12, 20, 23, 0, tzinfo=UTC)

@@ -10,18 +10,37 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workloads_etl.contract import enum_values, load_spec
-from workloads_etl.lake.normalise import (
-    FIELD_ISSUE_MARK,
-    Normalised,
-    normalise_metrics,
-    normalise_responses,
-    normalise_telemetry,
-    normalise_workloads,
-    parse_timestamps,
-)
-from workloads_etl.lake.schemas import QUARANTINE, TELEMETRY, WORKLOAD_METRICS, WORKLOAD_SNAPSHOTS
+from workloads_etl.lake.normalise.partition import normalise_responses
+from workloads_etl.lake.normalise.records import FIELD_ISSUE_MARK, Normalised
+from workloads_etl.lake.schemas import QUARANTINE, TELEMETRY, WORKLOAD_METRICS, WORKLOADS
+from workloads_etl.openapi import enum_values, load_spec
 from workloads_etl.runai.models import RawResponse
+from workloads_etl.runai.values import parse_timestamps
+
+WORKLOAD_SNAPSHOTS = WORKLOADS
+
+
+def _pair(res: Normalised) -> tuple[pa.Table, pa.Table]:
+    return res.rows, res.quarantine
+
+
+def normalise_workloads(
+    responses: list[RawResponse], day: date, run_id: str
+) -> tuple[pa.Table, pa.Table]:
+    return _pair(normalise_responses("workload_snapshots", responses, day, run_id))
+
+
+def normalise_metrics(
+    responses: list[RawResponse], day: date, run_id: str
+) -> tuple[pa.Table, pa.Table]:
+    return _pair(normalise_responses("workload_metrics", responses, day, run_id))
+
+
+def normalise_telemetry(
+    responses: list[RawResponse], day: date, run_id: str
+) -> tuple[pa.Table, pa.Table]:
+    return _pair(normalise_responses("telemetry", responses, day, run_id))
+
 
 DAY = date(2024, 12, 20)
 AT = datetime(2024, 12, 20, 23, 0, tzinfo=UTC)

@@ -21,6 +21,7 @@ import dagster as dg
 import pytest
 
 from tests.conftest import PipelineRun, marts_content, read_only
+from workloads_etl.lake.datasets import EXTRACTED
 from workloads_etl.lake.parquet import partition_path
 
 STEP = 60
@@ -139,7 +140,7 @@ def _lake_fingerprint(run: PipelineRun, day: date) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     out = {}
-    for ds in ("workload_snapshots", "deleted_workloads", "workload_metrics", "telemetry"):
+    for ds in EXTRACTED:
         table = pq.read_table(partition_path(run.paths.lake, ds, day) / "data.parquet")
         keep = [c for c in table.column_names if c not in ("run_id", "fetched_at")]
         out[ds] = table.select(keep)
@@ -152,9 +153,7 @@ def test_nightly_run_of_a_day_changes_nothing(pipeline_run: PipelineRun) -> None
     day = pipeline_run.days[-1]
     before_lake = _lake_fingerprint(pipeline_run, day)
     schedule = pipeline_run.job  # the job the nightly schedule targets
-    from workloads_etl.defs import defs
-
-    nightly = defs.resolve_schedule_def("nightly")
+    nightly = pipeline_run.defs.resolve_schedule_def("nightly")
     tick = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC).replace(
         hour=2
     )

@@ -14,16 +14,16 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from workloads_etl import pipeline
-from workloads_etl.config import DataPaths
-from workloads_etl.extract import route_raw_response
+from workloads_etl.ingest import day as ingest_day
+from workloads_etl.ingest.day import DayResult
+from workloads_etl.lake.datasets import EXTRACTED
 from workloads_etl.lake.parquet import read_partition
 from workloads_etl.runai import RunaiClient, RunaiSettings
+from workloads_etl.settings import DataPaths
 from workloads_etl.simulator import FaultConfig, SimulatorConfig, SimulatorServer
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 DAY = date(2026, 11, 19)
-DATASETS = ("workload_snapshots", "deleted_workloads", "workload_metrics", "telemetry")
 
 HOSTILE = FaultConfig(
     seed=5,
@@ -39,7 +39,7 @@ HOSTILE = FaultConfig(
 )
 
 
-def _extract_day(sim: SimulatorServer, root: Path) -> dict[str, pipeline.DayResult]:
+def _extract_day(sim: SimulatorServer, root: Path) -> dict[str, DayResult]:
     settings = RunaiSettings(
         base_url=sim.base_url,
         client_id=sim.client_id,
@@ -53,14 +53,14 @@ def _extract_day(sim: SimulatorServer, root: Path) -> dict[str, pipeline.DayResu
     paths = DataPaths(root).ensure()
     run_id = "fault-test"
 
-    async def run() -> dict[str, pipeline.DayResult]:
-        async with RunaiClient(settings, recorder=route_raw_response) as client:
+    async def run() -> dict[str, DayResult]:
+        async with RunaiClient(settings) as client:
             out = {}
             for deleted in (False, True):
-                r = await pipeline.workload_list_day(client, paths, DAY, run_id, deleted=deleted)
+                r = await ingest_day.workload_list_day(client, paths, DAY, run_id, deleted=deleted)
                 out[r.dataset] = r
-            out["workload_metrics"] = await pipeline.metrics_day(client, paths, DAY, run_id)
-            out["telemetry"] = await pipeline.telemetry_day(client, paths, DAY, run_id)
+            out["workload_metrics"] = await ingest_day.metrics_day(client, paths, DAY, run_id)
+            out["telemetry"] = await ingest_day.telemetry_day(client, paths, DAY, run_id)
             return out
 
     return asyncio.run(run())
@@ -68,7 +68,7 @@ def _extract_day(sim: SimulatorServer, root: Path) -> dict[str, pipeline.DayResu
 
 def _lake(root: Path) -> dict[str, pa.Table]:
     paths = DataPaths(root)
-    return {ds: read_partition(paths.lake, ds, DAY).drop_columns(["run_id"]) for ds in DATASETS}
+    return {ds: read_partition(paths.lake, ds, DAY).drop_columns(["run_id"]) for ds in EXTRACTED}
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def clean_and_hostile(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, P
 def test_hostile_control_plane_gives_the_same_lake(clean_and_hostile: tuple) -> None:
     clean, hostile, results = clean_and_hostile
     expected, got = _lake(clean), _lake(hostile)
-    for ds in DATASETS:
+    for ds in EXTRACTED:
         assert got[ds].num_rows > 0, ds
         assert got[ds].equals(expected[ds]), f"{ds} differs under faults"
     metrics = results["workload_metrics"]

@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from tenacity import AsyncRetrying, Future, RetryCallState
 
-from workloads_etl.contract import enum_values, load_spec
+from workloads_etl.openapi import enum_values, load_spec
 from workloads_etl.runai import (
     FilterBy,
     RawResponse,
@@ -38,9 +38,10 @@ from workloads_etl.runai import (
     parse_retry_after,
     plan_windows,
 )
-from workloads_etl.runai.client import RetryAfterWait
 from workloads_etl.runai.filters import FILTER_FIELDS, FILTER_OPERATORS
 from workloads_etl.runai.models import TELEMETRY_GROUP_BY, TELEMETRY_TYPES
+from workloads_etl.runai.retry import RetryAfterWait
+from workloads_etl.settings import RunaiEnvironment
 
 pytestmark = pytest.mark.anyio
 
@@ -173,16 +174,16 @@ def test_settings_from_env_and_clear_configuration_errors(monkeypatch: pytest.Mo
     for var in ("RUNAI_BASE_URL", "RUNAI_CLIENT_ID", "RUNAI_CLIENT_SECRET", "RUNAI_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(errors.ConfigurationError, match="RUNAI_BASE_URL"):
-        RunaiSettings.from_env()
+        RunaiEnvironment.read().settings()
     monkeypatch.setenv("RUNAI_BASE_URL", "https://runai.example.com/")
     with pytest.raises(errors.ConfigurationError, match="credentials are missing"):
-        RunaiSettings.from_env()
+        RunaiEnvironment.read().settings()
     monkeypatch.setenv("RUNAI_CLIENT_ID", "etl")
     monkeypatch.setenv("RUNAI_CLIENT_SECRET", SECRET)
     monkeypatch.setenv("RUNAI_MAX_CONCURRENCY", "4")
     monkeypatch.setenv("RUNAI_REQUESTS_PER_SECOND", "2.5")
     monkeypatch.setenv("RUNAI_VERIFY_TLS", "false")
-    s = RunaiSettings.from_env(timeout=5.0)
+    s = RunaiEnvironment.read().settings(timeout=5.0)
     assert s.base_url == "https://runai.example.com"
     assert (s.max_concurrency, s.requests_per_second, s.timeout, s.verify) == (4, 2.5, 5.0, False)
     assert SECRET not in repr(s)
@@ -190,11 +191,11 @@ def test_settings_from_env_and_clear_configuration_errors(monkeypatch: pytest.Mo
     assert s.client_secret_value == SECRET
     monkeypatch.setenv("RUNAI_VERIFY_TLS", "maybe")
     with pytest.raises(errors.ConfigurationError, match="RUNAI_VERIFY_TLS"):
-        RunaiSettings.from_env()
+        RunaiEnvironment.read()
     monkeypatch.delenv("RUNAI_VERIFY_TLS")
     monkeypatch.setenv("RUNAI_CA_BUNDLE", "/nonexistent/ca.pem")
     with pytest.raises(errors.ConfigurationError, match="CA bundle"):
-        RunaiSettings.from_env()
+        RunaiEnvironment.read().settings()
     with pytest.raises(errors.ConfigurationError, match="http"):
         RunaiSettings(base_url="runai.example.com", token="t")
     with pytest.raises(errors.ConfigurationError, match="page_size"):

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pytest
 
-from workloads_etl.contract import load_spec
+from workloads_etl.openapi import load_spec
 from workloads_etl.runai.errors import MeasurementsParseError
-from workloads_etl.runai.metrics import (
+from workloads_etl.runai.measurements import (
     MEASUREMENTS_SCHEMA,
     merge_windows,
     parse_measurements,

@@ -19,16 +19,17 @@ import pytest
 from spec_conformance import assert_conforms, assert_error_body
 from starlette.testclient import TestClient
 
-from workloads_etl.contract import enum_values, load_spec
+from workloads_etl.openapi import enum_values, load_spec, sort_fields
 from workloads_etl.simulator import Cluster, FaultConfig, SimulatorConfig, create_app
-from workloads_etl.simulator.app import PENDING_BUCKETS, sample_instants, snapshot_table
 from workloads_etl.simulator.filters import (
     FilterError,
     parse_filter_by,
     select,
     sort_positions,
-    sortable_fields,
 )
+from workloads_etl.simulator.handlers import snapshot_table
+from workloads_etl.simulator.params import sample_instants
+from workloads_etl.simulator.telemetry import PENDING_BUCKETS
 
 NOW = datetime(2026, 11, 26, 15, tzinfo=UTC)  # a busy hour: some workloads pending
 CONFIG = SimulatorConfig(seed=7, workloads=200, days=14, now=NOW)
@@ -195,7 +196,7 @@ def test_list_last_page_has_no_next(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("order", ["asc", "desc"])
-@pytest.mark.parametrize("sort_by", sortable_fields())
+@pytest.mark.parametrize("sort_by", sort_fields())
 def test_sort_orders(client: TestClient, table: pa.Table, sort_by: str, order: str) -> None:
     r = client.get(
         "/api/v1/workloads", params={"sortBy": sort_by, "sortOrder": order, "limit": 500}
@@ -845,7 +846,7 @@ def test_pod_metrics_of_a_past_window_stay_the_same_after_the_workload_ends() ->
     assert finished is not None
     early = Cluster(replace(late.config, now=finished - timedelta(minutes=10)))
     assert early.anchor == late.anchor  # same day: the same timeline, an earlier clock
-    workload_id = late._ids[index]
+    workload_id = late.draws.ids[index]
     pods, gpus_per_pod = late.pod_layout(index)
     devices = int(np.ceil(gpus_per_pod))
     window: dict[str, Any] = {

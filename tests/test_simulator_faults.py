@@ -264,7 +264,7 @@ def test_partial_rate(cluster: Cluster) -> None:
 
 
 def cluster_rows(cluster: Cluster) -> list[dict[str, Any]]:
-    from workloads_etl.simulator.app import snapshot_table
+    from workloads_etl.simulator.handlers import snapshot_table
 
     return snapshot_table(cluster.snapshot(NOW)).to_pylist()
 
@@ -368,7 +368,7 @@ def test_subprocess_server() -> None:
             ).json()["count"]
         process = server._process
         assert process is not None
-        from workloads_etl.simulator.app import snapshot_table
+        from workloads_etl.simulator.handlers import snapshot_table
 
         table = snapshot_table(server.cluster.snapshot(NOW))
         assert count == sum(not d for d in table.column("deleted").to_pylist())

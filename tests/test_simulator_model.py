@@ -16,8 +16,9 @@ import pyarrow as pa
 import pytest
 from openapi_schema import schema_errors
 
-from workloads_etl.contract import enum_values, load_spec
-from workloads_etl.simulator.cluster import NEVER, SNAPSHOT_CACHE_SIZE, Cluster, GroundTruth
+from workloads_etl.openapi import enum_values, load_spec
+from workloads_etl.simulator.catalogue import NEVER
+from workloads_etl.simulator.cluster import SNAPSHOT_CACHE_SIZE, Cluster, GroundTruth
 from workloads_etl.simulator.config import SimulatorConfig
 from workloads_etl.simulator.metrics import T_DISTRIBUTED
 
@@ -51,11 +52,11 @@ def _seconds(t: datetime) -> int:
 
 
 def _gpus(c: Cluster, i: int) -> float:
-    return float(c._size_q[i]) / 4
+    return float(c.draws.size_q[i]) / 4
 
 
 def _end(c: Cluster, i: int) -> int:
-    return int(c._end[i])
+    return int(c.timeline.end[i])
 
 
 def _one(series: list[tuple[dict[str, str] | None, np.ndarray]]) -> np.ndarray:
@@ -133,7 +134,7 @@ def test_org_chart_and_requests(small: Cluster) -> None:
 
 def test_timeline_anchor_visibility_and_clock(small: Cluster) -> None:
     assert small.anchor == datetime(2026, 11, 15, tzinfo=UTC)
-    created = small._created
+    created = small.draws.created
     assert np.all(np.diff(created) >= 0)
     assert created[0] >= _seconds(small.anchor)
     assert created[-1] < _seconds(small.anchor + timedelta(days=6))
@@ -142,9 +143,9 @@ def test_timeline_anchor_visibility_and_clock(small: Cluster) -> None:
     n = len(snap)
     assert n == int(np.sum(created <= _seconds(NOW)))
     assert snap.table.column("index").to_pylist() == list(range(n))
-    later = small._ids[n]  # exists in the model, not created yet
+    later = small.draws.ids[n]  # exists in the model, not created yet
     assert small.workload_index(later) is None
-    assert small.workload_index(small._ids[n - 1]) == n - 1
+    assert small.workload_index(small.draws.ids[n - 1]) == n - 1
     assert small.workload_index("00000000-0000-4000-8000-000000000000") is None
     with pytest.raises(LookupError):
         small.workload_json(n, NOW)
@@ -216,14 +217,14 @@ def test_same_seed_same_cluster_other_seed_other_cluster(small: Cluster) -> None
             x, y = _one(small.metrics(i, metric, ts)), _one(twin.metrics(i, metric, ts))
             assert np.array_equal(x, y, equal_nan=True)
     other = Cluster(SimulatorConfig(seed=4, workloads=400, days=5, now=NOW))
-    assert other._ids[0] != small._ids[0]
+    assert other.draws.ids[0] != small.draws.ids[0]
     assert not other.snapshot(NOW).table.equals(small.snapshot(NOW).table)
-    assert not np.array_equal(small._created, other._created)
+    assert not np.array_equal(small.draws.created, other.draws.created)
 
 
 def test_metrics_are_a_function_of_the_instant(small: Cluster) -> None:
     """Two different timestamp arrays give the same values at the instants they share."""
-    busiest = np.argsort(-np.diff(small._iv_off))[:5].tolist()
+    busiest = np.argsort(-np.diff(small.timeline.iv_off))[:5].tolist()
     windows = [
         _grid(NOW - timedelta(days=5), NOW + timedelta(days=1), 60),
         _grid(NOW - timedelta(days=4, minutes=3), NOW, 37 * 60),
@@ -273,7 +274,7 @@ def test_allocation_never_exceeds_node_pool_capacity(busy: Cluster) -> None:
         gpus = _gpus(busy, i)
         intervals = busy.run_intervals(i)
         preempted += len(intervals) > 1
-        pool = busy.nodepools[int(busy._pool[i])].name
+        pool = busy.nodepools[int(busy.draws.pool[i])].name
         for s, e in intervals:
             events[pool].append((_seconds(s), gpus))
             if e is not None:
@@ -301,25 +302,25 @@ def test_scheduler_semantics(busy: Cluster) -> None:
     work_done = 0
     for i in range(n):
         intervals = busy.run_intervals(i)
-        ready = int(busy._created[i] + busy._ready_delay[i])
+        ready = int(busy.draws.created[i] + busy.draws.ready_delay[i])
         if intervals:
             assert _seconds(intervals[0][0]) >= ready
         for (_, e), (s, _) in itertools.pairwise(intervals):
             assert e is not None and _seconds(s) >= _seconds(e)
         if _end(busy, i) < NEVER:  # finished: it ran exactly the time it needed
             ran = sum(_seconds(e) - _seconds(s) for s, e in intervals if e is not None)
-            assert ran == busy._work[i]
+            assert ran == busy.timeline.work[i]
             assert _seconds(intervals[-1][1]) == _end(busy, i)  # type: ignore[arg-type]
             work_done += 1
         if len(intervals) > 1:
             assert busy.workload_json(i, busy.now() + timedelta(days=9))["preemptible"]
     assert work_done > 0.9 * n
     # CPU-only workloads never wait for GPUs
-    cpu_only = np.flatnonzero(busy._size_q == 0)
+    cpu_only = np.flatnonzero(busy.draws.size_q == 0)
     assert len(cpu_only) > 20
     for i in cpu_only.tolist():
         first = busy.run_intervals(i)[0][0]
-        assert _seconds(first) == busy._created[i] + busy._ready_delay[i]
+        assert _seconds(first) == busy.draws.created[i] + busy.draws.ready_delay[i]
 
 
 def test_pending_times_are_realistic(busy: Cluster) -> None:
@@ -371,7 +372,7 @@ def test_lifecycle_and_metric_edges(small: Cluster) -> None:
             assert d["totalPendingTimeSeconds"] >= 0 and d["totalRunningTimeSeconds"] >= 0
             assert d["phaseUpdatedAt"] >= d["createdAt"]
     # the same workload evolves with the clock
-    i = int(np.flatnonzero(np.diff(small._iv_off) >= 1)[0])
+    i = int(np.flatnonzero(np.diff(small.timeline.iv_off) >= 1)[0])
     (s, e), *_ = small.run_intervals(i)
     assert e is not None
     before = small.workload_json(i, s - timedelta(seconds=1))
@@ -382,7 +383,7 @@ def test_lifecycle_and_metric_edges(small: Cluster) -> None:
 
 def test_no_samples_at_or_after_the_cluster_clock(small: Cluster) -> None:
     running = np.flatnonzero(
-        small.snapshot(NOW)._state.running & (small._size_q[: len(small.snapshot(NOW))] > 0)
+        small.snapshot(NOW)._state.running & (small.draws.size_q[: len(small.snapshot(NOW))] > 0)
     )
     assert len(running) >= 5
     tick = np.timedelta64(1, "us")
@@ -396,7 +397,7 @@ def test_no_samples_at_or_after_the_cluster_clock(small: Cluster) -> None:
             assert not np.isnan(values[:2]).any(), (i, metric)  # still running just before
             assert np.isnan(values[2:]).all(), (i, metric)  # nothing measured yet
         # ground truth stops at the clock too: the hour after NOW adds nothing
-        wid = small._ids[i]
+        wid = small.draws.ids[i]
         hour_before = small.ground_truth(wid, NOW - timedelta(hours=1), NOW)
         around = small.ground_truth(wid, NOW - timedelta(hours=1), NOW + timedelta(hours=1))
         assert around == hour_before
@@ -410,7 +411,7 @@ def test_no_samples_at_or_after_the_cluster_clock(small: Cluster) -> None:
 
 def test_no_samples_outside_the_workload_life(small: Cluster) -> None:
     for i in range(0, len(small.snapshot(NOW)), 5):
-        created = int(small._created[i])
+        created = int(small.draws.created[i])
         end = _end(small, i)
         probe = [created - 61, created - 1, created, created + 1]
         if end < NEVER:
@@ -489,14 +490,14 @@ def test_metric_types_and_values(small: Cluster) -> None:
 
 
 def _gt_cases(c: Cluster) -> list[int]:
-    runs = np.diff(c._iv_off)
-    gpus = c._size_q > 0
+    runs = np.diff(c.timeline.iv_off)
+    gpus = c.draws.size_q > 0
     cases = [
         int(np.flatnonzero(gpus & (runs >= 3))[0]),  # preempted twice
         int(np.flatnonzero(gpus & (runs == 2))[0]),
-        int(np.flatnonzero(c._zombie & (runs >= 1))[0]),
-        int(np.flatnonzero((c._size_q == 1) & (runs >= 1))[0]),  # a quarter GPU
-        int(np.flatnonzero((c._type == T_DISTRIBUTED) & (runs >= 1))[0]),
+        int(np.flatnonzero(c.draws.zombie & (runs >= 1))[0]),
+        int(np.flatnonzero((c.draws.size_q == 1) & (runs >= 1))[0]),  # a quarter GPU
+        int(np.flatnonzero((c.draws.type == T_DISTRIBUTED) & (runs >= 1))[0]),
         int(np.flatnonzero(~gpus & (runs >= 1))[0]),  # CPU-only
     ]
     return cases
@@ -522,12 +523,12 @@ def test_ground_truth_equals_dense_integration(busy: Cluster) -> None:
         lo, hi = _window(busy, i)
         for a, b in ((lo, hi), (lo + 1234, hi - 777), ((lo + hi) // 2, hi)):
             truth = busy.ground_truth(
-                busy._ids[i], datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC)
+                busy.draws.ids[i], datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC)
             )
             alloc, used = _dense(busy, i, a, b)
             assert truth.allocated_gpu_seconds == pytest.approx(alloc, rel=1e-12, abs=1e-9)
             assert truth.used_gpu_seconds == pytest.approx(used, rel=1e-9, abs=1e-9)
-    empty = busy.ground_truth(busy._ids[0], busy.anchor, busy.anchor)
+    empty = busy.ground_truth(busy.draws.ids[0], busy.anchor, busy.anchor)
     assert empty == GroundTruth(0.0, 0.0)
 
 
@@ -542,7 +543,7 @@ def test_sampled_estimate_within_stated_bound(busy: Cluster) -> None:
             continue
         alloc = np.nan_to_num(_one(busy.metrics(i, "GPU_ALLOCATION", ts)))
         util = np.nan_to_num(_one(busy.metrics(i, "GPU_UTILIZATION", ts)))
-        truth = busy.ground_truth(busy._ids[i], lo, hi)
+        truth = busy.ground_truth(busy.draws.ids[i], lo, hi)
         edges = [t for iv in busy.run_intervals(i) for t in iv if t is not None and lo < t < hi]
         bound = _gpus(busy, i) * 60 * len(edges)
         assert abs(alloc.sum() * 60 - truth.allocated_gpu_seconds) <= bound + 1e-6

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from workloads_etl.config import DataPaths
-from workloads_etl.lake.normalise import normalise_partition
+from workloads_etl.lake.datasets import DATASETS
+from workloads_etl.lake.normalise.partition import normalise_partition
 from workloads_etl.lake.raw import RawLanding
-from workloads_etl.lake.schemas import DATASETS
 from workloads_etl.runai.models import RawResponse
+from workloads_etl.settings import DataPaths
 from workloads_etl.warehouse.loader import (
     PartitionNotFoundError,
     Warehouse,
@@ -182,7 +182,7 @@ _HOLD = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from workloads_etl.config import DataPaths
+    from workloads_etl.settings import DataPaths
     from workloads_etl.warehouse.loader import Warehouse
     with Warehouse.open(DataPaths(Path(sys.argv[1])), wait_seconds=0):
         print("LOCKED", flush=True)

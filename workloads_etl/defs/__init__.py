@@ -1,26 +1,56 @@
-"""The Dagster definitions of workloads-etl (loaded by ``workspace.yaml``)."""
+"""The Dagster definitions of workloads-etl (loaded by ``workspace.yaml``).
+
+One folder per area, in the order the data flows: :mod:`.ingest` (API -> raw -> lake),
+:mod:`.warehouse` (lake -> DuckDB ``raw``), :mod:`.transform` (dbt models and tests); the
+shared :mod:`.resources`, :mod:`.partitions`, :mod:`.checks` and :mod:`.schedules`, and
+:mod:`.launch`, which runs the job in-process for the command line.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
+from dagster_dbt import DbtCliResource
 
-from workloads_etl.defs.checks import freshness_checks, freshness_sensor
-from workloads_etl.defs.resources import default_resources
-from workloads_etl.defs.runai.assets import ASSETS as RUNAI_ASSETS
-from workloads_etl.defs.schedules import daily_refresh, nightly
-from workloads_etl.defs.transform.assets import ASSETS as DBT_ASSETS
-from workloads_etl.defs.warehouse.assets import ASSETS as WAREHOUSE_ASSETS
+from workloads_etl.defs.checks import build_freshness_checks
+from workloads_etl.defs.ingest.assets import build_ingest_assets
+from workloads_etl.defs.partitions import daily_partitions
+from workloads_etl.defs.resources import DataDirResource, runai_resource_from_env
+from workloads_etl.defs.schedules import build_job_and_schedule
+from workloads_etl.defs.transform.assets import build_dbt_assets
+from workloads_etl.defs.transform.project import dbt_project
+from workloads_etl.defs.warehouse.assets import build_warehouse_assets
+from workloads_etl.settings import PipelineSettings, RunaiEnvironment
+from workloads_etl.warehouse.dbt import dbt_executable
 
 
-def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:
+def build_definitions(
+    settings: PipelineSettings | None = None, resources: dict[str, object] | None = None
+) -> dg.Definitions:
+    """The whole graph for ``settings`` (default: read from the environment); ``resources``
+    replace the defaults wired to the environment (``RUNAI_*`` as ``EnvVar``)."""
+    settings = settings if settings is not None else PipelineSettings.read()
+    paths = settings.paths
+    partitions = daily_partitions(settings.start_date)
+    project = dbt_project(paths)
+    extracted = build_ingest_assets(partitions)
+    loaded = build_warehouse_assets(partitions)
+    checks, sensor = build_freshness_checks([*extracted, *loaded])
+    job, nightly = build_job_and_schedule(checks)
+    defaults: dict[str, object] = {
+        "runai": runai_resource_from_env(RunaiEnvironment.read()),
+        "data": DataDirResource(data_dir=str(paths.root)),
+        "dbt": DbtCliResource(project_dir=project, dbt_executable=dbt_executable()),
+    }
     return dg.Definitions(
-        assets=[*RUNAI_ASSETS, *WAREHOUSE_ASSETS, *DBT_ASSETS],
-        asset_checks=freshness_checks,
-        jobs=[daily_refresh],
+        assets=[*extracted, *loaded, *build_dbt_assets(project, paths, partitions)],
+        asset_checks=checks,
+        jobs=[job],
         schedules=[nightly],
-        sensors=[freshness_sensor],
-        resources=resources if resources is not None else default_resources(),
+        sensors=[sensor],
+        resources={**defaults, **(resources or {})},
     )
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dagster as dg
 
-from workloads_etl.defs.runai.assets import ASSETS as RUNAI_ASSETS
-from workloads_etl.defs.warehouse.assets import ASSETS as WAREHOUSE_ASSETS
 
-freshness_checks = dg.build_time_partition_freshness_checks(
-    assets=[*RUNAI_ASSETS, *WAREHOUSE_ASSETS],
-    deadline_cron="0 6 * * *",
-    timezone="UTC",
-)
-freshness_sensor = dg.build_sensor_for_freshness_checks(freshness_checks=freshness_checks)
+def build_freshness_checks(
+    assets: Sequence[dg.AssetsDefinition],
+) -> tuple[Sequence[dg.AssetChecksDefinition], dg.SensorDefinition]:
+    """The checks of ``assets`` and the sensor that evaluates them against the wall clock."""
+    checks = dg.build_time_partition_freshness_checks(
+        assets=list(assets), deadline_cron="0 6 * * *", timezone="UTC"
+    )
+    return checks, dg.build_sensor_for_freshness_checks(freshness_checks=checks)

@@ -1,22 +1,18 @@
-"""One daily partition per UTC day of usage."""
+"""One daily partition per UTC day of usage, from the configured first day."""
 
 from __future__ import annotations
 
-import os
 from datetime import date, timedelta
 
 import dagster as dg
 
-START_DATE_ENV = "WORKLOADS_ETL_START_DATE"
-DEFAULT_START_DATE = "2025-01-01"
-
-daily_partitions = dg.DailyPartitionsDefinition(
-    start_date=os.environ.get(START_DATE_ENV, DEFAULT_START_DATE), timezone="UTC"
-)
-
 # A backfill of any range runs as one run: extraction loops over its days, the warehouse
 # loads each day in its own transaction, and dbt is invoked once for the whole range.
 single_run = dg.BackfillPolicy.single_run()
+
+
+def daily_partitions(start: date) -> dg.DailyPartitionsDefinition:
+    return dg.DailyPartitionsDefinition(start_date=start.isoformat(), timezone="UTC")
 
 
 def partition_days(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> list[date]:

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 from pydantic import Field
 
-from workloads_etl.config import DATA_DIR_ENV, DataPaths
-from workloads_etl.extract import route_raw_response
 from workloads_etl.runai import RunaiClient, RunaiSettings
-from workloads_etl.transform import DBT_PROJECT_DIR
+from workloads_etl.settings import DataPaths, RunaiEnvironment
 
 
 class RunaiResource(dg.ConfigurableResource):
@@ -25,27 +20,30 @@ class RunaiResource(dg.ConfigurableResource):
     client_id: str | None = Field(default=None, description="Service-account client id")
     client_secret: str | None = Field(default=None, description="Service-account secret")
     token: str | None = Field(default=None, description="A ready bearer token instead")
-    verify_tls: bool = True
+    verify_tls: bool = Field(default=True, description="Verify the server's certificate")
     ca_bundle: str | None = Field(default=None, description="PEM bundle of trusted CAs")
-    max_concurrency: int = 16
-    requests_per_second: float | None = None
-    metrics_step_seconds: int = 60
+    timeout: float | None = Field(default=None, description="Read timeout per request (s)")
+    max_concurrency: int | None = Field(default=None, description="Requests in flight")
+    requests_per_second: float | None = Field(default=None, description="Request budget")
+    metrics_step_seconds: int = Field(default=60, description="Metric sample step (s)")
 
     def settings(self) -> RunaiSettings:
+        """The client's settings, validated like every other path to them."""
         verify: bool | str = self.ca_bundle or self.verify_tls
-        return RunaiSettings(
-            base_url=self.base_url,
-            client_id=self.client_id or None,
-            client_secret=self.client_secret or None,
-            token=self.token or None,
-            verify=verify,
-            max_concurrency=self.max_concurrency,
-            requests_per_second=self.requests_per_second,
-        )
+        values: dict[str, Any] = {
+            "base_url": self.base_url,
+            "client_id": self.client_id or None,
+            "client_secret": self.client_secret or None,
+            "token": self.token or None,
+            "verify": verify,
+            "timeout": self.timeout,
+            "max_concurrency": self.max_concurrency,
+            "requests_per_second": self.requests_per_second,
+        }
+        return RunaiSettings(**{k: v for k, v in values.items() if v is not None})
 
     def client(self) -> RunaiClient:
-        """A client whose responses land in the raw file of the partition being extracted."""
-        return RunaiClient(self.settings(), recorder=route_raw_response)
+        return RunaiClient(self.settings())
 
 
 class DataDirResource(dg.ConfigurableResource):
@@ -54,53 +52,31 @@ class DataDirResource(dg.ConfigurableResource):
     data_dir: str = Field(description="Root of raw/, lake/ and warehouse.duckdb")
 
     def paths(self) -> DataPaths:
-        paths = DataPaths(Path(self.data_dir).resolve()).ensure()
-        # dbt's profile reads the same location from the environment.
-        os.environ[DATA_DIR_ENV] = str(paths.root)
-        return paths
+        return DataPaths(Path(self.data_dir).resolve()).ensure()
 
 
-def dbt_executable() -> str:
-    candidate = Path(sys.executable).with_name("dbt")
-    return str(candidate) if candidate.exists() else "dbt"
+def runai_resource_from_env(env: RunaiEnvironment) -> RunaiResource:
+    """The Run:ai resource wired to the ``RUNAI_*`` environment.
 
-
-def runai_resource_from_env() -> RunaiResource:
-    """The Run:ai resource wired to ``RUNAI_*`` environment variables.
-
-    Values are ``EnvVar`` references, resolved when a run starts: the UI and the run config
-    show the variable names, never the values. A bearer token (``RUNAI_TOKEN``) is used when
-    set; otherwise the client-credentials pair.
+    The URL and the credentials are ``EnvVar`` references, resolved when a run starts: the UI
+    and the run config show the variable names, never the values. A bearer token
+    (``RUNAI_TOKEN``) is used when set; otherwise the client-credentials pair. The tuning
+    values are those :class:`RunaiEnvironment` read and validated.
     """
-    env = os.environ
     creds: dict[str, Any] = (
         {"token": dg.EnvVar("RUNAI_TOKEN")}
-        if env.get("RUNAI_TOKEN")
+        if env.token is not None
         else {
             "client_id": dg.EnvVar("RUNAI_CLIENT_ID"),
             "client_secret": dg.EnvVar("RUNAI_CLIENT_SECRET"),
         }
     )
-    tuning: dict[str, Any] = {}
-    if env.get("RUNAI_CA_BUNDLE"):
-        tuning["ca_bundle"] = dg.EnvVar("RUNAI_CA_BUNDLE")
-    if env.get("RUNAI_VERIFY_TLS", "").lower() in {"0", "false", "no", "off"}:
-        tuning["verify_tls"] = False
-    if env.get("RUNAI_MAX_CONCURRENCY"):
-        tuning["max_concurrency"] = int(env["RUNAI_MAX_CONCURRENCY"])
-    if env.get("RUNAI_REQUESTS_PER_SECOND"):
-        tuning["requests_per_second"] = float(env["RUNAI_REQUESTS_PER_SECOND"])
-    return RunaiResource(base_url=dg.EnvVar("RUNAI_BASE_URL"), **creds, **tuning)
-
-
-def default_resources() -> dict[str, object]:
-    data_dir = str(DataPaths.from_env().root)
-    return {
-        "runai": runai_resource_from_env(),
-        "data": DataDirResource(data_dir=data_dir),
-        "dbt": DbtCliResource(
-            project_dir=str(DBT_PROJECT_DIR),
-            profiles_dir=str(DBT_PROJECT_DIR),
-            dbt_executable=dbt_executable(),
-        ),
+    tuning: dict[str, Any] = {
+        "verify_tls": env.verify_tls,
+        "timeout": env.timeout,
+        "max_concurrency": env.max_concurrency,
+        "requests_per_second": env.requests_per_second,
     }
+    if env.ca_bundle:
+        tuning["ca_bundle"] = dg.EnvVar("RUNAI_CA_BUNDLE")
+    return RunaiResource(base_url=dg.EnvVar("RUNAI_BASE_URL"), **creds, **tuning)

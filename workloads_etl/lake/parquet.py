@@ -30,8 +30,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from workloads_etl.lake.datasets import DATASETS, Dataset
 from workloads_etl.lake.raw import fsync_dir
-from workloads_etl.lake.schemas import DATASETS, SCHEMA_VERSION, Dataset
+from workloads_etl.lake.schemas import SCHEMA_VERSION
 
 DATA_FILE = "data.parquet"
 MANIFEST_FILE = "_manifest.json"

@@ -23,10 +23,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from workloads_etl.lake.schemas import DATASETS
+from workloads_etl.lake.datasets import DATASETS, EXTRACTED
 from workloads_etl.runai.models import RawResponse
 
-RAW_DATASETS = ("workload_snapshots", "deleted_workloads", "workload_metrics", "telemetry")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}")
 _SUFFIX = ".jsonl.gz"
 
@@ -112,8 +111,8 @@ class RawLanding:
         self.root = Path(root)
 
     def partition_dir(self, dataset: str, day: date) -> Path:
-        if dataset not in RAW_DATASETS:
-            raise ValueError(f"unknown raw dataset {dataset!r}; expected one of {RAW_DATASETS}")
+        if dataset not in EXTRACTED:
+            raise ValueError(f"unknown raw dataset {dataset!r}; expected one of {EXTRACTED}")
         key = DATASETS[dataset].partition_key
         return self.root / dataset / f"{key}={day.isoformat()}"
 

@@ -1,11 +1,14 @@
 """The data contract: one explicit Arrow schema per dataset of the lake and the warehouse.
 
 Every Parquet partition and every ``raw.<dataset>`` table in DuckDB has exactly the schema
-declared here, in this column order. Bump ``SCHEMA_VERSION`` whenever a schema changes.
+declared here, in this column order; :mod:`workloads_etl.lake.datasets` says which dataset has
+which schema. Bump ``SCHEMA_VERSION`` whenever a schema changes.
 
 Conventions
 - Column names are the snake_case of the Run:ai field names (``phaseUpdatedAt`` ->
-  ``phase_updated_at``); nested objects are flattened with a prefix.
+  ``phase_updated_at``); nested objects are flattened with a prefix. A workload column is
+  declared once (:class:`Column`), with the API field it comes from and how that is parsed;
+  the normaliser derives its mapping from these declarations.
 - Timestamps are ``timestamp[us, tz=UTC]``; Kubernetes quantities are parsed to bytes
   (``*_bytes``, float64 since quantities may be fractional) or cores (``*_cores``).
 - Lists of strings stay Arrow lists; structured lists/maps the reports do not need are
@@ -21,100 +24,144 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from workloads_etl.runai import values
+
 SCHEMA_VERSION = 1
 
-TS = pa.timestamp("us", tz="UTC")
+TS = values.TS
 
 
-def _resources(prefix: str) -> list[pa.Field]:
+@dataclass(frozen=True)
+class Column:
+    """One column of a workload row and where it comes from in the API's ``Workload``.
+
+    ``source`` is the dotted path of the field in the record (``allocatedResources.gpu``);
+    None for columns the pipeline sets. ``parse`` says how the API value becomes the column:
+    ``string``, ``integer``, ``number``, ``boolean``, ``date-time`` (ISO text parsed to a
+    UTC timestamp), ``quantity`` (a Kubernetes quantity parsed to bytes or cores),
+    ``strings`` (an array of strings), ``json`` (any value, kept as canonical JSON text) or
+    ``id`` (the workload's uuid, without which a record cannot be a row). ``enum`` names the
+    spec schema whose enum the value belongs to (values outside it are kept and counted).
+    """
+
+    name: str
+    type: pa.DataType
+    source: str | None = None
+    parse: str = ""
+    nullable: bool = True
+    enum: str | None = None
+
+    @property
+    def field(self) -> pa.Field:
+        return pa.field(self.name, self.type, nullable=self.nullable)
+
+
+def _str(name: str, source: str, enum: str | None = None) -> Column:
+    return Column(name, pa.string(), source, "string", enum=enum)
+
+
+def _int(name: str, source: str) -> Column:
+    return Column(name, pa.int64(), source, "integer")
+
+
+def _ts(name: str, source: str) -> Column:
+    return Column(name, TS, source, "date-time")
+
+
+def _json(name: str, source: str) -> Column:
+    return Column(name, pa.string(), source, "json")
+
+
+def _resources(prefix: str, obj: str) -> list[Column]:
     """Flattened ``WorkloadRequestResources`` (requested by the workload or by its pods)."""
+    f64 = pa.float64()
     return [
-        pa.field(f"{prefix}_gpu_request_type", pa.string()),
-        pa.field(f"{prefix}_gpu_request", pa.float64()),
-        pa.field(f"{prefix}_gpu_limit", pa.float64()),
-        pa.field(f"{prefix}_gpu_memory_request_bytes", pa.float64()),
-        pa.field(f"{prefix}_gpu_memory_limit_bytes", pa.float64()),
-        pa.field(f"{prefix}_cpu_request_cores", pa.float64()),
-        pa.field(f"{prefix}_cpu_limit_cores", pa.float64()),
-        pa.field(f"{prefix}_cpu_memory_request_bytes", pa.float64()),
-        pa.field(f"{prefix}_cpu_memory_limit_bytes", pa.float64()),
-        pa.field(f"{prefix}_extended_resources_json", pa.string()),
+        _str(f"{prefix}_gpu_request_type", f"{obj}.gpuRequestType", "GpuRequestType"),
+        Column(f"{prefix}_gpu_request", f64, f"{obj}.gpu.request", "number"),
+        Column(f"{prefix}_gpu_limit", f64, f"{obj}.gpu.limit", "number"),
+        Column(f"{prefix}_gpu_memory_request_bytes", f64, f"{obj}.gpuMemory.request", "quantity"),
+        Column(f"{prefix}_gpu_memory_limit_bytes", f64, f"{obj}.gpuMemory.limit", "quantity"),
+        Column(f"{prefix}_cpu_request_cores", f64, f"{obj}.cpu.request", "number"),
+        Column(f"{prefix}_cpu_limit_cores", f64, f"{obj}.cpu.limit", "number"),
+        Column(f"{prefix}_cpu_memory_request_bytes", f64, f"{obj}.cpuMemory.request", "quantity"),
+        Column(f"{prefix}_cpu_memory_limit_bytes", f64, f"{obj}.cpuMemory.limit", "quantity"),
+        _json(f"{prefix}_extended_resources_json", f"{obj}.extendedResources"),
     ]
 
 
-# One row per workload per snapshot. Shared by `workload_snapshots` and
-# `deleted_workloads` (the latter from `GET /api/v1/workloads?deleted=true`).
-WORKLOAD_FIELDS: list[pa.Field] = [
-    pa.field("snapshot_date", pa.date32(), nullable=False),  # partition: the run's logical day
-    pa.field("snapshot_at", TS, nullable=False),  # when the list was fetched
-    pa.field("run_id", pa.string(), nullable=False),
-    pa.field("workload_id", pa.string(), nullable=False),  # Workload.id
-    pa.field("name", pa.string()),
-    pa.field("type", pa.string()),
-    pa.field("category", pa.string()),
-    pa.field("phase", pa.string()),
-    pa.field("k8s_phase", pa.string()),
-    pa.field("phase_message", pa.string()),
-    pa.field("phase_reason", pa.string()),
-    pa.field("source", pa.string()),
-    pa.field("source_api", pa.string()),
-    pa.field("tenant_id", pa.int64()),
-    pa.field("cluster_id", pa.string()),
-    pa.field("project_id", pa.string()),
-    pa.field("project_name", pa.string()),
-    pa.field("department_id", pa.string()),
-    pa.field("department_name", pa.string()),
-    pa.field("namespace", pa.string()),
-    pa.field("submitted_by", pa.string()),
-    pa.field("priority", pa.int64()),
-    pa.field("priority_class_name", pa.string()),
-    pa.field("preemptible", pa.bool_()),
-    pa.field("distributed_framework", pa.string()),
-    pa.field("running_pods", pa.int64()),
-    pa.field("created_at", TS),
-    pa.field("updated_at", TS),
-    pa.field("phase_updated_at", TS),
-    pa.field("k8s_phase_updated_at", TS),
-    pa.field("completed_at", TS),
-    pa.field("deleted_at", TS),
-    pa.field("guaranteed_runtime_ends_at", TS),
-    pa.field("idle_gpus", pa.int64()),
-    pa.field("idle_allocated_gpus", pa.float64()),
-    pa.field("total_pending_time_seconds", pa.int64()),
-    pa.field("total_running_time_seconds", pa.int64()),
-    pa.field("ai_application_id", pa.string()),
-    pa.field("ai_application_name", pa.string()),
-    pa.field("requested_node_pools", pa.list_(pa.string())),
-    pa.field("current_node_pools", pa.list_(pa.string())),
-    pa.field("images", pa.list_(pa.string())),
-    pa.field("requested_pods_number", pa.int64()),
-    pa.field("requested_pods_min", pa.int64()),
-    pa.field("requested_pods_max", pa.int64()),
-    pa.field("requested_pods_parallelism", pa.int64()),
-    pa.field("requested_pods_completions", pa.int64()),
-    *_resources("requested"),  # workloadRequestedResources
-    *_resources("pods_requested"),  # podsRequestedResources
-    pa.field("allocated_gpu", pa.float64()),  # allocatedResources.gpu
-    pa.field("allocated_gpu_memory_bytes", pa.float64()),
-    pa.field("allocated_cpu_cores", pa.float64()),
-    pa.field("allocated_cpu_memory_bytes", pa.float64()),
-    pa.field("allocated_extended_resources_json", pa.string()),
-    pa.field("conditions_json", pa.string()),
-    pa.field("actions_support_json", pa.string()),
-    pa.field("topology_json", pa.string()),
-    pa.field("additional_fields_json", pa.string()),
-    pa.field("environment_variables_json", pa.string()),
-    pa.field("datasources_json", pa.string()),
-    pa.field("environments_json", pa.string()),
-    pa.field("external_connections_json", pa.string()),
-    pa.field("urls_json", pa.string()),
-    pa.field("command", pa.string()),
-    pa.field("arguments", pa.string()),
-    pa.field("extra_fields_json", pa.string()),  # fields the contract does not know
-]
+# One row per workload per snapshot, each column declared once with its API source. Shared
+# by `workload_snapshots` and `deleted_workloads` (`GET /api/v1/workloads?deleted=true`).
+WORKLOAD_COLUMNS: tuple[Column, ...] = (
+    Column("snapshot_date", pa.date32(), nullable=False),  # partition: the run's logical day
+    Column("snapshot_at", TS, nullable=False),  # when the list was fetched (server clock)
+    Column("run_id", pa.string(), nullable=False),
+    Column("workload_id", pa.string(), "id", "id", nullable=False),
+    _str("name", "name"),
+    _str("type", "type"),
+    _str("category", "category"),
+    _str("phase", "phase", "Phase"),
+    _str("k8s_phase", "k8sPhase"),
+    _str("phase_message", "phaseMessage"),
+    _str("phase_reason", "phaseReason", "PhaseReason"),
+    _str("source", "source", "Source"),
+    _str("source_api", "sourceApi", "SourceApi"),
+    _int("tenant_id", "tenantId"),
+    _str("cluster_id", "clusterId"),
+    _str("project_id", "projectId"),
+    _str("project_name", "projectName"),
+    _str("department_id", "departmentId"),
+    _str("department_name", "departmentName"),
+    _str("namespace", "namespace"),
+    _str("submitted_by", "submittedBy"),
+    _int("priority", "priority"),
+    _str("priority_class_name", "priorityClassName"),
+    Column("preemptible", pa.bool_(), "preemptible", "boolean"),
+    _str("distributed_framework", "distributedFramework"),
+    _int("running_pods", "runningPods"),
+    _ts("created_at", "createdAt"),
+    _ts("updated_at", "updatedAt"),
+    _ts("phase_updated_at", "phaseUpdatedAt"),
+    _ts("k8s_phase_updated_at", "k8sPhaseUpdatedAt"),
+    _ts("completed_at", "completedAt"),
+    _ts("deleted_at", "deletedAt"),
+    _ts("guaranteed_runtime_ends_at", "guaranteedRuntimeEndsAt"),
+    _int("idle_gpus", "idleGpus"),
+    Column("idle_allocated_gpus", pa.float64(), "idleAllocatedGpus", "number"),
+    _int("total_pending_time_seconds", "totalPendingTimeSeconds"),
+    _int("total_running_time_seconds", "totalRunningTimeSeconds"),
+    _str("ai_application_id", "aiApplicationId"),
+    _str("ai_application_name", "aiApplicationName"),
+    Column("requested_node_pools", pa.list_(pa.string()), "requestedNodePools", "strings"),
+    Column("current_node_pools", pa.list_(pa.string()), "currentNodePools", "strings"),
+    Column("images", pa.list_(pa.string()), "images", "strings"),
+    _int("requested_pods_number", "requestedPods.number"),
+    _int("requested_pods_min", "requestedPods.min"),
+    _int("requested_pods_max", "requestedPods.max"),
+    _int("requested_pods_parallelism", "requestedPods.parallelism"),
+    _int("requested_pods_completions", "requestedPods.completions"),
+    *_resources("requested", "workloadRequestedResources"),
+    *_resources("pods_requested", "podsRequestedResources"),
+    Column("allocated_gpu", pa.float64(), "allocatedResources.gpu", "number"),
+    Column("allocated_gpu_memory_bytes", pa.float64(), "allocatedResources.gpuMemory", "quantity"),
+    Column("allocated_cpu_cores", pa.float64(), "allocatedResources.cpu", "number"),
+    Column("allocated_cpu_memory_bytes", pa.float64(), "allocatedResources.cpuMemory", "quantity"),
+    _json("allocated_extended_resources_json", "allocatedResources.extendedResources"),
+    _json("conditions_json", "conditions"),
+    _json("actions_support_json", "actionsSupport"),
+    _json("topology_json", "topology"),
+    _json("additional_fields_json", "additionalFields"),
+    _json("environment_variables_json", "environmentVariables"),
+    _json("datasources_json", "datasources"),
+    _json("environments_json", "environments"),
+    _json("external_connections_json", "externalConnections"),
+    _json("urls_json", "urls"),
+    _str("command", "command"),
+    _str("arguments", "arguments"),
+    Column("extra_fields_json", pa.string()),  # fields the contract does not know, as JSON
+)
 
-WORKLOAD_SNAPSHOTS = pa.schema(WORKLOAD_FIELDS)
-DELETED_WORKLOADS = pa.schema(WORKLOAD_FIELDS)
+WORKLOADS = pa.schema([c.field for c in WORKLOAD_COLUMNS])
+WORKLOADS_KEY = ("snapshot_date", "workload_id")
 
 # Long format: one row per (workload, metric type, labels, timestamp).
 WORKLOAD_METRICS = pa.schema(
@@ -129,6 +176,8 @@ WORKLOAD_METRICS = pa.schema(
         pa.field("run_id", pa.string(), nullable=False),
     ]
 )
+
+WORKLOAD_METRICS_KEY = ("usage_date", "workload_id", "metric_type", "labels_json", "ts")
 
 # One row per telemetry value (GET /api/v1/workloads/telemetry), group keys flattened.
 TELEMETRY = pa.schema(
@@ -149,6 +198,15 @@ TELEMETRY = pa.schema(
     ]
 )
 
+TELEMETRY_KEY = (
+    "snapshot_date",
+    "telemetry_type",
+    "group_by",
+    "group1_value",
+    "group2_value",
+    "timestamp",
+)
+
 # Records that break the contract: kept with the reason, never dropped silently.
 QUARANTINE = pa.schema(
     [
@@ -160,55 +218,3 @@ QUARANTINE = pa.schema(
         pa.field("quarantined_at", TS, nullable=False),
     ]
 )
-
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    schema: pa.Schema
-    partition_by: tuple[str, ...]  # Hive keys, outermost first: <name>/<k1>=<v1>/[<k2>=<v2>/]
-    primary_key: tuple[str, ...]
-
-    @property
-    def partition_key(self) -> str:
-        """The date key every dataset is partitioned by (the innermost one)."""
-        return self.partition_by[-1]
-
-
-DATASETS: dict[str, Dataset] = {
-    d.name: d
-    for d in (
-        Dataset(
-            "workload_snapshots",
-            WORKLOAD_SNAPSHOTS,
-            ("snapshot_date",),
-            ("snapshot_date", "workload_id"),
-        ),
-        Dataset(
-            "deleted_workloads",
-            DELETED_WORKLOADS,
-            ("snapshot_date",),
-            ("snapshot_date", "workload_id"),
-        ),
-        Dataset(
-            "workload_metrics",
-            WORKLOAD_METRICS,
-            ("usage_date",),
-            ("usage_date", "workload_id", "metric_type", "labels_json", "ts"),
-        ),
-        Dataset(
-            "telemetry",
-            TELEMETRY,
-            ("snapshot_date",),
-            (
-                "snapshot_date",
-                "telemetry_type",
-                "group_by",
-                "group1_value",
-                "group2_value",
-                "timestamp",
-            ),
-        ),
-        Dataset("quarantine", QUARANTINE, ("dataset", "quarantine_date"), ()),
-    )
-}

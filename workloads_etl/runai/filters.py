@@ -14,39 +14,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from workloads_etl.openapi import filter_fields, filter_operators
 from workloads_etl.runai.errors import ConfigurationError
 
-# The fields and operators of the spec's WorkloadsFilter item pattern (checked against the spec
-# by the tests).
-FILTER_FIELDS: tuple[str, ...] = (
-    "type",
-    "name",
-    "clusterId",
-    "projectId",
-    "projectName",
-    "departmentId",
-    "departmentName",
-    "createdAt",
-    "deletedAt",
-    "submittedBy",
-    "phase",
-    "completedAt",
-    "nodepool",
-    "distributedFramework",
-    "allocatedGPU",
-    "idleGpus",
-    "idleAllocatedGpus",
-    "phaseUpdatedAt",
-    "category",
-    "totalPendingTimeSeconds",
-    "totalRunningTimeSeconds",
-    "priority",
-    "priorityClassName",
-    "guaranteedRuntimeEndsAt",
-    "aiApplicationId",
-    "aiApplicationName",
-)
-FILTER_OPERATORS: tuple[str, ...] = ("==", "!=", "<=", ">=", "=@", "!@", "=^", "=$")
+# The fields and operators of the spec's WorkloadsFilter item pattern.
+FILTER_FIELDS: tuple[str, ...] = filter_fields()
+FILTER_OPERATORS: tuple[str, ...] = filter_operators()
 _DATE_OPERATORS = frozenset({"==", "!=", "<=", ">="})
 
 ITEM_PATTERN = re.compile(

@@ -8,6 +8,8 @@ from typing import Any, TypedDict
 
 import pyarrow as pa
 
+from workloads_etl.openapi import enum_values, items_enum
+
 
 @dataclass(frozen=True)
 class RawResponse:
@@ -153,29 +155,18 @@ class ErrorBody(TypedDict, total=False):
     details: str
 
 
-# The enums the client validates against before sending (checked against the spec by tests).
-TELEMETRY_TYPES: tuple[str, ...] = (
-    "WORKLOADS_COUNT",
-    "GPU_ALLOCATION",
-    "PENDING_TIME_DISTRIBUTION",
-)
-TELEMETRY_GROUP_BY: tuple[str, ...] = (
-    "ClusterId",
-    "DepartmentId",
-    "ProjectId",
-    "Type",
-    "CurrentNodepools",
-    "Phase",
-    "Category",
-)
+# The enums the client validates against before sending, from the spec.
+TELEMETRY_TYPES: tuple[str, ...] = enum_values("WorkloadTelemetryType")
+TELEMETRY_GROUP_BY: tuple[str, ...] = items_enum("/api/v1/workloads/telemetry", "groupBy")
 
 
 @dataclass(frozen=True)
 class MetricsResult:
     """All requested metric types of one workload (or pod) over ``[start, end)`` at one step.
 
-    ``table`` has the columns of :data:`workloads_etl.runai.metrics.MEASUREMENTS_SCHEMA`, merged
-    across windows, clipped to the range, without repeated samples, sorted.
+    ``table`` has the columns of
+    :data:`workloads_etl.runai.measurements.MEASUREMENTS_SCHEMA`, merged across windows,
+    clipped to the range, without repeated samples, sorted.
     ``missing_types`` are types the server did not deliver for at least one window even after
     re-requesting them (partial 207 answers); ``empty_types`` are types delivered without any
     sample (the workload has no such data). ``rejects`` are unparsable samples with reasons.
@@ -199,6 +190,6 @@ class MetricsResult:
         return "partial" if self.missing_types else "complete"
 
     def series(self, metric_type: str) -> list[tuple[datetime, float | None]]:
-        from workloads_etl.runai.metrics import series
+        from workloads_etl.runai.measurements import series
 
         return series(self.table, metric_type)

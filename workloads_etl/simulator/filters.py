@@ -17,6 +17,9 @@ Semantics (the spec leaves them open, these are the simulator's):
   submitter; it is AND-ed with the filters.
 * Sorting is stable: ties are broken by workload id; missing values sort last in both
   orders.
+
+The filterable fields, the operators and the sortable fields are the spec's, read through
+``workloads_etl.openapi``.
 """
 
 from __future__ import annotations
@@ -31,9 +34,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from workloads_etl.contract import load_spec
+from workloads_etl.openapi import filter_fields, filter_operators, sort_fields
 
-OPERATORS = ("==", "!=", "<=", ">=", "=@", "!@", "=^", "=$")
 ORDER_OPERATORS = frozenset({"==", "!=", "<=", ">="})
 SEARCH_COLUMNS = ("name", "projectName", "departmentName", "submittedBy")
 ID_COLUMN = "id"
@@ -44,26 +46,9 @@ class FilterError(ValueError):
 
 
 @lru_cache(maxsize=1)
-def filterable_fields() -> tuple[str, ...]:
-    """The field names allowed by the spec's ``filterBy`` item pattern."""
-    pattern = load_spec()["components"]["parameters"]["WorkloadsFilter"]["schema"]["items"][
-        "pattern"
-    ]
-    m = re.match(r"\^\(([^)]*)\)", pattern)
-    if m is None:  # pragma: no cover - the contract changed shape
-        raise RuntimeError("cannot read the filterBy field list from the API spec")
-    return tuple(m.group(1).split("|"))
-
-
-@lru_cache(maxsize=1)
-def sortable_fields() -> tuple[str, ...]:
-    return tuple(load_spec()["components"]["parameters"]["WorkloadsSort"]["schema"]["enum"])
-
-
-@lru_cache(maxsize=1)
 def _clause_start() -> re.Pattern[str]:
-    names = "|".join(sorted(filterable_fields(), key=len, reverse=True))
-    ops = "|".join(re.escape(o) for o in OPERATORS)
+    names = "|".join(sorted(filter_fields(), key=len, reverse=True))
+    ops = "|".join(re.escape(o) for o in filter_operators())
     return re.compile(rf"^({names})({ops})(.*)$", re.DOTALL)
 
 
@@ -96,8 +81,8 @@ def parse_filter_by(raw: str | Sequence[str] | None) -> list[Clause]:
         else:
             raise FilterError(
                 f"Invalid filterBy item {part[:80]!r}: expected <field><operator><value> with "
-                f"operator one of {' '.join(OPERATORS)} and field one of "
-                f"{', '.join(filterable_fields())}"
+                f"operator one of {' '.join(filter_operators())} and field one of "
+                f"{', '.join(filter_fields())}"
             )
     return clauses
 
@@ -231,10 +216,8 @@ def sort_positions(
     """Order ``positions`` by ``sort_by`` (stable, ties by id, nulls last)."""
     if sort_by is None:
         return positions[::-1] if descending else positions
-    if sort_by not in sortable_fields():
-        raise FilterError(
-            f"Invalid sortBy {sort_by[:60]!r}; allowed: {', '.join(sortable_fields())}"
-        )
+    if sort_by not in sort_fields():
+        raise FilterError(f"Invalid sortBy {sort_by[:60]!r}; allowed: {', '.join(sort_fields())}")
     if sort_by not in table.column_names:
         raise FilterError(f"sortBy {sort_by!r} is not supported by this server")
     sub = table.select([sort_by, ID_COLUMN]).take(pa.array(positions, type=pa.int64()))

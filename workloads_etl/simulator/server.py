@@ -16,10 +16,11 @@ from typing import IO, Self
 import httpx
 import uvicorn
 
-from workloads_etl.simulator.app import create_app, iso_z
+from workloads_etl.simulator.app import create_app
 from workloads_etl.simulator.cluster import Cluster
 from workloads_etl.simulator.config import SimulatorConfig
 from workloads_etl.simulator.faults import FaultConfig, install_log_filter
+from workloads_etl.simulator.responses import iso_z
 
 HOST = "127.0.0.1"
 CLIENT_ID_ENV = "WORKLOADS_ETL_SIM_CLIENT_ID"

@@ -24,9 +24,10 @@ from types import TracebackType
 import duckdb
 import pyarrow as pa
 
-from workloads_etl.config import DataPaths
+from workloads_etl.lake.datasets import DATASETS
 from workloads_etl.lake.parquet import DATA_FILE, partition_path, read_manifest
-from workloads_etl.lake.schemas import DATASETS, SCHEMA_VERSION
+from workloads_etl.lake.schemas import SCHEMA_VERSION
+from workloads_etl.settings import DataPaths
 
 log = logging.getLogger(__name__)
 

@@ -17,23 +17,15 @@ metrics as (
 
 ),
 
--- One row per workload and sample time, one column pair (value, step) per metric type.
+-- One row per workload and sample time, one column pair (value, step) per metric type of
+-- the var metric_columns (the metric types the pipeline fetches, passed by its dbt runner).
 pivoted as (
 
     select
         usage_date,
         workload_id,
         sampled_at,
-        {%- for metric, column in [
-            ('GPU_ALLOCATION', 'gpu_allocation'),
-            ('GPU_UTILIZATION', 'gpu_utilisation_pct'),
-            ('GPU_MEMORY_USAGE_BYTES', 'gpu_memory_usage_bytes'),
-            ('GPU_MEMORY_REQUEST_BYTES', 'gpu_memory_request_bytes'),
-            ('CPU_REQUEST_CORES', 'cpu_request_cores'),
-            ('CPU_USAGE_CORES', 'cpu_usage_cores'),
-            ('CPU_MEMORY_REQUEST_BYTES', 'cpu_memory_request_bytes'),
-            ('CPU_MEMORY_USAGE_BYTES', 'cpu_memory_usage_bytes'),
-        ] %}
+        {%- for metric, column in var('metric_columns').items() %}
         max(metric_value) filter (where metric_type = '{{ metric }}') as {{ column }},
         max(step_seconds) filter (where metric_type = '{{ metric }}')
             as {{ column }}_step_seconds{{ ',' if not loop.last }}

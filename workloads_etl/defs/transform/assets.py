@@ -1,8 +1,10 @@
 """The dbt project as Dagster assets: staging, intermediate and marts; dbt tests as checks."""
 
+# No `from __future__ import annotations` here: Dagster reads the annotations of the asset
+# functions (the context type) at definition time.
+
 import json
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -11,14 +13,15 @@ from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
     DbtCliResource,
+    DbtProject,
     dbt_assets,
 )
 
-from workloads_etl.defs.partitions import daily_partitions, partition_days, single_run
-from workloads_etl.defs.resources import DataDirResource
-from workloads_etl.defs.transform.manifest import ensure_manifest
+from workloads_etl.defs.partitions import partition_days, single_run
+from workloads_etl.defs.transform.project import prepared_manifest
 from workloads_etl.defs.warehouse.assets import WRITER_POOL, raw_table_key
-from workloads_etl.transform import dbt_vars
+from workloads_etl.settings import DataPaths
+from workloads_etl.warehouse.dbt import dbt_vars
 
 
 class WarehouseTranslator(DagsterDbtTranslator):
@@ -38,25 +41,28 @@ class WarehouseTranslator(DagsterDbtTranslator):
         return f"dbt_{fqn[1]}" if len(fqn) > 2 else "dbt"
 
 
-MANIFEST: Path = ensure_manifest()
+def build_dbt_assets(
+    project: DbtProject, paths: DataPaths, partitions: dg.PartitionsDefinition
+) -> list[dg.AssetsDefinition]:
+    """Every dbt model, seed and test of ``project`` as daily-partitioned assets and checks."""
 
+    @dbt_assets(
+        manifest=prepared_manifest(project, paths),
+        partitions_def=partitions,
+        backfill_policy=single_run,
+        pool=WRITER_POOL,
+        dagster_dbt_translator=WarehouseTranslator(
+            settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
+        ),
+    )
+    def warehouse_models(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+        """One ``dbt build`` for the run's days: the daily models reprocess only those days.
+        It keeps its target (partial parse) between runs."""
+        variables = dbt_vars(partition_days(context))
+        yield from dbt.cli(
+            ["build", "--vars", json.dumps(variables)],
+            context=context,
+            target_path=project.target_path,
+        ).stream()
 
-@dbt_assets(
-    manifest=MANIFEST,
-    partitions_def=daily_partitions,
-    backfill_policy=single_run,
-    pool=WRITER_POOL,
-    dagster_dbt_translator=WarehouseTranslator(
-        settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
-    ),
-)
-def warehouse_models(
-    context: AssetExecutionContext, dbt: DbtCliResource, data: DataDirResource
-) -> Iterator[Any]:
-    """One ``dbt build`` for the run's days: the daily models reprocess only those days."""
-    data.paths()  # exports the data directory the dbt profile reads
-    variables = dbt_vars(partition_days(context))
-    yield from dbt.cli(["build", "--vars", json.dumps(variables)], context=context).stream()
-
-
-ASSETS = [warehouse_models]
+    return [warehouse_models]

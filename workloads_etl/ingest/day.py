@@ -1,32 +1,28 @@
-"""One day of the pipeline, step by step, as plain Python (the Dagster assets are thin over it).
-
-extract (API -> raw landing) -> normalise (raw -> Parquet lake) -> load (lake -> DuckDB).
-Every step replaces exactly one partition, so re-running a day is safe.
-"""
+"""One dataset-day end to end: extract (API -> raw landing), then normalise the raw run into
+its lake partition. Every step replaces exactly one partition, so re-running a day is safe."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 
-import duckdb
-
-from workloads_etl import extract
-from workloads_etl.config import DataPaths
-from workloads_etl.lake.normalise import NormaliseResult, normalise_partition
-from workloads_etl.lake.parquet import partition_path, read_partition
+from workloads_etl.ingest.lists import extract_workload_list
+from workloads_etl.ingest.metrics import alive_workload_ids, extract_metrics
+from workloads_etl.ingest.recording import ExtractStats
+from workloads_etl.ingest.telemetry import extract_telemetry
+from workloads_etl.lake.datasets import WORKLOAD_LISTS
+from workloads_etl.lake.normalise.partition import NormaliseResult, normalise_partition
+from workloads_etl.lake.parquet import read_partition
+from workloads_etl.lake.quality import workloads_with_metrics
 from workloads_etl.lake.raw import RawLanding
-from workloads_etl.lake.schemas import DATASETS
 from workloads_etl.runai import RunaiClient
-
-WORKLOAD_LISTS = ("workload_snapshots", "deleted_workloads")
+from workloads_etl.settings import DataPaths
 
 
 @dataclass
 class DayResult:
-    """What one dataset/day produced: the raw responses, the normalised rows, the quarantine."""
+    """What one dataset-day produced: the raw responses, the normalised rows, the quarantine."""
 
     dataset: str
     day: date
@@ -56,7 +52,7 @@ class DayResult:
         }
 
 
-def _result(stats: extract.ExtractStats, norm: NormaliseResult) -> DayResult:
+def _result(stats: ExtractStats, norm: NormaliseResult) -> DayResult:
     return DayResult(
         dataset=stats.dataset,
         day=stats.day,
@@ -73,16 +69,14 @@ def _result(stats: extract.ExtractStats, norm: NormaliseResult) -> DayResult:
 async def workload_list_day(
     client: RunaiClient, paths: DataPaths, day: date, run_id: str, *, deleted: bool
 ) -> DayResult:
-    stats = await extract.extract_workload_list(
-        client, RawLanding(paths.raw), day, run_id, deleted=deleted
-    )
+    stats = await extract_workload_list(client, RawLanding(paths.raw), day, run_id, deleted=deleted)
     return _result(stats, normalise_partition(paths, stats.dataset, day, run_id))
 
 
 def metrics_targets(paths: DataPaths, day: date) -> list[str]:
     """Workloads alive on ``day``, from that day's snapshot and deleted partitions."""
     tables = [read_partition(paths.lake, ds, day) for ds in WORKLOAD_LISTS]
-    return extract.alive_workload_ids(tables, day)
+    return alive_workload_ids(tables, day)
 
 
 async def metrics_day(
@@ -95,7 +89,7 @@ async def metrics_day(
     progress: Callable[[int, int], None] | None = None,
 ) -> DayResult:
     targets = metrics_targets(paths, day)
-    stats = await extract.extract_metrics(
+    stats = await extract_metrics(
         client,
         RawLanding(paths.raw),
         day,
@@ -106,39 +100,10 @@ async def metrics_day(
     )
     result = _result(stats, normalise_partition(paths, "workload_metrics", day, run_id))
     result.extra["alive_workloads"] = len(targets)
-    result.extra["workloads_with_metrics"] = workloads_with_metrics(paths, day)
+    result.extra["workloads_with_metrics"] = workloads_with_metrics(paths.lake, day)
     return result
 
 
 async def telemetry_day(client: RunaiClient, paths: DataPaths, day: date, run_id: str) -> DayResult:
-    stats = await extract.extract_telemetry(client, RawLanding(paths.raw), day, run_id)
+    stats = await extract_telemetry(client, RawLanding(paths.raw), day, run_id)
     return _result(stats, normalise_partition(paths, "telemetry", day, run_id))
-
-
-def lake_file(paths: DataPaths, dataset: str, day: date) -> Path:
-    return partition_path(paths.lake, dataset, day) / "data.parquet"
-
-
-def _scalar(sql: str, params: Sequence[object]) -> int:
-    with duckdb.connect() as con:
-        row = con.execute(sql, list(params)).fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
-
-
-def workloads_with_metrics(paths: DataPaths, day: date) -> int:
-    """Distinct workloads with at least one GPU_ALLOCATION sample in the day's partition."""
-    return _scalar(
-        "select count(distinct workload_id) from read_parquet(?) "
-        "where metric_type = 'GPU_ALLOCATION'",
-        [str(lake_file(paths, "workload_metrics", day))],
-    )
-
-
-def duplicate_keys(paths: DataPaths, dataset: str, day: date) -> int:
-    """Rows of the lake partition that repeat its primary key (0 when the contract holds)."""
-    keys = [k for k in DATASETS[dataset].primary_key if k != DATASETS[dataset].partition_key]
-    cols = ", ".join(keys)
-    return _scalar(
-        f"select count(*) - count(distinct ({cols})) from read_parquet(?)",  # noqa: S608
-        [str(lake_file(paths, dataset, day))],
-    )

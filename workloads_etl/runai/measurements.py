@@ -5,11 +5,10 @@
     metric_type: string, labels_json: string, ts: timestamp[us, tz=UTC], value: float64
 
 ``labels_json`` is ``json.dumps(labels, sort_keys=True, separators=(",", ":"))``, or null when a
-series has no labels. Timestamps are accepted in both forms the spec uses
-(``2024-12-20T14:30:00Z`` and ``2023-06-06 12:09:18.211``), with or without fractional seconds
-and offsets; a timestamp without an offset is UTC. Samples whose timestamp or value is null or
-unparsable are not dropped silently: they come back in ``rejects`` with a reason, for the
-normaliser to quarantine.
+series has no labels. Timestamps and values are read by :mod:`workloads_etl.runai.values`
+(both timestamp forms of the spec; values are numeric strings). Samples whose timestamp or
+value is null or unparsable are not dropped silently: they come back in ``rejects`` with a
+reason, for the normaliser to quarantine.
 
 :class:`SampleCollector` is the engine, shared with the lake normaliser: it takes any number of
 decoded answers, gathers the sample strings of each series with one list comprehension per
@@ -22,10 +21,9 @@ still fail a cast are looked at one by one.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -33,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from workloads_etl.runai.errors import MeasurementsParseError
+from workloads_etl.runai.values import TS, parse_timestamps, to_floats, utc
 
 MEASUREMENTS_SCHEMA = pa.schema(
     [
@@ -42,13 +41,6 @@ MEASUREMENTS_SCHEMA = pa.schema(
         pa.field("value", pa.float64()),
     ]
 )
-_TS_TYPE = pa.timestamp("us", tz="UTC")
-
-_TS_SHAPE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|z|[+-]\d{2}(:?\d{2})?)?$"
-_HAS_OFFSET = r"(Z|z|[+-]\d{2}(:?\d{2})?)$"
-_HAS_OFFSET_RE = re.compile(r"(Z|z|[+-]\d{2}(:?\d{2})?)$")
-_NUMBER_SHAPE = r"^[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[Nn]a[Nn]|[Ii]nf(inity)?)$"
-
 # Per-sample state codes of :attr:`Samples.ts_code` / :attr:`Samples.value_code`.
 OK, NULL, WRONG_TYPE, UNPARSABLE = 0, 1, 2, 3
 
@@ -134,71 +126,6 @@ def _load(body: str | bytes | dict[str, Any]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise MeasurementsParseError("metrics body is not a JSON object")
     return data
-
-
-def _cast_tolerant(arr: pa.Array, target: pa.DataType) -> pa.Array:
-    """Cast, turning the elements that do not cast into nulls. Whole-column cast first; when
-    it fails, halve the failing part until the culprits are found (a few casts per bad
-    element instead of one per element)."""
-    try:
-        return pc.cast(arr, target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    n = len(arr)
-    if n <= 16:
-        out: list[Any] = []
-        for i in range(n):
-            try:
-                out.append(pc.cast(arr.slice(i, 1), target)[0].as_py())
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                out.append(None)
-        return pa.array(out, type=target)
-    half = n // 2
-    return pa.concat_arrays(
-        [_cast_tolerant(arr.slice(0, half), target), _cast_tolerant(arr.slice(half), target)]
-    )
-
-
-def _normalise_timestamps(ts: pa.Array) -> pa.Array:
-    """ISO-shaped strings -> strings Arrow casts to timestamp[us, UTC] (``Z`` added to naive
-    ones, fractions beyond microseconds cut)."""
-    ts = pc.replace_substring_regex(ts, pattern=r"(\.\d{6})\d+", replacement=r"\1")
-    ts = pc.replace_substring_regex(ts, pattern=r"z$", replacement="Z")
-    has_offset = pc.match_substring_regex(ts, _HAS_OFFSET)
-    return pc.if_else(has_offset, ts, pc.binary_join_element_wise(ts, pa.scalar("Z"), ""))
-
-
-def to_timestamps(raw: pa.Array) -> pa.Array:
-    """timestamp[us, UTC] per string; null where missing or unparsable."""
-    # Fast path: all strings in the form of the first one (one cast for the whole column).
-    first = next((v for v in raw.drop_null().slice(0, 1).to_pylist()), None)
-    if first is not None:
-        try:
-            if _HAS_OFFSET_RE.search(first):
-                return pc.cast(raw, _TS_TYPE)
-            return pc.cast(pc.cast(raw, pa.timestamp("us")), _TS_TYPE)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
-    shaped = pc.if_else(
-        pc.fill_null(pc.match_substring_regex(raw, _TS_SHAPE), False),
-        raw,
-        pa.scalar(None, pa.string()),
-    )
-    return _cast_tolerant(_normalise_timestamps(shaped), _TS_TYPE)
-
-
-def to_floats(raw: pa.Array) -> pa.Array:
-    """float64 per string; null where missing or unparsable."""
-    try:
-        return pc.cast(raw, pa.float64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    shaped = pc.if_else(
-        pc.fill_null(pc.match_substring_regex(raw, _NUMBER_SHAPE), False),
-        raw,
-        pa.scalar(None, pa.string()),
-    )
-    return _cast_tolerant(shaped, pa.float64())
 
 
 def _strings(column: list[Any], numbers_ok: bool) -> tuple[pa.Array, list[int]]:
@@ -318,7 +245,7 @@ class SampleCollector:
         lens = np.asarray(self._series_len, dtype=np.int64)
         raw_value, wrong_value = _strings(self._values, numbers_ok=True)
         raw_ts, wrong_ts = _strings(self._stamps, numbers_ok=False)
-        ts = to_timestamps(raw_ts) if n else pa.array([], _TS_TYPE)
+        ts = parse_timestamps(raw_ts)[0] if n else pa.array([], TS)
         value = to_floats(raw_value) if n else pa.array([], pa.float64())
         type_names = list(self._types)
         label_names = list(self._labels)
@@ -414,10 +341,6 @@ def parse_measurements(body: str | bytes | dict[str, Any]) -> ParsedMeasurements
     return ParsedMeasurements(table, rejects, types)
 
 
-def _utc(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
 def merge_windows(tables: Iterable[pa.Table], start: datetime, end: datetime) -> pa.Table:
     """Concatenate window tables, keep ``start <= ts < end``, drop repeated
     ``(metric_type, labels_json, ts)`` keeping the first occurrence, and sort."""
@@ -425,8 +348,8 @@ def merge_windows(tables: Iterable[pa.Table], start: datetime, end: datetime) ->
     if not parts:
         return empty_table()
     table = pa.concat_tables(parts)
-    lo = pa.scalar(_utc(start), _TS_TYPE)
-    hi = pa.scalar(_utc(end), _TS_TYPE)
+    lo = pa.scalar(utc(start), TS)
+    hi = pa.scalar(utc(end), TS)
     ts = table.column("ts")
     table = table.filter(pc.and_(pc.greater_equal(ts, lo), pc.less(ts, hi)))
     if table.num_rows == 0:

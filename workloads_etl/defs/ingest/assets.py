@@ -1,0 +1,281 @@
+"""Ingestion assets: Run:ai API -> raw landing -> normalised Parquet lake, one UTC day each."""
+
+# No `from __future__ import annotations` here: Dagster reads the annotations of the asset
+# functions (the context type) at definition time.
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import date
+
+import dagster as dg
+from dagster import AssetExecutionContext
+
+from workloads_etl.defs.partitions import partition_days, single_run
+from workloads_etl.defs.resources import DataDirResource, RunaiResource
+from workloads_etl.ingest import day as ingest_day
+from workloads_etl.ingest.day import DayResult
+from workloads_etl.lake.datasets import DATASETS
+from workloads_etl.lake.parquet import read_partition
+from workloads_etl.lake.quality import duplicate_keys
+from workloads_etl.runai import RunaiClient
+from workloads_etl.settings import DataPaths
+
+GROUP = "runai_extract"
+KINDS = {"python", "parquet"}
+# Extraction talks to a remote API: retry the step (idempotent by construction).
+RETRY = dg.RetryPolicy(
+    max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+# Quarantined records above this share of a day's records fail the quality check.
+MAX_QUARANTINE_SHARE = 0.01
+# Share of alive workloads that must have metrics for the coverage check to pass.
+MIN_METRICS_COVERAGE = 0.95
+
+
+def _key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["runai", name])
+
+
+def _checks(name: str, *extra: str) -> list[dg.AssetCheckSpec]:
+    base = {
+        "no_duplicate_keys": "No primary key repeats in the lake partitions written.",
+        "quarantine_share": f"Quarantined records stay under {MAX_QUARANTINE_SHARE:.0%}.",
+        "completeness": "Distinct workloads listed equal the count endpoint's answer.",
+        "metrics_coverage": f"At least {MIN_METRICS_COVERAGE:.0%} of alive workloads have metrics.",
+        "metric_types_complete": "Every requested metric type arrived for every workload.",
+    }
+    return [
+        dg.AssetCheckSpec(check, asset=_key(name), description=base[check])
+        for check in ("no_duplicate_keys", "quarantine_share", *extra)
+    ]
+
+
+def _run_days(
+    context: AssetExecutionContext,
+    runai: RunaiResource,
+    step: Callable[[RunaiClient, DataPaths, date], Awaitable[DayResult]],
+    paths: DataPaths,
+) -> list[DayResult]:
+    days = partition_days(context)
+
+    async def run() -> list[DayResult]:
+        out = []
+        async with runai.client() as client:
+            for i, day in enumerate(days, 1):
+                result = await step(client, paths, day)
+                context.log.info(
+                    f"{result.dataset} {day} ({i}/{len(days)}): {result.rows} rows, "
+                    f"{result.quarantined} quarantined, {result.responses} responses"
+                )
+                out.append(result)
+        return out
+
+    return asyncio.run(run())
+
+
+def _materialization(
+    paths: DataPaths, dataset: str, results: list[DayResult], preview: list[str]
+) -> dg.MaterializeResult:
+    """Row counts per day and in all, and the first rows of the last day written."""
+    sample = read_partition(paths.lake, dataset, results[-1].day).select(preview).slice(0, 10)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": sum(r.rows for r in results),
+            "quarantined": sum(r.quarantined for r in results),
+            "responses": sum(r.responses for r in results),
+            "days": dg.MetadataValue.json({str(r.day): r.metadata() for r in results}),
+            "run_id": results[-1].run_id,
+            "preview": dg.MetadataValue.md(sample.to_pandas().to_markdown(index=False)),
+        }
+    )
+
+
+def _quality(
+    name: str, paths: DataPaths, results: list[DayResult]
+) -> Iterator[dg.AssetCheckResult]:
+    dupes = {str(r.day): duplicate_keys(paths.lake, r.dataset, r.day) for r in results}
+    yield dg.AssetCheckResult(
+        asset_key=_key(name),
+        check_name="no_duplicate_keys",
+        passed=not any(dupes.values()),
+        metadata={"duplicates_per_day": dg.MetadataValue.json(dupes)},
+    )
+    shares = {str(r.day): round(r.quarantine_share, 6) for r in results}
+    worst = max(shares.values(), default=0.0)
+    yield dg.AssetCheckResult(
+        asset_key=_key(name),
+        check_name="quarantine_share",
+        passed=worst <= MAX_QUARANTINE_SHARE,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "worst_share": worst,
+            "threshold": MAX_QUARANTINE_SHARE,
+            "share_per_day": dg.MetadataValue.json(shares),
+            "quarantined": sum(r.quarantined for r in results),
+        },
+    )
+
+
+def _workload_list_asset(
+    name: str, deleted: bool, partitions: dg.PartitionsDefinition
+) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=_key(name),
+        group_name=GROUP,
+        partitions_def=partitions,
+        backfill_policy=single_run,
+        retry_policy=RETRY,
+        kinds=KINDS,
+        description=DATASETS[name].description,
+        check_specs=_checks(name, "completeness"),
+    )
+    def _asset(
+        context: AssetExecutionContext, runai: RunaiResource, data: DataDirResource
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        paths = data.paths()
+
+        async def step(client: RunaiClient, p: DataPaths, day: date) -> DayResult:
+            return await ingest_day.workload_list_day(
+                client, p, day, context.run.run_id, deleted=deleted
+            )
+
+        results = _run_days(context, runai, step, paths)
+        yield _materialization(
+            paths, name, results, ["workload_id", "name", "phase", "project_name"]
+        )
+        yield from _quality(name, paths, results)
+        # Every workload the count endpoint knows must be a row of the partition (repeats
+        # from offset paging are dropped, records without a usable id are rejected).
+        gaps = {
+            str(r.day): {
+                "rows": r.rows,
+                "count": r.extra.get("count_endpoint"),
+                "rejected": r.rejected,
+                "duplicates_dropped": r.duplicates_dropped,
+            }
+            for r in results
+        }
+        yield dg.AssetCheckResult(
+            asset_key=_key(name),
+            check_name="completeness",
+            passed=all(g["rows"] == g["count"] for g in gaps.values()),
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"listed_vs_count": dg.MetadataValue.json(gaps)},
+        )
+
+    return _asset
+
+
+def _metrics_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=_key("workload_metrics"),
+        group_name=GROUP,
+        deps=[_key("workload_snapshots"), _key("deleted_workloads")],
+        partitions_def=partitions,
+        backfill_policy=single_run,
+        retry_policy=RETRY,
+        kinds=KINDS,
+        description=DATASETS["workload_metrics"].description,
+        check_specs=_checks("workload_metrics", "metrics_coverage", "metric_types_complete"),
+    )
+    def workload_metrics(
+        context: AssetExecutionContext, runai: RunaiResource, data: DataDirResource
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        paths = data.paths()
+
+        async def step(client: RunaiClient, p: DataPaths, day: date) -> DayResult:
+            def progress(done: int, total: int) -> None:
+                if done == total or done % 50 == 0:
+                    context.log.info(f"metrics {day}: {done}/{total} workloads")
+
+            return await ingest_day.metrics_day(
+                client,
+                p,
+                day,
+                context.run.run_id,
+                step_seconds=runai.metrics_step_seconds,
+                progress=progress,
+            )
+
+        results = _run_days(context, runai, step, paths)
+        yield _materialization(
+            paths, "workload_metrics", results, ["workload_id", "metric_type", "ts", "value"]
+        )
+        yield from _quality("workload_metrics", paths, results)
+        incomplete = {
+            str(r.day): {
+                "workloads_missing_types": r.extra.get("workloads_missing_types", 0),
+                "missing_types": r.extra.get("missing_types", ""),
+                "workloads_gone": r.extra.get("workloads_gone", 0),
+            }
+            for r in results
+        }
+        yield dg.AssetCheckResult(
+            asset_key=_key("workload_metrics"),
+            check_name="metric_types_complete",
+            passed=not any(v["workloads_missing_types"] for v in incomplete.values()),
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"per_day": dg.MetadataValue.json(incomplete)},
+        )
+        coverage = {
+            str(r.day): {
+                "alive": r.extra["alive_workloads"],
+                "with_metrics": r.extra["workloads_with_metrics"],
+            }
+            for r in results
+        }
+        shares = [
+            int(c["with_metrics"]) / int(c["alive"]) if c["alive"] else 1.0
+            for c in coverage.values()
+        ]
+        yield dg.AssetCheckResult(
+            asset_key=_key("workload_metrics"),
+            check_name="metrics_coverage",
+            passed=min(shares, default=1.0) >= MIN_METRICS_COVERAGE,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "min_coverage": round(min(shares, default=1.0), 6),
+                "threshold": MIN_METRICS_COVERAGE,
+                "per_day": dg.MetadataValue.json(coverage),
+            },
+        )
+
+    return workload_metrics
+
+
+def _telemetry_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=_key("telemetry"),
+        group_name=GROUP,
+        partitions_def=partitions,
+        backfill_policy=single_run,
+        retry_policy=RETRY,
+        kinds=KINDS,
+        description=DATASETS["telemetry"].description,
+        check_specs=_checks("telemetry"),
+    )
+    def telemetry(
+        context: AssetExecutionContext, runai: RunaiResource, data: DataDirResource
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        paths = data.paths()
+
+        async def step(client: RunaiClient, p: DataPaths, day: date) -> DayResult:
+            return await ingest_day.telemetry_day(client, p, day, context.run.run_id)
+
+        results = _run_days(context, runai, step, paths)
+        yield _materialization(
+            paths, "telemetry", results, ["telemetry_type", "group1_value", "group2_value", "value"]
+        )
+        yield from _quality("telemetry", paths, results)
+
+    return telemetry
+
+
+def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """One asset per extracted dataset, each a daily-partitioned step with its checks."""
+    return [
+        _workload_list_asset("workload_snapshots", False, partitions),
+        _workload_list_asset("deleted_workloads", True, partitions),
+        _metrics_asset(partitions),
+        _telemetry_asset(partitions),
+    ]

@@ -1,0 +1,31 @@
+"""dagster-dbt's view of the dbt project: the manifest the asset graph is built from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dagster_dbt import DbtProject
+
+from workloads_etl.settings import DataPaths
+from workloads_etl.warehouse.dbt import PROFILE, dbt_project_dir, profiles_dir, run_dbt, target_dir
+
+
+def dbt_project(paths: DataPaths) -> DbtProject:
+    """The project for ``paths``: its target (manifest, partial parse, run results) and its
+    generated profile live under the data directory, never inside the package."""
+    return DbtProject(
+        project_dir=dbt_project_dir(),
+        target_path=target_dir(paths),
+        profiles_dir=profiles_dir(paths),
+        profile=PROFILE,
+    )
+
+
+def prepared_manifest(project: DbtProject, paths: DataPaths) -> Path:
+    """The manifest, parsed when there is none yet (a fresh data directory) and on every load
+    under ``dagster dev``, to pick up changes to the models. Every ``dbt build`` of a run
+    writes a fresh one too. Parsing goes through the project's runner, which passes the vars
+    every invocation needs."""
+    if not project.manifest_path.is_file() or project.preparer.using_dagster_dev():
+        run_dbt(["parse", "--quiet"], paths)
+    return project.manifest_path

@@ -1,0 +1,117 @@
+"""One raw run of a dataset-day -> its lake partition and its quarantine partition."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+
+from workloads_etl.lake.datasets import DATASETS
+from workloads_etl.lake.normalise.records import Normalised
+from workloads_etl.lake.parquet import Manifest, write_partition
+from workloads_etl.lake.raw import RawLanding
+from workloads_etl.runai.models import RawResponse
+from workloads_etl.settings import DataPaths
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NormaliseResult:
+    """Counts of one normalised partition; see the package docstring for the accounting.
+
+    ``rows + rejected + duplicates_dropped + out_of_window == records`` and
+    ``quarantined == rejected + field_issues``.
+    """
+
+    dataset: str
+    day: date
+    run_id: str
+    records: int  # records received (see the package docstring for what one record is)
+    rows: int  # rows written to the lake partition
+    rejected: int  # records with no row (each has a quarantine row)
+    quarantined: int  # rows written to the quarantine partition
+    field_issues: int = 0  # rows kept with bad fields set to null (each has a quarantine row)
+    duplicates_dropped: int = 0  # identical repeats of a workload: no row, not quarantined
+    out_of_window: int = 0  # metric points that belong to another day
+    unknown_enum_values: dict[str, int] = field(default_factory=dict)
+    manifest: Manifest | None = None
+    quarantine_manifest: Manifest | None = None
+
+
+def normalise_responses(
+    dataset: str, responses: Iterable[RawResponse], day: date, run_id: str
+) -> Normalised:
+    """Normalise the responses of one raw run of ``dataset`` (rows, quarantine and counts)."""
+    ds = DATASETS[dataset]
+    if ds.normalise is None:
+        raise ValueError(f"no normaliser for dataset {dataset!r}")
+    return ds.normalise(dataset, responses, day, run_id)
+
+
+def _check_accounting(r: NormaliseResult) -> None:
+    """Every record is a row, rejected, a dropped identical repeat or another day's point."""
+    accounted = r.rows + r.rejected + r.duplicates_dropped + r.out_of_window
+    if accounted != r.records:  # a bug, never bad input
+        raise AssertionError(
+            f"{r.dataset} {r.day}: {accounted} records accounted for "
+            f"({r.rows} rows + {r.rejected} rejected + {r.duplicates_dropped} duplicates "
+            f"dropped + {r.out_of_window} outside the day), {r.records} received"
+        )
+    if r.quarantined != r.rejected + r.field_issues:  # a bug, never bad input
+        raise AssertionError(
+            f"{r.dataset} {r.day}: {r.quarantined} quarantine rows, expected "
+            f"{r.rejected} rejected + {r.field_issues} field issues"
+        )
+
+
+def normalise_partition(
+    paths: DataPaths, dataset: str, day: date, run_id: str | None = None
+) -> NormaliseResult:
+    """Normalise one raw run (the latest by default) into the lake partition of ``day``.
+
+    Also writes the quarantine partition ``quarantine/dataset=<dataset>/quarantine_date=<day>``
+    (possibly empty, so a re-run replaces stale quarantine rows). Safe to repeat: the same raw
+    run gives byte-identical files.
+    """
+    landing = RawLanding(paths.raw)
+    run = run_id if run_id is not None else landing.latest_run(dataset, day)
+    wanted = DATASETS[dataset].operations
+    # Other responses of the run (e.g. the count asked for completeness) stay in raw only.
+    responses = [r for r in landing.read(dataset, day, run) if r.operation in wanted]
+    res = normalise_responses(dataset, responses, day, run)
+    manifest = write_partition(paths.lake, dataset, res.rows, day, run)
+    q_manifest = write_partition(
+        paths.lake, "quarantine", res.quarantine, day, run, extra_keys={"dataset": dataset}
+    )
+    result = NormaliseResult(
+        dataset=dataset,
+        day=day,
+        run_id=run,
+        records=res.records,
+        rows=res.rows.num_rows,
+        rejected=res.rejected,
+        quarantined=res.quarantine.num_rows,
+        field_issues=res.field_issues,
+        duplicates_dropped=res.duplicates_dropped,
+        out_of_window=res.out_of_window,
+        unknown_enum_values=res.unknown_enum_values,
+        manifest=manifest,
+        quarantine_manifest=q_manifest,
+    )
+    _check_accounting(result)
+    log.info(
+        "normalised %s %s run %s: %d records: %d rows (%d with fields set to null), "
+        "%d rejected, %d identical repeats dropped, %d outside the day",
+        dataset,
+        day,
+        run,
+        result.records,
+        result.rows,
+        result.field_issues,
+        result.rejected,
+        result.duplicates_dropped,
+        result.out_of_window,
+    )
+    return result

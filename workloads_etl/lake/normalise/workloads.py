@@ -1,0 +1,273 @@
+"""Workload records (pages of ``GET /api/v1/workloads``) -> rows of the workload schema.
+
+The mapping from the API's ``Workload`` to columns is derived from the column declarations
+of :data:`workloads_etl.lake.schemas.WORKLOAD_COLUMNS` (each names its source field and how
+it is parsed); nothing here lists a column again. See the package docstring for which
+problems reject a record and which only null a field.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from workloads_etl.lake.normalise.records import (
+    FIELD_ISSUE_SUFFIX,
+    FIELDS_ISSUE_SUFFIX,
+    Normalised,
+    Quarantine,
+    RecordError,
+    canonical,
+    decode_body,
+    dumps,
+    dumps_canonical,
+    is_uuid,
+    observed_at,
+    typed,
+)
+from workloads_etl.lake.quantity import parse_quantity_array
+from workloads_etl.lake.schemas import WORKLOAD_COLUMNS, WORKLOADS, Column
+from workloads_etl.openapi import enum_values
+from workloads_etl.runai.models import RawResponse
+from workloads_etl.runai.values import parse_timestamps, utc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Node:
+    """An object of the ``Workload`` record: its leaf fields and its nested objects."""
+
+    leaves: dict[str, Column] = field(default_factory=dict)
+    children: dict[str, _Node] = field(default_factory=dict)
+
+
+def _tree(columns: Iterable[Column]) -> _Node:
+    root = _Node()
+    for column in columns:
+        if column.source is None or column.parse == "id":
+            continue
+        *parents, leaf = column.source.split(".")
+        node = root
+        for key in parents:
+            node = node.children.setdefault(key, _Node())
+        node.leaves[leaf] = column
+    return root
+
+
+_RECORD = _tree(WORKLOAD_COLUMNS)
+_TOP_LEVEL_HANDLED = {"id"}
+# Columns still holding API text after the per-record pass, parsed column-wise afterwards.
+_QUANTITY_COLUMNS = frozenset(c.name for c in WORKLOAD_COLUMNS if c.parse == "quantity")
+_TIME_COLUMNS = frozenset(c.name for c in WORKLOAD_COLUMNS if c.parse == "date-time")
+_ENUM_COLUMNS = {c.name: c.enum for c in WORKLOAD_COLUMNS if c.enum}
+
+
+class _Fields:
+    """Field-level checks of one record: a bad value becomes null and its problem is noted."""
+
+    def __init__(self) -> None:
+        # (problem, whether it nulls several columns: a whole nested object)
+        self.problems: list[tuple[str, bool]] = []
+
+    def value(self, column: Column, value: Any, where: str) -> Any:
+        if column.parse == "json":
+            return canonical(value)
+        if column.parse == "strings":
+            if value is None or (
+                isinstance(value, list) and all(isinstance(x, str) for x in value)
+            ):
+                return value
+            self.problems.append((f"{where}: expected array of strings", False))
+            return None
+        try:
+            return typed(value, column.parse, where)
+        except RecordError as exc:
+            self.problems.append((str(exc), False))
+            return None
+
+    def object(self, value: Any, where: str) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.problems.append((f"{where}: expected object, got {type(value).__name__}", True))
+            return {}
+        return value
+
+
+def _walk(
+    node: _Node,
+    obj: dict[str, Any],
+    prefix: str,
+    row: dict[str, Any],
+    extra: dict[str, Any],
+    fields: _Fields,
+) -> None:
+    for key, column in node.leaves.items():
+        row[column.name] = fields.value(column, obj.get(key), prefix + key)
+    for key, child in node.children.items():
+        _walk(
+            child, fields.object(obj.get(key), prefix + key), f"{prefix}{key}.", row, extra, fields
+        )
+    for key, value in obj.items():
+        if key in node.leaves or key in node.children:
+            continue
+        if not prefix and key in _TOP_LEVEL_HANDLED:
+            continue
+        extra[prefix + key] = value
+
+
+def flatten_workload(rec: Any) -> tuple[dict[str, Any], list[tuple[str, bool]]]:
+    """One workload object -> (column values, field problems).
+
+    Timestamps and quantities are still strings here. Raises :class:`RecordError` only when
+    the record cannot be a row at all (not an object, no usable ``id``); a bad value of any
+    other field becomes null and is described in the returned problems. Fields the contract
+    does not know are kept in ``extra_fields_json``, under their dotted path when nested.
+    """
+    if not isinstance(rec, dict):
+        raise RecordError(f"workload is a {type(rec).__name__}, expected an object")
+    if "id" not in rec or rec["id"] is None:
+        raise RecordError("missing required field id")
+    if not is_uuid(rec["id"]):
+        raise RecordError("id is not a uuid")
+    fields = _Fields()
+    row: dict[str, Any] = {"workload_id": rec["id"]}
+    extra: dict[str, Any] = {}
+    _walk(_RECORD, rec, "", row, extra, fields)
+    row["extra_fields_json"] = canonical(extra) if extra else None
+    return row, fields.problems
+
+
+def normalise_workloads(
+    dataset: str,
+    responses: Iterable[RawResponse],
+    day: date,
+    run_id: str,
+    snapshot_at: datetime | None = None,
+) -> Normalised:
+    """Pages of ``GET /api/v1/workloads`` (or of the deleted list) of one raw run."""
+    quarantine = Quarantine(dataset, day, run_id)
+    rows: list[dict[str, Any]] = []
+    problems: list[list[tuple[str, bool]]] = []  # per row: (problem, several fields nulled)
+    sources: list[tuple[Any, datetime]] = []  # (record, received_at) per row
+    seen: set[str] = set()  # canonical JSON of every record made a row
+    records = rejected = dropped = 0
+    first_received: datetime | None = None
+    for resp in responses:
+        received = observed_at(resp)
+        first_received = received if first_received is None else min(first_received, received)
+        doc, problem = decode_body(resp, "workloads")
+        if problem is not None:
+            records += 1
+            rejected += 1
+            quarantine.add(f"unparsable workloads page: {problem}", resp.text, received)
+            continue
+        for rec in doc["workloads"]:
+            records += 1
+            try:
+                row, issues = flatten_workload(rec)
+            except RecordError as exc:
+                rejected += 1
+                quarantine.add(str(exc), dumps(rec), received)
+                continue
+            text = dumps_canonical(rec)
+            if text in seen:  # a page repeated by offset paging over a changing list
+                dropped += 1
+                continue
+            seen.add(text)
+            rows.append(row)
+            problems.append(issues)
+            sources.append((rec, received))
+    snap = utc(snapshot_at) if snapshot_at else first_received or datetime.combine(day, time(), UTC)
+
+    n = len(rows)
+    arrays: dict[str, pa.Array] = {}
+    for f in WORKLOADS:
+        if f.name == "snapshot_date":
+            arrays[f.name] = pa.repeat(pa.scalar(day, f.type), n)
+            continue
+        if f.name == "snapshot_at":
+            arrays[f.name] = pa.repeat(pa.scalar(snap, f.type), n)
+            continue
+        if f.name == "run_id":
+            arrays[f.name] = pa.repeat(pa.scalar(run_id, f.type), n)
+            continue
+        values = [row.get(f.name) for row in rows]
+        if f.name in _QUANTITY_COLUMNS:
+            parsed, bad = parse_quantity_array(pa.array(values, pa.string()))
+            what = "quantity"
+        elif f.name in _TIME_COLUMNS:
+            parsed, bad = parse_timestamps(pa.array(values, pa.string()))
+            what = "timestamp"
+        else:
+            arrays[f.name] = pa.array(values, f.type)
+            continue
+        arrays[f.name] = parsed  # unparsable values are null already
+        for i in np.flatnonzero(bad.to_numpy(zero_copy_only=False)):
+            problems[i].append((f"{f.name}: unparsable {what} {values[i]!r}", False))
+    table = pa.table(arrays, schema=WORKLOADS)
+
+    # Copies of one id with different content: keep the latest updatedAt, then the latest
+    # received; the other copies have no row.
+    keep = np.ones(n, dtype=bool)
+    by_id: dict[str, list[int]] = {}
+    for j, row in enumerate(rows):
+        by_id.setdefault(row["workload_id"], []).append(j)
+    updated = table["updated_at"].to_pylist()
+    min_ts = datetime.min.replace(tzinfo=UTC)
+    for wid, idx in by_id.items():
+        if len(idx) < 2:
+            continue
+        winner = max(idx, key=lambda j: (updated[j] or min_ts, sources[j][1], j))
+        for j in idx:
+            if j != winner:
+                keep[j] = False
+                rejected += 1
+                quarantine.add(
+                    f"duplicate workload id {wid} in one snapshot "
+                    "(different content; the copy with the latest updatedAt kept)",
+                    dumps(sources[j][0]),
+                    sources[j][1],
+                )
+
+    field_issues = 0
+    for j in np.flatnonzero(keep).tolist():
+        if problems[j]:
+            field_issues += 1
+            several = len(problems[j]) > 1 or problems[j][0][1]
+            quarantine.add(
+                "; ".join(text for text, _ in problems[j])
+                + (FIELDS_ISSUE_SUFFIX if several else FIELD_ISSUE_SUFFIX),
+                dumps(sources[j][0]),
+                sources[j][1],
+            )
+    table = table.filter(pa.array(keep))
+
+    unknown: Counter[str] = Counter()
+    for col, schema_name in _ENUM_COLUMNS.items():
+        allowed = frozenset(enum_values(schema_name))
+        vc = pc.value_counts(table[col].drop_null()) if table.num_rows else []
+        for item in vc:
+            value = item["values"].as_py()
+            if value not in allowed:
+                unknown[f"{col}={value}"] += item["counts"].as_py()
+    if unknown:
+        log.warning("%s %s: unknown enum values kept as sent: %s", dataset, day, dict(unknown))
+    return Normalised(
+        table,
+        quarantine.table(),
+        records,
+        rejected,
+        unknown_enum_values=dict(unknown),
+        field_issues=field_issues,
+        duplicates_dropped=dropped,
+    )

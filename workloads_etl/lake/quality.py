@@ -1,0 +1,41 @@
+"""Questions asked of a written lake partition, for the data-quality checks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from workloads_etl.lake.datasets import DATASETS
+from workloads_etl.lake.parquet import DATA_FILE, partition_path
+
+
+def _scalar(sql: str, params: Sequence[object]) -> int:
+    with duckdb.connect() as con:
+        row = con.execute(sql, list(params)).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _file(lake: Path, dataset: str, day: date) -> str:
+    return str(partition_path(lake, dataset, day) / DATA_FILE)
+
+
+def workloads_with_metrics(lake: Path, day: date) -> int:
+    """Distinct workloads with at least one GPU_ALLOCATION sample in the day's partition."""
+    return _scalar(
+        "select count(distinct workload_id) from read_parquet(?) "
+        "where metric_type = 'GPU_ALLOCATION'",
+        [_file(lake, "workload_metrics", day)],
+    )
+
+
+def duplicate_keys(lake: Path, dataset: str, day: date) -> int:
+    """Rows of the lake partition that repeat its primary key (0 when the contract holds)."""
+    ds = DATASETS[dataset]
+    cols = ", ".join(k for k in ds.primary_key if k != ds.partition_key)
+    return _scalar(
+        f"select count(*) - count(distinct ({cols})) from read_parquet(?)",  # noqa: S608
+        [_file(lake, dataset, day)],
+    )

@@ -1,0 +1,156 @@
+"""The product's settings: the one place that reads its environment.
+
+Two groups of variables, each read by a pydantic-settings model and validated up front:
+
+- ``RUNAI_*`` (:class:`RunaiEnvironment`): the control plane, turned into the client's
+  :class:`~workloads_etl.runai.settings.RunaiSettings`;
+- ``WORKLOADS_ETL_*`` (:class:`PipelineSettings`): where the data lives and which days exist.
+
+Everything downstream gets the resulting objects passed explicitly (:class:`DataPaths` for
+the locations); nothing else reads ``os.environ`` or writes to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workloads_etl.runai.errors import ConfigurationError
+from workloads_etl.runai.settings import RunaiSettings, describe_validation_error
+
+RUNAI_PREFIX = "RUNAI_"
+PIPELINE_PREFIX = "WORKLOADS_ETL_"
+DEFAULT_START_DATE = date(2025, 1, 1)
+
+
+class SettingsError(ValueError):
+    """A setting of the pipeline (``WORKLOADS_ETL_*``) is invalid; the message names it."""
+
+
+def _env_name(prefix: str) -> Any:
+    return lambda field: prefix + field.upper()
+
+
+class RunaiEnvironment(BaseSettings):
+    """``RUNAI_*`` as set in the environment (empty values count as unset)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=RUNAI_PREFIX, extra="ignore", env_ignore_empty=True, allow_inf_nan=False
+    )
+
+    base_url: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    token: SecretStr | None = Field(default=None, repr=False)
+    verify_tls: bool = True
+    ca_bundle: str | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    max_concurrency: int | None = Field(default=None, ge=1)
+    requests_per_second: float | None = Field(default=None, gt=0)
+
+    @classmethod
+    def read(cls) -> RunaiEnvironment:
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise ConfigurationError(
+                describe_validation_error(exc, _env_name(RUNAI_PREFIX))
+            ) from None
+
+    @property
+    def verify(self) -> bool | str:
+        if self.ca_bundle and not self.verify_tls:
+            raise ConfigurationError("RUNAI_CA_BUNDLE and RUNAI_VERIFY_TLS=false contradict")
+        return self.ca_bundle or self.verify_tls
+
+    def tuning(self) -> dict[str, Any]:
+        """The optional tuning values that are set (connection and credentials excluded)."""
+        return {
+            k: v
+            for k, v in {
+                "verify": self.verify,
+                "timeout": self.timeout,
+                "max_concurrency": self.max_concurrency,
+                "requests_per_second": self.requests_per_second,
+            }.items()
+            if v is not None and not (k == "verify" and v is True)
+        }
+
+    def settings(self, **overrides: Any) -> RunaiSettings:
+        """The client's settings; keyword arguments win over the environment."""
+        if not self.base_url and "base_url" not in overrides:
+            raise ConfigurationError("the Run:ai base URL is missing (set RUNAI_BASE_URL)")
+        values: dict[str, Any] = {
+            "base_url": self.base_url,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "token": self.token,
+            **self.tuning(),
+            **overrides,
+        }
+        return RunaiSettings(**{k: v for k, v in values.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """Locations of the raw landing zone, the Parquet lake and the DuckDB warehouse."""
+
+    root: Path
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def lake(self) -> Path:
+        return self.root / "lake"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def logs(self) -> Path:
+        """Run logs of the command line (dbt's output, tracebacks)."""
+        return self.root / "logs"
+
+    @property
+    def dbt(self) -> Path:
+        """dbt's generated profile, target (manifest, partial parse) and logs."""
+        return self.root / ".dbt"
+
+    def ensure(self) -> DataPaths:
+        for p in (self.root, self.raw, self.lake):
+            p.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+class PipelineSettings(BaseSettings):
+    """``WORKLOADS_ETL_*`` as set in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PIPELINE_PREFIX, extra="ignore", env_ignore_empty=True
+    )
+
+    data_dir: Path = Field(default=Path("data"), description="raw/, lake/, warehouse.duckdb")
+    start_date: date = Field(default=DEFAULT_START_DATE, description="first daily partition")
+    # Dagster's own variable: a persistent instance (runs shown in the UI, concurrency pools).
+    dagster_home: Path | None = Field(default=None, validation_alias="DAGSTER_HOME")
+
+    @classmethod
+    def read(cls, **overrides: Any) -> PipelineSettings:
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            raise SettingsError(
+                describe_validation_error(exc, _env_name(PIPELINE_PREFIX))
+            ) from None
+
+    @property
+    def paths(self) -> DataPaths:
+        return DataPaths(self.data_dir.expanduser().resolve())
