@@ -1,0 +1,191 @@
+"""The product stands alone: a wheel built from this repository, installed with its
+dependencies into a fresh virtual environment, runs the demo and a real run from an empty
+directory, with no checkout on its path."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _uv() -> str:
+    local = ROOT / ".uv" / "bin" / "uv"
+    found = str(local) if local.is_file() else shutil.which("uv")
+    assert found, "uv is needed to build and install the wheel (make setup installs it)"
+    return found
+
+
+def _run(cmd: list[str | Path], **kw: object) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [str(c) for c in cmd], capture_output=True, text=True, timeout=600, check=False, **kw
+    )  # type: ignore[call-overload]
+    assert proc.returncode == 0, f"{cmd}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtual environment holding the wheel and the locked dependencies; its bin dir."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    uv = _uv()
+    _run([uv, "build", "--wheel", "-o", tmp / "dist"], cwd=ROOT)
+    (wheel,) = (tmp / "dist").glob("workloads_etl-*.whl")
+    constraints = tmp / "constraints.txt"
+    _run(
+        [
+            uv,
+            "export",
+            "--frozen",
+            "--no-dev",
+            "--no-hashes",
+            "--no-emit-project",
+            "-o",
+            constraints,
+        ],
+        cwd=ROOT,
+    )
+    venv = tmp / "venv"
+    _run([uv, "venv", "-q", "--python", sys.executable, venv])
+    _run(
+        [uv, "pip", "install", "-q", "--python", venv / "bin" / "python", "-c", constraints, wheel]
+    )
+    return venv / "bin"
+
+
+def _clean_env(bin_dir: Path, **extra: str) -> dict[str, str]:
+    """Nothing of this checkout or its configuration: no PYTHONPATH, no RUNAI_*, no
+    WORKLOADS_ETL_*, no DAGSTER_HOME."""
+    return {
+        "PATH": f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin",
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "TMPDIR": os.environ.get("TMPDIR", "/tmp"),
+        **extra,
+    }
+
+
+def _warehouse_total(warehouse: Path) -> float:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        row = con.execute("select sum(total_cost) from marts.fct_workload_usage_daily").fetchone()
+    assert row is not None and row[0] is not None
+    return float(row[0])
+
+
+def _printed_total(output: str) -> float:
+    line = next(line for line in output.splitlines() if "total" in line and "│" in line)
+    cells = [c.strip() for c in line.split("│") if c.strip()]
+    return float(cells[5].replace(",", ""))  # department, 4 hour columns, util %, cost
+
+
+def test_the_package_comes_from_the_wheel(installed: Path, tmp_path: Path) -> None:
+    proc = _run(
+        [installed / "python", "-c", "import workloads_etl; print(workloads_etl.__file__)"],
+        cwd=tmp_path,
+        env=_clean_env(installed),
+    )
+    location = Path(proc.stdout.strip())
+    assert installed.parent in location.parents
+    assert ROOT not in location.parents
+    assert (location.parent / "dbt_project" / "dbt_project.yml").is_file()
+    assert (location.parent / "openapi" / "workloads-api.json").is_file()
+
+
+def test_demo_runs_from_an_empty_directory(installed: Path, tmp_path: Path) -> None:
+    work = tmp_path / "empty"
+    work.mkdir()
+    proc = _run(
+        [installed / "workloads-etl", "demo", "--days", "1", "--workloads", "60"],
+        cwd=work,
+        env=_clean_env(installed),
+    )
+    output = proc.stdout + proc.stderr
+    assert "GPU usage and cost per department" in output
+    warehouse = work / "data" / "warehouse.duckdb"
+    assert f"warehouse: {warehouse}" in output.replace("\n", "")
+    total = _warehouse_total(warehouse)
+    assert total > 0
+    assert _printed_total(proc.stdout) == pytest.approx(total, abs=0.006)
+    assert not (work / "dbt").exists(), "nothing may be written outside the data directory"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def simulator(installed: Path, tmp_path: Path) -> Iterator[tuple[str, datetime]]:
+    """The installed package's own simulated control plane, as a separate process."""
+    port = _free_port()
+    now = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    proc = subprocess.Popen(
+        [
+            str(installed / "workloads-etl"),
+            "simulate",
+            "--port",
+            str(port),
+            "--workloads",
+            "60",
+            "--days",
+            "3",
+            "--now",
+            now.isoformat(),
+        ],
+        cwd=tmp_path,
+        env=_clean_env(installed),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, "the simulator exited"
+            assert time.monotonic() < deadline, "the simulator did not start"
+            time.sleep(0.2)
+        yield url, now
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_run_against_a_control_plane_from_an_empty_directory(
+    installed: Path, tmp_path: Path, simulator: tuple[str, datetime]
+) -> None:
+    url, now = simulator
+    day = (now - timedelta(days=1)).date().isoformat()
+    work = tmp_path / "empty"
+    work.mkdir()
+    env = _clean_env(
+        installed,
+        RUNAI_BASE_URL=url,
+        RUNAI_CLIENT_ID="workloads-etl-demo",
+        RUNAI_CLIENT_SECRET="demo-secret-change-me",  # the simulator's documented default
+    )
+    proc = _run(
+        [installed / "workloads-etl", "run", "--start", day, "--end", day], cwd=work, env=env
+    )
+    assert f"{day} to {day}" in proc.stdout
+    assert _printed_total(proc.stdout) == pytest.approx(
+        _warehouse_total(work / "data" / "warehouse.duckdb"), abs=0.006
+    )
