@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
@@ -116,6 +117,15 @@ def parse_timestamps(values: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, pa.A
         ts = cast_tolerant(zoned, TS)
     invalid = pc.and_(pc.is_valid(values), pc.is_null(ts))
     return ts, invalid
+
+
+@lru_cache(maxsize=4096)
+def parse_timestamp(text: str) -> datetime | None:
+    """One date-time string, read by :func:`parse_timestamps` (the same rules); None when it
+    is not a date-time. Cached: the values that repeat (metrics windows) are parsed once."""
+    ts, _ = parse_timestamps(pa.array([text], pa.string()))
+    value = ts[0].as_py()
+    return value if isinstance(value, datetime) else None
 
 
 def to_floats(raw: pa.Array) -> pa.Array:

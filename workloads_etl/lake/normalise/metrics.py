@@ -34,15 +34,14 @@ from workloads_etl.runai.measurements import (
     loads,
 )
 from workloads_etl.runai.models import RawResponse
-from workloads_etl.runai.values import utc
+from workloads_etl.runai.values import parse_timestamp
 
 
 def _step_seconds(params: dict[str, str]) -> int:
-    try:
-        start = utc(datetime.fromisoformat(params["start"].replace("Z", "+00:00")))
-        end = utc(datetime.fromisoformat(params["end"].replace("Z", "+00:00")))
-    except (KeyError, ValueError, AttributeError) as exc:
-        raise RecordError(f"request parameters start/end missing or invalid: {exc}") from exc
+    start = parse_timestamp(params.get("start") or "")
+    end = parse_timestamp(params.get("end") or "")
+    if start is None or end is None:
+        raise RecordError("request parameters start/end missing or invalid")
     raw_n = params.get("numberOfSamples")
     try:
         samples = 20 if raw_n is None or raw_n == "" else int(raw_n)
