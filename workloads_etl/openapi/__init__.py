@@ -30,27 +30,27 @@ def enum_values(schema_name: str) -> tuple[str, ...]:
 
 
 @cache
+def _filter_pattern() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(fields, operators) of the ``filterBy`` item pattern ``^(f1|f2|...)(op1|op2|...).+$``."""
+    pattern = load_spec()["components"]["parameters"]["WorkloadsFilter"]["schema"]["items"][
+        "pattern"
+    ]
+    m = re.match(r"\^\(([^)]*)\)\(([^)]*)\)", pattern)
+    if m is None:  # pragma: no cover - the contract changed shape
+        raise RuntimeError("cannot read the filterBy fields and operators from the API spec")
+    fields = tuple(m.group(1).split("|"))
+    operators = tuple(op.replace("\\", "") for op in m.group(2).split("|"))
+    return fields, operators
+
+
 def filter_fields() -> tuple[str, ...]:
     """The field names of the ``filterBy`` item pattern (list and count operations)."""
-    pattern = load_spec()["components"]["parameters"]["WorkloadsFilter"]["schema"]["items"][
-        "pattern"
-    ]
-    m = re.match(r"\^\(([^)]*)\)", pattern)
-    if m is None:  # pragma: no cover - the contract changed shape
-        raise RuntimeError("cannot read the filterBy field list from the API spec")
-    return tuple(m.group(1).split("|"))
+    return _filter_pattern()[0]
 
 
-@cache
 def filter_operators() -> tuple[str, ...]:
     """The operators of the ``filterBy`` item pattern, in the order the pattern lists them."""
-    pattern = load_spec()["components"]["parameters"]["WorkloadsFilter"]["schema"]["items"][
-        "pattern"
-    ]
-    m = re.match(r"\^\([^)]*\)\(([^)]*)\)", pattern)
-    if m is None:  # pragma: no cover - the contract changed shape
-        raise RuntimeError("cannot read the filterBy operators from the API spec")
-    return tuple(op.replace("\\", "") for op in m.group(1).split("|"))
+    return _filter_pattern()[1]
 
 
 @cache
