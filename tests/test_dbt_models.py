@@ -874,3 +874,24 @@ def test_run_dbt_names_the_failure(built: Built) -> None:
             built.paths,
             extra_vars={"start_date": "14/11"},
         )
+
+
+def test_breaking_a_mart_column_fails_the_build(built: Built, tmp_path: Path) -> None:
+    """The marts' contracts are enforced: a model that stops producing a documented column
+    (or changes its type) fails, instead of silently breaking the BI tools that read it."""
+    project = tmp_path / "dbt"
+    shutil.copytree(dbt_project_dir(), project, ignore=shutil.ignore_patterns("target", "logs"))
+    model = project / "models" / "marts" / "rpt_chargeback_monthly.sql"
+    sql = model.read_text()
+    assert "as gpu_efficiency" in sql
+    model.write_text(sql.replace("as gpu_efficiency", "as efficiency"))
+    paths = DataPaths(tmp_path / "data")
+    paths.root.mkdir()
+    shutil.copy(built.db, paths.warehouse)
+    with pytest.raises(DbtRunError, match="contract"):
+        run_dbt(["run", "--select", "rpt_chargeback_monthly"], paths, project=project)
+    model.write_text(sql.replace("end as gpu_efficiency", "end::varchar as gpu_efficiency"))
+    with pytest.raises(DbtRunError, match="contract"):
+        run_dbt(["run", "--select", "rpt_chargeback_monthly"], paths, project=project)
+    model.write_text(sql)
+    run_dbt(["run", "--select", "rpt_chargeback_monthly"], paths, project=project)

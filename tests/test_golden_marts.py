@@ -14,7 +14,7 @@ from tests.conftest import PipelineRun, marts_content
 
 pytestmark = pytest.mark.slow
 
-GOLDEN_MARTS_DIGEST = "9532ae1055c3de7fa998c5543f1e022cd54b0def9f402d45652fad568b1ef599"
+GOLDEN_MARTS_DIGEST = "debbdadffa131a5d763b5bd55174a6cdb2ccefa0137b13fbe8b40a715bdcadd9"
 
 
 def _digest(rows: list[tuple[Any, ...]]) -> str:

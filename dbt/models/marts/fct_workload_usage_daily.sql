@@ -3,7 +3,7 @@
         materialized='incremental',
         incremental_strategy='append',
         pre_hook="{{ delete_usage_window('usage_date') }}",
-        on_schema_change='sync_all_columns',
+        on_schema_change='append_new_columns',
     )
 }}
 
