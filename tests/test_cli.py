@@ -3,8 +3,13 @@ a partition from raw, and the demo's summary table, on the shared pipeline run."
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from pathlib import Path
+from typing import Any
 
+import click
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -113,3 +118,88 @@ def test_summary_totals_match_the_fact_table(pipeline_run: PipelineRun) -> None:
     assert row is not None
     assert allocated[-1] == f"{row[0]:,.1f}"
     assert len(departments) - 1 == row[1]
+
+
+def _sql(pipeline_run: PipelineRun, query: str, *options: str) -> Any:
+    return CliRunner().invoke(
+        main, ["--data-dir", str(pipeline_run.paths.root), "sql", query, *options]
+    )
+
+
+def test_sql_formats(pipeline_run: PipelineRun) -> None:
+    query = (
+        "select department_name, sum(total_cost) as cost from marts.fct_workload_usage_daily "
+        "group by 1 order by 1"
+    )
+    with read_only(pipeline_run.paths) as con:
+        expected = con.execute(query).fetchall()
+    as_csv = _sql(pipeline_run, query, "--format", "csv")
+    assert as_csv.exit_code == 0, as_csv.output
+    rows = list(csv.reader(io.StringIO(as_csv.output)))
+    assert rows[0] == ["department_name", "cost"]
+    assert [(r[0], float(r[1])) for r in rows[1:]] == expected
+    as_json = _sql(pipeline_run, query, "--format", "json")
+    assert [(r["department_name"], r["cost"]) for r in json.loads(as_json.output)] == expected
+    as_md = _sql(pipeline_run, query, "--format", "markdown").output.splitlines()
+    assert as_md[0] == "| department_name | cost |"
+    assert as_md[1] == "| --- | --- |"
+    assert len(as_md) == 2 + len(expected)
+
+
+def test_sql_shows_wide_results_one_record_per_block(pipeline_run: PipelineRun) -> None:
+    result = _sql(pipeline_run, "select * from marts.fct_workload_usage_daily limit 2")
+    assert result.exit_code == 0, result.output
+    assert "-[ record 1 ]" in result.output
+    assert "-[ record 2 ]" in result.output
+    assert any(line.startswith("total_cost") for line in result.output.splitlines())
+    assert "…" not in result.output
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "select * from read_text('/etc/passwd')",
+        "copy (select 1) to '/tmp/workloads-etl-sql-escape.csv'",
+        "attach '/tmp/workloads-etl-sql-escape.duckdb' as other",
+        "install httpfs",
+        "set enable_external_access = true",
+        "select * from read_parquet('/tmp/*.parquet')",
+        "create table marts.x as select 1",
+    ],
+)
+def test_sql_is_sandboxed(pipeline_run: PipelineRun, query: str) -> None:
+    result = _sql(pipeline_run, query)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert not Path("/tmp/workloads-etl-sql-escape.csv").exists()
+    assert not Path("/tmp/workloads-etl-sql-escape.duckdb").exists()
+
+
+def test_sql_runs_one_statement_per_call(pipeline_run: PipelineRun) -> None:
+    result = _sql(pipeline_run, "select 1; select 2")
+    assert result.exit_code == 2
+    assert "one SQL statement" in result.output
+
+
+def test_sql_prints_data_as_text_never_as_markup_or_control_sequences(
+    pipeline_run: PipelineRun,
+) -> None:
+    query = "select 'postgres:x:101' as a, '[/]' as b, chr(27) || '[31mred' || chr(7) as c"
+    for fmt in ("table", "markdown", "csv"):
+        result = _sql(pipeline_run, query, "--format", fmt)
+        assert result.exit_code == 0, result.output
+        assert "postgres:x:101" in result.output
+        assert "[/]" in result.output
+        if fmt != "csv":  # CSV into a pipe keeps the data as it is
+            assert "\x1b" not in result.output and "\x07" not in result.output
+            assert "\\x1b[31mred\\x07" in result.output
+
+
+def test_every_option_has_help_and_every_command_an_example() -> None:
+    for name, command in main.commands.items():
+        if name == "simulate":
+            continue  # the simulator's own command line
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"{name} {param.opts} has no help text"
+        assert "Example" in (command.help or ""), f"{name} has no example"

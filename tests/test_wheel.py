@@ -5,7 +5,6 @@ directory, with no checkout on its path."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,37 +17,22 @@ import duckdb
 import httpx
 import pytest
 
+from tests.tools import ROOT, run, uv
+
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _uv() -> str:
-    local = ROOT / ".uv" / "bin" / "uv"
-    found = str(local) if local.is_file() else shutil.which("uv")
-    assert found, "uv is needed to build and install the wheel (make setup installs it)"
-    return found
-
-
-def _run(cmd: list[str | Path], **kw: object) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [str(c) for c in cmd], capture_output=True, text=True, timeout=600, check=False, **kw
-    )  # type: ignore[call-overload]
-    assert proc.returncode == 0, f"{cmd}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A virtual environment holding the wheel and the locked dependencies; its bin dir."""
     tmp = tmp_path_factory.mktemp("wheel")
-    uv = _uv()
-    _run([uv, "build", "--wheel", "-o", tmp / "dist"], cwd=ROOT)
+    uv_bin = uv()
+    run([uv_bin, "build", "--wheel", "-o", tmp / "dist"], cwd=ROOT)
     (wheel,) = (tmp / "dist").glob("workloads_etl-*.whl")
     constraints = tmp / "constraints.txt"
-    _run(
+    run(
         [
-            uv,
+            uv_bin,
             "export",
             "--frozen",
             "--no-dev",
@@ -60,9 +44,19 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cwd=ROOT,
     )
     venv = tmp / "venv"
-    _run([uv, "venv", "-q", "--python", sys.executable, venv])
-    _run(
-        [uv, "pip", "install", "-q", "--python", venv / "bin" / "python", "-c", constraints, wheel]
+    run([uv_bin, "venv", "-q", "--python", sys.executable, venv])
+    run(
+        [
+            uv_bin,
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            venv / "bin" / "python",
+            "-c",
+            constraints,
+            wheel,
+        ]
     )
     return venv / "bin"
 
@@ -92,7 +86,7 @@ def _printed_total(output: str) -> float:
 
 
 def test_the_package_comes_from_the_wheel(installed: Path, tmp_path: Path) -> None:
-    proc = _run(
+    proc = run(
         [installed / "python", "-c", "import workloads_etl; print(workloads_etl.__file__)"],
         cwd=tmp_path,
         env=_clean_env(installed),
@@ -107,16 +101,17 @@ def test_the_package_comes_from_the_wheel(installed: Path, tmp_path: Path) -> No
 def test_demo_runs_from_an_empty_directory(installed: Path, tmp_path: Path) -> None:
     work = tmp_path / "empty"
     work.mkdir()
-    proc = _run(
+    proc = run(
         [installed / "workloads-etl", "demo", "--days", "1", "--workloads", "60"],
         cwd=work,
         env=_clean_env(installed),
     )
     output = proc.stdout + proc.stderr
     assert "GPU usage and cost per department" in output
-    warehouse = work / "data" / "warehouse.duckdb"
-    assert f"warehouse: {warehouse}" in output.replace("\n", "")
-    total = _warehouse_total(warehouse)
+    serving = work / "data" / "serving" / "warehouse.duckdb"
+    assert f"serving database: {serving}" in output.replace("\n", "")
+    total = _warehouse_total(serving)
+    assert total == pytest.approx(_warehouse_total(work / "data" / "warehouse.duckdb"))
     assert total > 0
     assert _printed_total(proc.stdout) == pytest.approx(total, abs=0.006)
     assert not (work / "dbt").exists(), "nothing may be written outside the data directory"
@@ -182,7 +177,7 @@ def test_run_against_a_control_plane_from_an_empty_directory(
         RUNAI_CLIENT_ID="workloads-etl-demo",
         RUNAI_CLIENT_SECRET="demo-secret-change-me",  # the simulator's documented default
     )
-    proc = _run(
+    proc = run(
         [installed / "workloads-etl", "run", "--start", day, "--end", day], cwd=work, env=env
     )
     assert f"{day} to {day}" in proc.stdout

@@ -1,10 +1,17 @@
-"""``workloads-etl``: a thin command line over the library and the Dagster definitions."""
+"""``workloads-etl``: a thin command line over the library and the Dagster definitions.
+
+Everything it prints that comes from the API or the warehouse goes through :func:`safe`:
+never read as markup, control characters shown escaped.
+"""
 
 from __future__ import annotations
 
+import csv
+import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import suppress
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -12,21 +19,37 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from workloads_etl.lake.datasets import EXTRACTED
 from workloads_etl.settings import PipelineSettings, RunaiEnvironment, SettingsError
 
 # Reports keep their columns when written to a file or a pipe.
-console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
-out = Console(width=None if sys.stdout.isatty() else 120)
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 120, highlight=False)
+out = Console(width=None if sys.stdout.isatty() else 120, highlight=False)
 
 DEMO_DAYS = 7
+FORMATS = ("table", "csv", "json", "markdown")
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if c not in (9, 10)}
 
 
 class PipelineFailed(click.ClickException):
     exit_code = 1
+
+
+def safe(value: Any) -> str:
+    """Text of a value for the terminal: control characters (escape sequences, bells) are
+    shown as ``\\xNN``, never sent raw. Use with :class:`rich.text.Text` (never markup)."""
+    return "" if value is None else str(value).translate(_CONTROL)
 
 
 def _parse_day(_: click.Context, param: click.Parameter, value: str | None) -> date | None:
@@ -38,16 +61,26 @@ def _parse_day(_: click.Context, param: click.Parameter, value: str | None) -> d
         raise click.BadParameter(f"{value!r} is not a date of the form YYYY-MM-DD") from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Root of raw/, lake/ and warehouse.duckdb [default: $WORKLOADS_ETL_DATA_DIR or ./data].",
+    help="Root of raw/, lake/, the warehouse and serving/ "
+    "[default: $WORKLOADS_ETL_DATA_DIR or ./data].",
 )
 @click.pass_context
 def main(ctx: click.Context, data_dir: Path | None) -> None:
-    """Run:ai workloads to a DuckDB warehouse of GPU utilisation, idle waste and cost."""
+    """Run:ai workloads to a DuckDB warehouse of GPU utilisation, idle waste and cost.
+
+    \b
+    Start with:
+      workloads-etl demo                   the whole pipeline on a simulated control plane
+      workloads-etl run --start D --end D  the pipeline against your control plane (RUNAI_*)
+      workloads-etl sql "from marts.rpt_chargeback_monthly"
+      workloads-etl report --start D --end D
+      workloads-etl export --mart fct_workload_usage_daily --format parquet -o usage.parquet
+    """
     overrides = {"data_dir": data_dir} if data_dir is not None else {}
     try:
         ctx.obj = PipelineSettings.read(**overrides)
@@ -71,6 +104,13 @@ def days_between(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
+def _serving_errors() -> tuple[type[Exception], ...]:
+    from workloads_etl.warehouse.exports import ExportError
+    from workloads_etl.warehouse.serving import ServingNotPublishedError
+
+    return (ServingNotPublishedError, ExportError)
+
+
 # --------------------------------------------------------------------------------------------
 # running the graph
 
@@ -79,20 +119,25 @@ def _run(settings: PipelineSettings, days: list[date], resources: dict[str, Any]
     """Run the graph for ``days`` with a progress display; returns the run id."""
     from workloads_etl.defs.launch import run_days
 
+    # The run's own output (dbt's included) goes to its log file, never to the terminal:
+    # the progress display must not capture stdout and print it.
     with Progress(
         SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
+        MofNCompleteColumn(),
+        TextColumn("steps"),
         TimeElapsedColumn(),
         console=console,
         transient=False,
+        redirect_stdout=False,
+        redirect_stderr=False,
     ) as bar:
         task = bar.add_task("starting", total=None)
 
         def show(p: Any) -> None:
             bar.update(
-                task, total=p.total_steps, completed=len(p.done_steps), description=p.current
+                task, total=p.total_steps, completed=len(p.done_steps), description=safe(p.current)
             )
 
         outcome = run_days(
@@ -103,23 +148,26 @@ def _run(settings: PipelineSettings, days: list[date], resources: dict[str, Any]
             resources=resources,
         )
         bar.update(task, description="done")
-    console.print(f"run log: {outcome.log_path}")
+    console.print(Text(f"run log: {outcome.log_path}"))
     if not outcome.success:
         raise PipelineFailed(
-            "the run failed:\n  " + "\n  ".join(outcome.failures or ["see the run log"])
+            "the run failed:\n  " + "\n  ".join(safe(f) for f in outcome.failures or ["see log"])
         )
     if outcome.failed_checks:
-        console.print(f"[yellow]checks that did not pass:[/] {', '.join(outcome.failed_checks)}")
+        console.print(
+            Text("checks that did not pass: ", style="yellow")
+            + Text(", ".join(safe(c) for c in outcome.failed_checks))
+        )
     return outcome.run_id
 
 
 def summary_table(settings: PipelineSettings, start: date, end: date) -> Table:
-    """Cost and utilisation per department over [start, end], from the marts."""
+    """Cost and utilisation per department over [start, end], from the serving marts."""
     from workloads_etl.warehouse.reports import usage_by_department
 
     rows = usage_by_department(settings.paths, start, end)
-    currency = next((r.currency for r in rows if r.currency), "")
-    table = Table(title=f"GPU usage and cost per department, {start} to {end} (UTC days)")
+    currency = safe(next((r.currency for r in rows if r.currency), ""))
+    table = Table(title=Text(f"GPU usage and cost per department, {start} to {end} (UTC days)"))
     table.add_column("department")
     for col in (
         "GPU-h allocated",
@@ -129,10 +177,10 @@ def summary_table(settings: PipelineSettings, start: date, end: date) -> Table:
         f"cost {currency}",
         f"idle cost {currency}",
     ):
-        table.add_column(col, justify="right")
+        table.add_column(Text(col), justify="right")
     for r in rows:
         table.add_row(
-            r.department,
+            Text(safe(r.department)),
             *_cells(
                 r.allocated_gpu_hours,
                 r.used_gpu_hours,
@@ -173,17 +221,45 @@ def _cells(
     ]
 
 
+def _print_summary(settings: PipelineSettings, start: date, end: date) -> None:
+    try:
+        out.print(summary_table(settings, start, end))
+    except _serving_errors() as exc:
+        console.print(Text(f"no summary: {exc}"))
+
+
 # --------------------------------------------------------------------------------------------
-# commands
+# commands: running
 
 
 @main.command()
-@click.option("--days", "n_days", default=DEMO_DAYS, show_default=True, type=click.IntRange(1, 14))
-@click.option("--workloads", default=300, show_default=True, type=click.IntRange(10, 5000))
-@click.option("--seed", default=7, show_default=True, type=int)
+@click.option(
+    "--days",
+    "n_days",
+    default=DEMO_DAYS,
+    show_default=True,
+    type=click.IntRange(1, 14),
+    help="How many complete UTC days, ending yesterday, to run.",
+)
+@click.option(
+    "--workloads",
+    default=300,
+    show_default=True,
+    type=click.IntRange(10, 5000),
+    help="Workloads the simulated cluster runs over its history.",
+)
+@click.option(
+    "--seed", default=7, show_default=True, type=int, help="Seed of the simulated cluster."
+)
 @click.pass_obj
 def demo(settings: PipelineSettings, n_days: int, workloads: int, seed: int) -> None:
-    """Run the whole graph for the last days against a simulated control plane."""
+    """Run the whole graph for the last days against a simulated control plane.
+
+    \b
+    Examples:
+      workloads-etl demo
+      workloads-etl --data-dir /tmp/demo demo --days 2 --workloads 100
+    """
     from workloads_etl.defs.resources import RunaiResource
     from workloads_etl.simulator import SimulatorConfig, SimulatorServer
 
@@ -202,14 +278,18 @@ def demo(settings: PipelineSettings, n_days: int, workloads: int, seed: int) -> 
         runai = RunaiResource(
             base_url=sim.base_url, client_id=sim.client_id, client_secret=sim.client_secret
         )
-        console.print(f"Running the pipeline for {days[0]} .. {days[-1]} into {paths.root}")
+        console.print(Text(f"Running the pipeline for {days[0]} .. {days[-1]} into {paths.root}"))
         run_id = _run(settings, days, {"runai": runai})
-    out.print(summary_table(settings, days[0], days[-1]))
-    out.print(f"warehouse: {paths.warehouse}")
-    out.print(f"run: {run_id}   wall time: {time.monotonic() - started:.0f} s")
+    _print_summary(settings, days[0], days[-1])
+    from workloads_etl.warehouse.serving import serving_path
+
+    out.print(Text(f"serving database: {serving_path(paths)}"))
+    out.print(Text(f"run: {run_id}   wall time: {time.monotonic() - started:.0f} s"))
     out.print(
-        "query it:  workloads-etl sql 'from marts.rpt_chargeback_monthly'"
-        f"  or  duckdb -readonly {paths.warehouse}"
+        Text(
+            "next:  workloads-etl sql 'from marts.rpt_chargeback_monthly'   "
+            f"workloads-etl report --start {days[0]} --end {days[-1]}"
+        )
     )
 
 
@@ -218,7 +298,16 @@ def demo(settings: PipelineSettings, n_days: int, workloads: int, seed: int) -> 
 @click.option("--end", required=True, callback=_parse_day, help="Last UTC day (inclusive).")
 @click.pass_obj
 def run(settings: PipelineSettings, start: date, end: date) -> None:
-    """Run the graph for the days START..END against the configured control plane."""
+    """Run the graph for the days START..END against the configured control plane.
+
+    The control plane comes from RUNAI_BASE_URL and RUNAI_CLIENT_ID / RUNAI_CLIENT_SECRET
+    (or RUNAI_TOKEN). Re-running days replaces them: runs are idempotent.
+
+    \b
+    Example:
+      RUNAI_BASE_URL=https://myorg.run.ai RUNAI_CLIENT_ID=... RUNAI_CLIENT_SECRET=... \\
+        workloads-etl run --start 2026-11-01 --end 2026-11-26
+    """
     from workloads_etl.runai.errors import ConfigurationError
 
     if end < start:
@@ -231,46 +320,17 @@ def run(settings: PipelineSettings, start: date, end: date) -> None:
         raise click.UsageError(f"control plane configuration: {exc}") from None
     settings.paths.ensure()
     run_id = _run(settings, days_between(start, end), None)
-    out.print(summary_table(settings, start, end))
-    out.print(f"warehouse: {settings.paths.warehouse}   run: {run_id}")
+    _print_summary(settings, start, end)
+    out.print(Text(f"run: {run_id}"))
 
 
 @main.command()
-@click.argument("query")
-@click.option("--limit", default=200, show_default=True, type=click.IntRange(1))
-@click.pass_obj
-def sql(settings: PipelineSettings, query: str, limit: int) -> None:
-    """Run a read-only SQL query on the warehouse and print the result."""
-    import duckdb
-
-    from workloads_etl.warehouse.loader import Warehouse
-
-    paths = settings.paths
-    if not paths.warehouse.exists():
-        raise click.UsageError(f"no warehouse at {paths.warehouse}: run `workloads-etl demo` first")
-    try:
-        with Warehouse.connect_read_only(paths) as con:
-            cursor = con.execute(query)
-            names = [d[0] for d in cursor.description or []]
-            rows = cursor.fetchmany(limit)
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise click.ClickException(
-                f"{paths.warehouse} is being written by a pipeline run; try again when it "
-                "finishes, or query the Parquet lake under "
-                f"{paths.lake} with read_parquet(..., hive_partitioning = true)"
-            ) from None
-        raise click.ClickException(str(exc)) from None
-    except duckdb.Error as exc:
-        raise click.ClickException(str(exc)) from None
-    table = Table(*names)
-    for row in rows:
-        table.add_row(*["" if v is None else str(v) for v in row])
-    out.print(table)
-
-
-@main.command()
-@click.option("--dataset", required=True, type=click.Choice(EXTRACTED))
+@click.option(
+    "--dataset",
+    required=True,
+    type=click.Choice(EXTRACTED),
+    help="The dataset whose partition to rebuild.",
+)
 @click.option("--day", required=True, callback=_parse_day, help="UTC day, YYYY-MM-DD.")
 @click.option("--run-id", default=None, help="Raw run to use (default: the latest).")
 @click.option("--load/--no-load", default=True, help="Reload the warehouse partition too.")
@@ -278,7 +338,12 @@ def sql(settings: PipelineSettings, query: str, limit: int) -> None:
 def renormalise(
     settings: PipelineSettings, dataset: str, day: date, run_id: str | None, load: bool
 ) -> None:
-    """Rebuild a lake partition from its raw files, without calling the API."""
+    """Rebuild a lake partition from its raw files, without calling the API.
+
+    \b
+    Example:
+      workloads-etl renormalise --dataset workload_metrics --day 2026-11-20
+    """
     from workloads_etl.lake.normalise.partition import normalise_partition
     from workloads_etl.lake.raw import RawRunNotFoundError
     from workloads_etl.warehouse.loader import Warehouse
@@ -288,26 +353,244 @@ def renormalise(
         result = normalise_partition(paths, dataset, day, run_id)
     except RawRunNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
-    out.print(f"{dataset} {day}: {result.rows} rows, {result.quarantined} quarantined")
+    out.print(Text(f"{dataset} {day}: {result.rows} rows, {result.quarantined} quarantined"))
     if load:
         with Warehouse.open(paths) as wh:
             loaded = wh.load_partition(dataset, day)
-        out.print(f"raw.{dataset} {day}: {loaded.rows} rows loaded")
+        out.print(Text(f"raw.{dataset} {day}: {loaded.rows} rows loaded"))
+
+
+# --------------------------------------------------------------------------------------------
+# commands: reading the serving database
+
+
+@main.command()
+@click.argument("query")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="table (one record per block when wider than the terminal), csv, json or markdown.",
+)
+@click.option(
+    "--limit",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1),
+    help="At most this many rows are printed.",
+)
+@click.pass_obj
+def sql(settings: PipelineSettings, query: str, fmt: str, limit: int) -> None:
+    """Run one read-only SQL statement on the serving database and print the result.
+
+    The serving database holds the marts (schema marts), the reference seeds (reference) and
+    a catalogue (meta.tables, meta.columns). It is sandboxed: no file access, no ATTACH, no
+    extension installs. Files are written with `workloads-etl export`.
+
+    \b
+    Examples:
+      workloads-etl sql "from marts.rpt_chargeback_monthly order by total_cost desc"
+      workloads-etl sql "from meta.tables" --format markdown
+      workloads-etl sql "select * from marts.fct_workload_usage_daily" --format csv > usage.csv
+    """
+    import duckdb
+
+    from workloads_etl.warehouse import serving
+
+    try:
+        with serving.connect(settings.paths) as con:
+            statements = con.extract_statements(query)
+            if len(statements) != 1:
+                raise click.UsageError(
+                    f"one SQL statement per call, got {len(statements)}; run them one by one"
+                )
+            cursor = con.execute(query)
+            names = [d[0] for d in cursor.description or []]
+            rows = cursor.fetchmany(limit)
+    except _serving_errors() as exc:
+        raise click.ClickException(safe(exc)) from None
+    except duckdb.Error as exc:
+        raise click.ClickException(safe(exc)) from None
+    _print_rows(names, rows, fmt)
+
+
+def _print_rows(names: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> None:
+    tty = sys.stdout.isatty()
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(names)
+        for row in rows:
+            writer.writerow(["" if v is None else (safe(v) if tty else v) for v in row])
+    elif fmt == "json":
+        records = [dict(zip(names, row, strict=True)) for row in rows]
+        sys.stdout.write(json.dumps(records, default=str, indent=2) + "\n")
+    elif fmt == "markdown":
+
+        def md(v: Any) -> str:
+            return safe(v).replace("|", "\\|").replace("\n", " ")
+
+        sys.stdout.write("| " + " | ".join(md(n) for n in names) + " |\n")
+        sys.stdout.write("|" + "|".join(" --- " for _ in names) + "|\n")
+        for row in rows:
+            sys.stdout.write("| " + " | ".join(md(v) for v in row) + " |\n")
+    elif _natural_width(names, rows) > out.width:
+        _print_records(names, rows)
+    else:
+        table = Table()
+        for name in names:
+            table.add_column(Text(safe(name)))
+        for row in rows:
+            table.add_row(*[Text(safe(v)) for v in row])
+        out.print(table)
+
+
+def _natural_width(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+    widths = [len(safe(n)) for n in names]
+    for row in rows:
+        widths = [max(w, len(safe(v))) for w, v in zip(widths, row, strict=True)]
+    return sum(widths) + 3 * len(widths) + 1
+
+
+def _print_records(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """One block per row, one line per column: the form for results wider than the screen."""
+    label = max((len(safe(n)) for n in names), default=0)
+    for i, row in enumerate(rows, 1):
+        out.print(Text(f"-[ record {i} ]" + "-" * max(0, label - 10), style="bold"))
+        for name, value in zip(names, row, strict=True):
+            out.print(Text(f"{safe(name):<{label}} | ") + Text(safe(value)))
+
+
+@main.command()
+@click.option("--start", required=True, callback=_parse_day, help="First UTC day, YYYY-MM-DD.")
+@click.option("--end", required=True, callback=_parse_day, help="Last UTC day (inclusive).")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The HTML file to write [default: <data dir>/serving/report-START_END.html].",
+)
+@click.pass_obj
+def report(settings: PipelineSettings, start: date, end: date, output: Path | None) -> None:
+    """Write the HTML report of the days START..END: one self-contained file.
+
+    Cost and idle cost per department and day, allocation against capacity per node pool and
+    hour, utilisation per node pool, the top idle workloads, pending time per project and the
+    monthly chargeback; every figure from the serving marts. It opens offline.
+
+    \b
+    Example:
+      workloads-etl report --start 2026-11-01 --end 2026-11-30 -o november.html
+    """
+    from workloads_etl.warehouse.report import write_report
+
+    if end < start:
+        raise click.BadParameter("--end is before --start", param_hint="--end")
+    try:
+        path = write_report(settings.paths, start, end, output)
+    except _serving_errors() as exc:
+        raise click.ClickException(safe(exc)) from None
+    out.print(Text(f"report: {path} ({path.stat().st_size / 1024:.0f} KiB)"))
+
+
+@main.command()
+@click.option(
+    "--mart",
+    default=None,
+    help="A mart of the serving database, e.g. fct_workload_usage_daily (see meta.tables).",
+)
+@click.option(
+    "--focus",
+    is_flag=True,
+    help="The FOCUS 1.2 cost and usage dataset (GPU, CPU and memory charges per workload-day).",
+)
+@click.option("--start", callback=_parse_day, default=None, help="First UTC day, YYYY-MM-DD.")
+@click.option("--end", callback=_parse_day, default=None, help="Last UTC day (inclusive).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("csv", "parquet")),
+    default=None,
+    help="csv or parquet [default: from the output's suffix, else csv].",
+)
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The file to write (replaced atomically).",
+)
+@click.pass_obj
+def export(
+    settings: PipelineSettings,
+    mart: str | None,
+    focus: bool,
+    start: date | None,
+    end: date | None,
+    fmt: str | None,
+    output: Path,
+) -> None:
+    """Export a mart, or the FOCUS 1.2 cost and usage dataset, for a range of days.
+
+    \b
+    Examples:
+      workloads-etl export --mart fct_workload_usage_daily --start 2026-11-01 \\
+        --end 2026-11-30 -o usage.parquet
+      workloads-etl export --mart rpt_chargeback_monthly -o chargeback.csv
+      workloads-etl export --focus --start 2026-11-01 --end 2026-11-30 -o focus.csv
+    """
+    from workloads_etl.warehouse.exports import export_mart
+    from workloads_etl.warehouse.focus import export_focus
+
+    if (mart is None) == (not focus):
+        raise click.UsageError("give either --mart NAME or --focus")
+    if start and end and end < start:
+        raise click.BadParameter("--end is before --start", param_hint="--end")
+    fmt = fmt or ("parquet" if output.suffix.lower() == ".parquet" else "csv")
+    try:
+        if focus:
+            result = export_focus(settings.paths, output, fmt, start, end)
+        else:
+            assert mart is not None
+            result = export_mart(settings.paths, mart, output, fmt, start, end)
+    except _serving_errors() as exc:
+        raise click.ClickException(safe(exc)) from None
+    out.print(Text(f"{result.table}: {result.rows} rows -> {result.path}"))
 
 
 @main.command()
 @click.option("--serve/--no-serve", default=False, help="Serve the docs site after generating.")
-@click.option("--port", default=8580, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--port",
+    default=8580,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port of the docs site on 127.0.0.1 (with --serve).",
+)
 @click.pass_obj
 def docs(settings: PipelineSettings, serve: bool, port: int) -> None:
-    """Generate the dbt docs of the warehouse models."""
-    from workloads_etl.warehouse.dbt import run_dbt, target_dir
+    """Generate the dbt docs of the warehouse models, from the serving database.
 
-    paths = settings.paths
-    run_dbt(["docs", "generate"], paths)
-    out.print(f"docs: {target_dir(paths) / 'index.html'}")
+    \b
+    Example:
+      workloads-etl docs --serve
+    """
+    from workloads_etl.warehouse.dbt import DbtRunError
+    from workloads_etl.warehouse.docs import generate_docs, serve_docs
+
+    try:
+        site = generate_docs(settings.paths, settings.dbt_vars)
+    except (*_serving_errors(), DbtRunError) as exc:  # type: ignore[misc]
+        raise click.ClickException(safe(exc)) from None
+    out.print(Text(f"docs: {site}"))
     if serve:
-        run_dbt(["docs", "serve", "--port", str(port), "--host", "127.0.0.1"], paths)
+        serve_docs(site, port)
+
+
+# --------------------------------------------------------------------------------------------
+# commands: development
 
 
 @main.command()
@@ -316,12 +599,23 @@ def docs(settings: PipelineSettings, serve: bool, port: int) -> None:
     default=3000,
     show_default=True,
     type=click.IntRange(1, 65535),
-    help="Dagster UI port.",
+    help="Port of the Dagster UI on 127.0.0.1.",
 )
-@click.option("--workloads", default=300, show_default=True, type=click.IntRange(10))
+@click.option(
+    "--workloads",
+    default=300,
+    show_default=True,
+    type=click.IntRange(10),
+    help="Workloads of the simulated control plane behind it.",
+)
 @click.pass_obj
 def dev(settings: PipelineSettings, port: int, workloads: int) -> None:
-    """The Dagster UI on 127.0.0.1, with a simulated control plane behind it."""
+    """The Dagster UI on 127.0.0.1, with a simulated control plane behind it.
+
+    \b
+    Example:
+      workloads-etl dev --port 3000
+    """
     import os
 
     from workloads_etl.defs.launch import install_instance_config

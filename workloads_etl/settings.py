@@ -12,13 +12,15 @@ the locations); nothing else reads ``os.environ`` or writes to it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as EnvironmentParseError
 
 from workloads_etl.runai.errors import ConfigurationError
 from workloads_etl.runai.settings import RunaiSettings, describe_validation_error
@@ -26,6 +28,8 @@ from workloads_etl.runai.settings import RunaiSettings, describe_validation_erro
 RUNAI_PREFIX = "RUNAI_"
 PIPELINE_PREFIX = "WORKLOADS_ETL_"
 DEFAULT_START_DATE = date(2025, 1, 1)
+# dbt vars every invocation gets from the pipeline (its metric types, the run's days).
+RESERVED_DBT_VARS = frozenset({"metric_columns", "start_date", "end_date"})
 
 
 class SettingsError(ValueError):
@@ -34,6 +38,13 @@ class SettingsError(ValueError):
 
 def _env_name(prefix: str) -> Any:
     return lambda field: prefix + field.upper()
+
+
+def _describe_parse_error(exc: Exception, prefix: str) -> str:
+    """pydantic-settings' message for a value it cannot decode (JSON of a dict field)."""
+    match = re.search(r'field "(\w+)"', str(exc))
+    name = prefix + match.group(1).upper() if match else prefix + "*"
+    return f"{name}: not valid JSON"
 
 
 class RunaiEnvironment(BaseSettings):
@@ -61,6 +72,8 @@ class RunaiEnvironment(BaseSettings):
             raise ConfigurationError(
                 describe_validation_error(exc, _env_name(RUNAI_PREFIX))
             ) from None
+        except EnvironmentParseError as exc:
+            raise ConfigurationError(_describe_parse_error(exc, RUNAI_PREFIX)) from None
 
     @property
     def verify(self) -> bool | str:
@@ -115,6 +128,11 @@ class DataPaths:
         return self.root / "warehouse.duckdb"
 
     @property
+    def serving(self) -> Path:
+        """The published, read-only serving database (and the report) for readers."""
+        return self.root / "serving"
+
+    @property
     def logs(self) -> Path:
         """Run logs of the command line (dbt's output, tracebacks)."""
         return self.root / "logs"
@@ -139,8 +157,18 @@ class PipelineSettings(BaseSettings):
 
     data_dir: Path = Field(default=Path("data"), description="raw/, lake/, warehouse.duckdb")
     start_date: date = Field(default=DEFAULT_START_DATE, description="first daily partition")
+    # dbt vars of your contract (a JSON object), e.g. {"idle_gpu_utilisation_pct": 5}.
+    dbt_vars: dict[str, Any] = Field(default_factory=dict)
     # Dagster's own variable: a persistent instance (runs shown in the UI, concurrency pools).
     dagster_home: Path | None = Field(default=None, validation_alias="DAGSTER_HOME")
+
+    @field_validator("dbt_vars")
+    @classmethod
+    def _user_vars(cls, value: dict[str, Any]) -> dict[str, Any]:
+        reserved = sorted(set(value) & RESERVED_DBT_VARS)
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)} are set by the pipeline itself")
+        return value
 
     @classmethod
     def read(cls, **overrides: Any) -> PipelineSettings:
@@ -150,6 +178,8 @@ class PipelineSettings(BaseSettings):
             raise SettingsError(
                 describe_validation_error(exc, _env_name(PIPELINE_PREFIX))
             ) from None
+        except EnvironmentParseError as exc:
+            raise SettingsError(_describe_parse_error(exc, PIPELINE_PREFIX)) from None
 
     @property
     def paths(self) -> DataPaths:

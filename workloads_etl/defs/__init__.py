@@ -1,7 +1,8 @@
 """The Dagster definitions of workloads-etl (loaded by ``workspace.yaml``).
 
 One folder per area, in the order the data flows: :mod:`.ingest` (API -> raw -> lake),
-:mod:`.warehouse` (lake -> DuckDB ``raw``), :mod:`.transform` (dbt models and tests); the
+:mod:`.warehouse` (lake -> DuckDB ``raw``), :mod:`.transform` (dbt models and tests),
+:mod:`.serving` (the read-only serving database and the report); the
 shared :mod:`.resources`, :mod:`.partitions`, :mod:`.checks` and :mod:`.schedules`, and
 :mod:`.launch`, which runs the job in-process for the command line.
 """
@@ -16,6 +17,7 @@ from workloads_etl.defs.ingest.assets import build_ingest_assets
 from workloads_etl.defs.partitions import daily_partitions
 from workloads_etl.defs.resources import DataDirResource, runai_resource_from_env
 from workloads_etl.defs.schedules import build_job_and_schedule
+from workloads_etl.defs.serving.assets import build_serving_assets
 from workloads_etl.defs.transform.assets import build_dbt_assets
 from workloads_etl.defs.transform.project import dbt_project
 from workloads_etl.defs.warehouse.assets import build_warehouse_assets
@@ -36,13 +38,15 @@ def build_definitions(
     loaded = build_warehouse_assets(partitions)
     checks, sensor = build_freshness_checks([*extracted, *loaded])
     job, nightly = build_job_and_schedule(checks)
+    models = build_dbt_assets(project, paths, partitions, settings.dbt_vars)
+    served = build_serving_assets(partitions, [k for a in models for k in a.keys])
     defaults: dict[str, object] = {
         "runai": runai_resource_from_env(RunaiEnvironment.read()),
         "data": DataDirResource(data_dir=str(paths.root)),
         "dbt": DbtCliResource(project_dir=project, dbt_executable=dbt_executable()),
     }
     return dg.Definitions(
-        assets=[*extracted, *loaded, *build_dbt_assets(project, paths, partitions)],
+        assets=[*extracted, *loaded, *models, *served],
         asset_checks=checks,
         jobs=[job],
         schedules=[nightly],

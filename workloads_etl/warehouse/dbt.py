@@ -69,15 +69,15 @@ def dbt_vars(days: Sequence[date] | None = None, **extra: Any) -> dict[str, Any]
     return out
 
 
-def profile_text(paths: DataPaths, threads: int = 2) -> str:
-    """The dbt profile of the warehouse at ``paths.warehouse`` (DuckDB, UTC session)."""
+def profile_text(warehouse: Path, threads: int = 2) -> str:
+    """The dbt profile of the DuckDB database at ``warehouse`` (UTC session)."""
     profile = {
         PROFILE: {
             "target": "warehouse",
             "outputs": {
                 "warehouse": {
                     "type": "duckdb",
-                    "path": str(paths.warehouse),
+                    "path": str(warehouse),
                     "threads": threads,
                     "settings": {"TimeZone": "UTC"},
                 }
@@ -88,12 +88,13 @@ def profile_text(paths: DataPaths, threads: int = 2) -> str:
     return json.dumps(profile, indent=2) + "\n"
 
 
-def profiles_dir(paths: DataPaths) -> Path:
-    """Write the profile for ``paths`` (only when it changed) and return its directory."""
-    directory = paths.dbt
+def profiles_dir(paths: DataPaths, warehouse: Path | None = None) -> Path:
+    """Write the profile of ``warehouse`` (default: the warehouse of ``paths``) when it
+    changed, and return its directory."""
+    directory = paths.dbt if warehouse is None else paths.dbt / "other-profile"
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / "profiles.yml"
-    text = profile_text(paths)
+    text = profile_text(warehouse or paths.warehouse)
     if not target.is_file() or target.read_text(encoding="utf-8") != text:
         tmp = directory / f".profiles.yml.{os.getpid()}.tmp"
         tmp.write_text(text, encoding="utf-8")
@@ -111,9 +112,12 @@ def dbt_executable() -> str:
 
 
 def _problems(events: Sequence[dict[str, Any]]) -> list[str]:
+    """The error messages of an invocation, without dbt's stack traces (the log has them)."""
     out = []
     for event in events:
         info = event.get("info", {})
+        if info.get("name") == "MainStackTrace":
+            continue
         if info.get("level") == "error" and info.get("msg"):
             out.append(str(info["msg"]).strip())
     return out
@@ -127,12 +131,17 @@ def run_dbt(
     extra_vars: dict[str, Any] | None = None,
     log: TextIO | None = None,
     raise_on_failure: bool = True,
+    warehouse: Path | None = None,
+    target: Path | None = None,
+    project: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``dbt <args>`` on the warehouse at ``paths.warehouse``, in a subprocess.
 
     The vars are :func:`dbt_vars` of ``days`` and ``extra_vars``. dbt's messages go to
-    ``log`` as text (never to the terminal). Raises :class:`DbtRunError` naming the failures
-    unless ``raise_on_failure`` is false.
+    ``log`` as text (never to the terminal). ``warehouse`` and ``target`` point dbt at
+    another database and target directory (the docs use a copy of the serving database);
+    ``project`` at another copy of the dbt project.
+    Raises :class:`DbtRunError` naming the failures unless ``raise_on_failure`` is false.
     """
     paths.root.mkdir(parents=True, exist_ok=True)
     variables = dbt_vars(days, **(extra_vars or {}))
@@ -140,11 +149,11 @@ def run_dbt(
         dbt_executable(),
         *args,
         "--project-dir",
-        str(dbt_project_dir()),
+        str(project or dbt_project_dir()),
         "--profiles-dir",
-        str(profiles_dir(paths)),
+        str(profiles_dir(paths, warehouse)),
         "--target-path",
-        str(target_dir(paths)),
+        str(target or target_dir(paths)),
         "--log-path",
         str(paths.dbt / "logs"),
         "--vars",
@@ -153,6 +162,7 @@ def run_dbt(
         "json",
         "--log-format-file",
         "text",
+        "--no-use-colors",
     ]
     env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     proc = subprocess.run(

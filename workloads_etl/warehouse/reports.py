@@ -1,4 +1,4 @@
-"""Report queries over the marts, for the command line's summaries."""
+"""Report queries over the serving marts, for the command line's summaries."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from workloads_etl.settings import DataPaths
-from workloads_etl.warehouse.loader import Warehouse
+from workloads_etl.warehouse import serving
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class DepartmentUsage:
 
 def usage_by_department(paths: DataPaths, start: date, end: date) -> list[DepartmentUsage]:
     """GPU-hours, utilisation and cost per department over ``[start, end]``, costliest first."""
-    with Warehouse.connect_read_only(paths) as con:
+    with serving.connect(paths) as con:
         rows = con.execute(
             """
             select coalesce(department_name, '(none)'),

@@ -42,12 +42,16 @@ class WarehouseTranslator(DagsterDbtTranslator):
 
 
 def build_dbt_assets(
-    project: DbtProject, paths: DataPaths, partitions: dg.PartitionsDefinition
+    project: DbtProject,
+    paths: DataPaths,
+    partitions: dg.PartitionsDefinition,
+    user_vars: dict[str, Any] | None = None,
 ) -> list[dg.AssetsDefinition]:
-    """Every dbt model, seed and test of ``project`` as daily-partitioned assets and checks."""
+    """Every dbt model, seed and test of ``project`` as daily-partitioned assets and checks;
+    ``user_vars`` are the dbt vars of the user's contract (idle threshold, FOCUS names)."""
 
     @dbt_assets(
-        manifest=prepared_manifest(project, paths),
+        manifest=prepared_manifest(project, paths, user_vars),
         partitions_def=partitions,
         backfill_policy=single_run,
         pool=WRITER_POOL,
@@ -58,7 +62,7 @@ def build_dbt_assets(
     def warehouse_models(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
         """One ``dbt build`` for the run's days: the daily models reprocess only those days.
         It keeps its target (partial parse) between runs."""
-        variables = dbt_vars(partition_days(context))
+        variables = dbt_vars(partition_days(context), **(user_vars or {}))
         yield from dbt.cli(
             ["build", "--vars", json.dumps(variables)],
             context=context,

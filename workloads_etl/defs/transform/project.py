@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from dagster_dbt import DbtProject
 
@@ -21,11 +22,13 @@ def dbt_project(paths: DataPaths) -> DbtProject:
     )
 
 
-def prepared_manifest(project: DbtProject, paths: DataPaths) -> Path:
+def prepared_manifest(
+    project: DbtProject, paths: DataPaths, user_vars: dict[str, Any] | None = None
+) -> Path:
     """The manifest, parsed when there is none yet (a fresh data directory) and on every load
     under ``dagster dev``, to pick up changes to the models. Every ``dbt build`` of a run
     writes a fresh one too. Parsing goes through the project's runner, which passes the vars
     every invocation needs."""
     if not project.manifest_path.is_file() or project.preparer.using_dagster_dev():
-        run_dbt(["parse", "--quiet"], paths)
+        run_dbt(["parse", "--quiet"], paths, extra_vars=user_vars)
     return project.manifest_path
