@@ -6,10 +6,11 @@ Everything runs in-process (no socket) against the real synthetic ``Cluster``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -20,7 +21,13 @@ from spec_conformance import assert_conforms, assert_error_body
 from starlette.testclient import TestClient
 
 from workloads_etl.openapi import enum_values, load_spec, sort_fields
-from workloads_etl.simulator import Cluster, FaultConfig, SimulatorConfig, create_app
+from workloads_etl.simulator import (
+    Cluster,
+    FaultConfig,
+    SimulatorConfig,
+    SimulatorServer,
+    create_app,
+)
 from workloads_etl.simulator.filters import (
     FilterError,
     parse_filter_by,
@@ -556,13 +563,34 @@ def test_telemetry_current_nodepools_are_where_workloads_run(
     for pool in {r["nodepool"] for r in active}:
         got = telemetry("WORKLOADS_COUNT", nodepoolName=pool)[""]
         assert got == expected.get(pool, 0.0), pool
-    # GPU allocation per pool: the running workloads' GPUs, as the model's pool totals
-    allocation = telemetry("GPU_ALLOCATION", groupBy="CurrentNodepools")
-    assert allocation.pop("") == 0.0
-    assert allocation == {p: cluster.gpu_allocated_at(p, NOW) for p in pools}
-    assert allocation == {
-        p: sum(r["allocatedGPU"] for r in running if r["nodepool"] == p) for p in pools
+    # Grouped by name alone, the two clusters' a100 pools form one group ...
+    assert {r["nodepool"] for r in running if r["clusterId"] == cluster.clusters[0].id} & {
+        r["nodepool"] for r in running if r["clusterId"] == cluster.clusters[1].id
+    } == {"a100"}
+    # ... grouped together with ClusterId they stay apart: GPU allocation per (cluster,
+    # pool) is the running workloads' GPUs, as the model's pool totals
+    grouped = client.get(
+        "/api/v1/workloads/telemetry",
+        params={"telemetryType": "GPU_ALLOCATION", "groupBy": "ClusterId,CurrentNodepools"},
+    )
+    assert_conforms(grouped)
+    allocation = {
+        (v["groups"][0]["value"], v["groups"][1]["value"]): float(v["value"])
+        for v in grouped.json()["values"]
     }
+    assert {k: v for k, v in allocation.items() if k[1] == ""} == {
+        (c, ""): 0.0 for c in {r["clusterId"] for r in idle}
+    }
+    keys = sorted({(r["clusterId"], r["nodepool"]) for r in running})
+    assert {k: v for k, v in allocation.items() if k[1]} == {
+        (c, p): cluster.gpu_allocated_at(p, NOW, cluster_id=c) for c, p in keys
+    }
+    assert {k: v for k, v in allocation.items() if k[1]} == {
+        (c, p): sum(r["allocatedGPU"] for r in running if (r["clusterId"], r["nodepool"]) == (c, p))
+        for c, p in keys
+    }
+    with pytest.raises(LookupError, match="ambiguous"):
+        cluster.gpu_allocated_at("a100", NOW)
 
 
 @pytest.mark.parametrize(
@@ -600,6 +628,23 @@ def _metrics(client: TestClient, workload_id: str, **params: Any) -> Any:
     return client.get(f"/api/v1/workloads/{workload_id}/metrics", params=params)
 
 
+MAX_METRIC_TYPES = 10  # per request, as the Run:ai professional-services script batches
+
+
+def _batched_measurements(
+    client: TestClient, path: str, types: Sequence[str], **params: Any
+) -> list[dict[str, Any]]:
+    """All measurements of ``types``, asked for in batches of at most ten types."""
+    out: list[dict[str, Any]] = []
+    for k in range(0, len(types), MAX_METRIC_TYPES):
+        batch = types[k : k + MAX_METRIC_TYPES]
+        response = client.get(path, params={**params, "metricType": ",".join(batch)})
+        assert_conforms(response)
+        assert response.status_code == 200, response.text
+        out.extend(response.json()["measurements"])
+    return out
+
+
 @pytest.mark.parametrize("samples", [0, 1, 20, 1000])
 def test_metrics_every_type_and_sample_placement(
     client: TestClient, rows: list[dict[str, Any]], samples: int
@@ -607,16 +652,15 @@ def test_metrics_every_type_and_sample_placement(
     workload = _long_running(rows)
     start, end = NOW - timedelta(hours=7), NOW - timedelta(hours=1)
     types = enum_values("WorkloadMetricType")
-    r = _metrics(
+    assert len(types) > MAX_METRIC_TYPES
+    measurements = _batched_measurements(
         client,
-        workload["id"],
-        metricType=",".join(types),
+        f"/api/v1/workloads/{workload['id']}/metrics",
+        types,
         start=_iso(start),
         end=_iso(end),
         numberOfSamples=samples,
     )
-    assert_conforms(r)
-    measurements = r.json()["measurements"]
     assert {m["type"] for m in measurements} == set(types)
     allowed = {start + (end - start) * i / samples for i in range(samples)} if samples else set()
     for m in measurements:
@@ -797,12 +841,9 @@ def test_pod_metrics(client: TestClient, rows: list[dict[str, Any]]) -> None:
         "numberOfSamples": 12,
     }
     types = enum_values("PodMetricType")
-    r = client.get(
-        f"/api/v1/workloads/{workload['id']}/pods/{pods[0]}/metrics",
-        params={"metricType": ",".join(types), **window},
+    measurements = _batched_measurements(
+        client, f"/api/v1/workloads/{workload['id']}/pods/{pods[0]}/metrics", types, **window
     )
-    assert_conforms(r)
-    measurements = r.json()["measurements"]
     assert {m["type"] for m in measurements} == set(types)
     per_pod = next(m for m in measurements if m["type"] == "CPU_USAGE_CORES")
     whole = _metrics(client, workload["id"], metricType="CPU_USAGE_CORES", **window).json()
@@ -854,20 +895,18 @@ def test_pod_metrics_of_a_past_window_stay_the_same_after_the_workload_ends() ->
         "end": _iso(finished - timedelta(minutes=20)),
         "numberOfSamples": 5,
     }
-    types = ",".join(enum_values("PodMetricType"))
+    types = enum_values("PodMetricType")
     bodies = []
     for model in (early, late):
         with authorized_client(model.config, model) as c:
             record = c.get(f"/api/v1/workloads/{workload_id}").json()
             pod_list = record["additionalFields"]["podIds"]
             assert len(pod_list) == pods
-            r = c.get(
-                f"/api/v1/workloads/{workload_id}/pods/{pod_list[-1]}/metrics",
-                params={"metricType": types, **window},
+            pod_body = _batched_measurements(
+                c, f"/api/v1/workloads/{workload_id}/pods/{pod_list[-1]}/metrics", types, **window
             )
-            assert_conforms(r)
             whole = _metrics(c, workload_id, metricType="GPU_MEMORY_USAGE_BYTES", **window)
-            bodies.append((record["phase"], r.json()["measurements"], whole.json()))
+            bodies.append((record["phase"], pod_body, whole.json()))
     (early_phase, early_body, early_whole), (late_phase, late_body, late_whole) = bodies
     assert early_phase == "Running" and late_phase in ("Completed", "Failed", "Stopped")
     assert early_body == late_body
@@ -992,3 +1031,171 @@ def test_conformance_check_rejects_violations(client: TestClient) -> None:
         assert_conforms(
             httpx.Response(400, json={"code": 400, "message": "x"}, request=good.request)
         )
+
+
+# ---------------------------------------------------------------- at most ten metric types
+
+
+@pytest.mark.parametrize("pod", [False, True], ids=["workload", "pod"])
+def test_at_most_ten_metric_types_per_request(
+    client: TestClient, rows: list[dict[str, Any]], pod: bool
+) -> None:
+    workload = _long_running(rows)
+    path = f"/api/v1/workloads/{workload['id']}/metrics"
+    types = enum_values("WorkloadMetricType")
+    if pod:
+        pod_id = client.get(f"/api/v1/workloads/{workload['id']}").json()["additionalFields"][
+            "podIds"
+        ][0]
+        path = f"/api/v1/workloads/{workload['id']}/pods/{pod_id}/metrics"
+        types = enum_values("PodMetricType")
+    window: dict[str, Any] = {
+        "start": _iso(NOW - timedelta(hours=2)),
+        "end": _iso(NOW - timedelta(hours=1)),
+        "numberOfSamples": 3,
+    }
+    too_many = client.get(path, params={"metricType": ",".join(types[:11]), **window})
+    assert_conforms(too_many)
+    body = assert_error_body(too_many, 400)
+    assert "at most 10" in body["message"] and "got 11" in body["message"]
+    pairs: list[tuple[str, Any]] = [("metricType", t) for t in types[:11]]
+    repeated = client.get(path, params=[*pairs, *window.items()])
+    assert_error_body(repeated, 400)  # repeated parameters count as well
+    ten = client.get(path, params={"metricType": ",".join(types[:10]), **window})
+    assert_conforms(ten)
+    assert ten.status_code == 200
+    assert {m["type"] for m in ten.json()["measurements"]} == set(types[:10])
+
+
+# ---------------------------------------------------------------- the admin clock
+
+
+def test_clock_endpoint_is_404_without_admin(client: TestClient, cluster: Cluster) -> None:
+    r = client.post("/_simulator/clock", json={"now": _iso(NOW + timedelta(days=1))})
+    assert_error_body(r, 404)
+    assert cluster.now() == NOW
+
+
+def _date(response: httpx.Response) -> datetime:
+    return parsedate_to_datetime(response.headers["date"])
+
+
+def test_clock_endpoint_moves_the_clock() -> None:
+    config = replace(CONFIG, admin=True)
+    model = Cluster(config)
+    with authorized_client(config, model) as api:
+        before = api.get("/api/v1/workloads/count")
+        assert _date(before) == NOW
+        later = NOW + timedelta(days=1, hours=3, seconds=5)
+        r = api.post("/_simulator/clock", json={"now": "2026-11-27T19:00:05+01:00"})
+        assert r.status_code == 200, r.text
+        assert r.json() == {"now": "2026-11-27T18:00:05Z"}
+        assert _date(r) == later  # the answer tells the new clock already
+        assert model.now() == later
+        assert model.anchor == datetime(2026, 11, 12, tzinfo=UTC)  # the timeline stays
+        table = snapshot_table(model.snapshot(later))
+        active = [row["id"] for row in table.to_pylist() if not row["deleted"]]
+        count = api.get("/api/v1/workloads/count")
+        assert _date(count) == later
+        assert count.json()["count"] == len(active) != before.json()["count"]
+        assert [w["id"] for w in fetch_all(api, {}, limit=500)] == active
+        telemetry = api.get(
+            "/api/v1/workloads/telemetry", params={"telemetryType": "GPU_ALLOCATION"}
+        )
+        assert telemetry.json()["timestamp"] == "2026-11-27T18:00:05Z"
+        for bad in ({"now": "tomorrow"}, {"when": _iso(NOW)}, ["2026-11-27T00:00:00Z"]):
+            assert_error_body(api.post("/_simulator/clock", json=bad), 400)
+        assert_error_body(api.post("/_simulator/clock", content=b"now=1"), 400)
+        assert model.now() == later
+        # no token needed, and an earlier instant is fine too
+        back = api.post("/_simulator/clock", json={"now": _iso(NOW)}, headers={"Authorization": ""})
+        assert back.json() == {"now": "2026-11-26T15:00:00Z"}
+        assert api.get("/api/v1/workloads/count").json() == before.json()
+
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["thread", "subprocess"])
+def test_server_set_clock(in_process: bool) -> None:
+    config = SimulatorConfig(seed=3, workloads=40, days=3, now=NOW, admin=True)
+    later = NOW + timedelta(hours=5, seconds=1)
+    with SimulatorServer(config, in_process=in_process) as server:
+        assert server.set_clock(later) == later
+        assert server.cluster.now() == later  # the local model follows
+        with httpx.Client(base_url=server.base_url, timeout=10) as h:
+            assert _date(h.get("/healthz")) == later
+    assert "--admin" in SimulatorServer(config)._command(8080)
+    plain = replace(config, admin=False)
+    assert "--no-admin" in SimulatorServer(plain)._command(8080)
+    with SimulatorServer(plain) as server:
+        with pytest.raises(RuntimeError, match="admin"):
+            server.set_clock(later)
+        with httpx.Client(base_url=server.base_url, timeout=10) as h:
+            assert_error_body(h.post("/_simulator/clock", json={"now": _iso(later)}), 404)
+
+
+# ---------------------------------------------------------------- moves over the API
+
+
+def test_moves_show_after_the_midnight() -> None:
+    config = replace(CONFIG, admin=True)
+    model = Cluster(config)
+    east = model.clusters[0].id
+    moves = [
+        m
+        for m in model.moves()
+        if m.at < NOW and model.draws.created[m.index] < m.at.timestamp() - 1
+    ]
+    project_move = next(m for m in moves if m.project_from != m.project_to)
+    pool_move = next(m for m in moves if m.nodepool_from != m.nodepool_to)
+    tick = timedelta(seconds=1)
+    with authorized_client(config, model) as api:
+        for move in (project_move, pool_move):
+            for at, moved in ((move.at - tick, False), (move.at, False), (move.at + tick, True)):
+                api.post("/_simulator/clock", json={"now": _iso(at)})
+                r = api.get(f"/api/v1/workloads/{move.workload_id}")
+                assert_conforms(r)
+                doc = r.json()
+                assert doc["projectId"] == (move.project_to if moved else move.project_from)
+                assert doc["departmentId"] == (
+                    move.department_to if moved else move.department_from
+                )
+                pool = move.nodepool_to if moved else move.nodepool_from
+                assert doc["requestedNodePools"][0] == pool
+                if doc["phase"] == "Running":
+                    assert doc["currentNodePools"] == [pool]
+                # the list and its filters, and telemetry, see the same
+                listed = fetch_all(api, {"filterBy": f"projectId=={doc['projectId']}"}, 500)
+                assert move.workload_id in {w["id"] for w in listed}
+                other = move.project_from if moved else move.project_to
+                if other != doc["projectId"]:
+                    listed = fetch_all(api, {"filterBy": f"projectId=={other}"}, 500)
+                    assert move.workload_id not in {w["id"] for w in listed}
+                listed = fetch_all(api, {"filterBy": f"nodepool=={pool}"}, 500)
+                assert move.workload_id in {w["id"] for w in listed}
+        # after the pool move the h100-80gb allocation of prod-east counts the workload
+        at = pool_move.at + tick
+        api.post("/_simulator/clock", json={"now": _iso(at)})
+        r = api.get(
+            "/api/v1/workloads/telemetry",
+            params={"telemetryType": "GPU_ALLOCATION", "groupBy": "ClusterId,CurrentNodepools"},
+        )
+        assert_conforms(r)
+        allocation = {
+            (v["groups"][0]["value"], v["groups"][1]["value"]): float(v["value"])
+            for v in r.json()["values"]
+        }
+        h100 = allocation[(east, "h100-80gb")]
+        assert h100 == model.gpu_allocated_at("h100-80gb", at, cluster_id=east)
+        running = fetch_all(api, {"filterBy": "nodepool==h100-80gb,phase==Running"}, 500)
+        mine = [w for w in running if w["clusterId"] == east]
+        assert pool_move.workload_id in {w["id"] for w in mine}
+        assert h100 == sum(w["allocatedResources"]["gpu"] for w in mine)
+        assert h100 == model.gpu_allocated_at("h100-80gb", at, cluster_id=east)
+        count = api.get(
+            "/api/v1/workloads/telemetry",
+            params={
+                "telemetryType": "WORKLOADS_COUNT",
+                "nodepoolName": "h100-80gb",
+                "clusterId": east,
+            },
+        )
+        assert float(count.json()["values"][0]["value"]) == len(mine)

@@ -25,6 +25,7 @@ from workloads_etl.simulator.metrics import T_DISTRIBUTED
 NOW = datetime(2026, 11, 20, 15, 30, 17, tzinfo=UTC)  # a Friday afternoon
 SMALL = SimulatorConfig(seed=3, workloads=400, days=5, now=NOW)
 BUSY = SimulatorConfig(seed=5, workloads=3000, days=4, now=NOW)
+DEMO = SimulatorConfig(seed=7, workloads=300, days=14, now=NOW)  # the demo's, clock frozen
 METRIC_TYPES = enum_values("WorkloadMetricType")
 TERMINAL = {"Completed", "Failed", "Stopped"}
 
@@ -37,6 +38,11 @@ def small() -> Cluster:
 @pytest.fixture(scope="module")
 def busy() -> Cluster:
     return Cluster(BUSY)
+
+
+@pytest.fixture(scope="module")
+def demo() -> Cluster:
+    return Cluster(DEMO)
 
 
 def _dt64(t: datetime) -> np.datetime64:
@@ -74,10 +80,10 @@ def test_fixed_clusters_and_node_pools(small: Cluster) -> None:
     ]
     east, west = (c.id for c in small.clusters)
     assert [(p.name, p.cluster_id, p.gpu_type, p.gpus) for p in small.nodepools] == [
-        ("a100-80gb", east, "A100-80GB", 32),
+        ("a100", east, "A100-80GB", 32),
         ("h100-80gb", east, "H100-80GB", 16),
         ("l40s-48gb", east, "L40S-48GB", 24),
-        ("a100-40gb", west, "A100-40GB", 16),
+        ("a100", west, "A100-40GB", 16),
         ("t4-16gb", west, "T4-16GB", 16),
     ]
 
@@ -118,10 +124,14 @@ def test_org_chart_and_requests(small: Cluster) -> None:
             assert pods >= 2 and d["distributedFramework"] in ("PyTorch", "MPI")
         else:
             assert "distributedFramework" not in d
-        pool = next(p for p in small.nodepools if p.name == d["requestedNodePools"][0])
+        pool = next(
+            p
+            for p in small.nodepools
+            if (p.cluster_id, p.name) == (d["clusterId"], d["requestedNodePools"][0])
+        )
         assert req["gpu"]["request"] <= pool.gpus / 2
-        assert pool.cluster_id == d["clusterId"]
-        assert 1 <= len(d["requestedNodePools"]) <= 2
+        assert len(d["requestedNodePools"]) == len(set(d["requestedNodePools"]))
+        assert 1 <= len(d["requestedNodePools"]) <= 3  # a pool move puts the new pool first
     per_pod = {d["podsRequestedResources"]["gpu"]["request"] for d in docs}
     assert {0.0, 0.25, 0.5, 1.0, 2.0, 4.0} <= per_pod
     memory = [d["podsRequestedResources"]["cpuMemory"]["request"] for d in docs]
@@ -266,35 +276,63 @@ def test_utilisation_is_constant_within_a_minute(small: Cluster) -> None:
 # ----------------------------------------------------------------------------- capacity
 
 
-def test_allocation_never_exceeds_node_pool_capacity(busy: Cluster) -> None:
-    events: dict[str, list[tuple[int, float]]] = {p.name: [] for p in busy.nodepools}
-    n = busy.config.workloads
-    preempted = 0
-    for i in range(n):
-        gpus = _gpus(busy, i)
-        intervals = busy.run_intervals(i)
-        preempted += len(intervals) > 1
-        pool = busy.nodepools[int(busy.draws.pool[i])].name
-        for s, e in intervals:
-            events[pool].append((_seconds(s), gpus))
-            if e is not None:
-                events[pool].append((_seconds(e), -gpus))
-    assert preempted > 10  # preemption and resumption happen
+PoolKey = tuple[str, str]  # (cluster id, node pool name): a name alone is ambiguous
+
+
+def _pool_events(c: Cluster) -> dict[PoolKey, list[tuple[int, float]]]:
+    """Allocation changes per (cluster, pool); a workload that moves pool at midnight M
+    counts in the new pool from M + 1 s on (the first whole second after M)."""
+    events: dict[PoolKey, list[tuple[int, float]]] = {
+        (p.cluster_id, p.name): [] for p in c.nodepools
+    }
+    moves = {m.index: m for m in c.moves()}
+    for i in range(c.config.workloads):
+        gpus = _gpus(c, i)
+        home = c.nodepools[int(c.draws.pool[i])]
+        old = new = (home.cluster_id, home.name)
+        cut = NEVER
+        if i in moves:
+            new, cut = (moves[i].cluster_id, moves[i].nodepool_to), _seconds(moves[i].at) + 1
+        for s, e in c.run_intervals(i):
+            a, b = _seconds(s), NEVER if e is None else _seconds(e)
+            pieces = [(a, min(b, cut), old), (max(a, cut), b, new)]
+            for x, y, key in pieces:
+                if x < y:
+                    events[key].append((x, gpus))
+                    if y < NEVER:
+                        events[key].append((y, -gpus))
+    return events
+
+
+@pytest.mark.parametrize("name", ["busy", "demo"])
+def test_allocation_never_exceeds_node_pool_capacity(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    c: Cluster = request.getfixturevalue(name)
+    events = _pool_events(c)
+    preempted = sum(len(c.run_intervals(i)) > 1 for i in range(c.config.workloads))
     full = 0
-    for pool in busy.nodepools:
-        evs = sorted(events[pool.name], key=lambda x: (x[0], x[1]))  # releases first
+    for pool in c.nodepools:
+        key = (pool.cluster_id, pool.name)
+        evs = sorted(events[key], key=lambda x: (x[0], x[1]))  # releases first
         level = 0.0
         peak = 0.0
         for k, (t, d) in enumerate(evs):
             level += d
             peak = max(peak, level)
-            assert level <= pool.gpus + 1e-9, (pool.name, t)
+            assert level <= pool.gpus + 1e-9, (key, t)
             if k + 1 == len(evs) or evs[k + 1][0] != t:
                 at = datetime.fromtimestamp(t, UTC)
-                assert busy.gpu_allocated_at(pool.name, at) == pytest.approx(level)
+                got = c.gpu_allocated_at(pool.name, at, cluster_id=pool.cluster_id)
+                assert got == pytest.approx(level)
         full += peak == pool.gpus
-        assert busy.gpu_allocated_at(pool.name, busy.anchor - timedelta(days=1)) == 0
-    assert full >= 3  # pools do fill up
+        before = c.anchor - timedelta(days=1)
+        assert c.gpu_allocated_at(pool.name, before, cluster_id=pool.cluster_id) == 0
+    if name == "busy":
+        assert preempted > 10  # preemption and resumption happen
+        assert full >= 3  # pools do fill up
+    else:
+        assert any(m.nodepool_from != m.nodepool_to for m in c.moves())
 
 
 def test_scheduler_semantics(busy: Cluster) -> None:
@@ -625,3 +663,283 @@ def test_snapshot_columns_agree_with_workload_objects(small: Cluster) -> None:
         assert row["aiApplicationName"] == d.get("aiApplicationName")
         idle += row["idleAllocatedGpus"] > 0
     assert idle > 0
+
+
+# ----------------------------------------------------------------------------- pools by cluster
+
+
+def test_both_clusters_have_a_pool_named_a100(small: Cluster) -> None:
+    east, west = (c.id for c in small.clusters)
+    a100 = {p.cluster_id: p for p in small.nodepools if p.name == "a100"}
+    assert set(a100) == {east, west}
+    assert (a100[east].gpu_type, a100[east].gpus) == ("A100-80GB", 32)
+    assert (a100[west].gpu_type, a100[west].gpus) == ("A100-40GB", 16)
+    assert set(small.timeline.pool_steps) == {(p.cluster_id, p.name) for p in small.nodepools}
+    with pytest.raises(LookupError, match="ambiguous"):
+        small.gpu_allocated_at("a100", NOW)
+    with pytest.raises(LookupError, match="unknown"):
+        small.gpu_allocated_at("a100-80gb", NOW)
+    with pytest.raises(LookupError, match="unknown"):
+        small.gpu_allocated_at("h100-80gb", NOW, cluster_id=west)
+    # both pools are in use, and the API tells them apart only by the cluster
+    table = small.snapshot(NOW).table
+    pairs = set(zip(table["clusterId"].to_pylist(), table["nodepool"].to_pylist(), strict=True))
+    assert {(east, "a100"), (west, "a100")} <= pairs
+    for cluster_id in (east, west):
+        assert small.gpu_allocated_at("a100", NOW, cluster_id=cluster_id) > 0
+
+
+# ----------------------------------------------------------------------------- moves
+
+
+def _first_midnight_after_first_start(c: Cluster, i: int) -> datetime:
+    first = c.run_intervals(i)[0][0]
+    return first.replace(hour=0, minute=0, second=0) + timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("seed", "workloads", "days"), [(7, 300, 14), (11, 160, 6)], ids=["demo", "small"]
+)
+def test_moves_follow_their_rules(seed: int, workloads: int, days: int) -> None:
+    """The demo and a small config have project and pool moves whatever the weekday."""
+    for k in range(7):  # the weekly rhythm of the submissions shifts with the weekday
+        now = NOW + timedelta(days=k)
+        c = Cluster(SimulatorConfig(seed=seed, workloads=workloads, days=days, now=now))
+        moves = c.moves()
+        assert moves == sorted(moves, key=lambda m: m.index)
+        end = c.timeline.end
+        project_moves = [m for m in moves if m.project_from != m.project_to]
+        pool_moves = [m for m in moves if m.nodepool_from != m.nodepool_to]
+        assert any(m.at < now for m in project_moves), (seed, now)
+        assert any(m.at < now for m in pool_moves), (seed, now)
+        assert set(project_moves) | set(pool_moves) == set(moves)
+        alive = [
+            i
+            for i in range(workloads)
+            if c.run_intervals(i) and end[i] > _seconds(_first_midnight_after_first_start(c, i))
+        ]
+        assert abs(len(project_moves) - 0.04 * len(alive)) <= 1
+        east = c.clusters[0].id
+        for m in moves:
+            i = m.index
+            assert m.workload_id == c.draws.ids[i]
+            assert m.at == _first_midnight_after_first_start(c, i)
+            assert end[i] > _seconds(m.at)  # still alive after M
+            home = c.nodepools[int(c.draws.pool[i])]
+            assert (m.cluster_id, m.nodepool_from) == (home.cluster_id, home.name)
+            assert m.project_from == c.draws.proj_ids[int(c.draws.proj[i])]
+            p_from, p_to = (c.draws.proj_ids.index(p) for p in (m.project_from, m.project_to))
+            assert c.draws.proj_cluster[p_from] == c.draws.proj_cluster[p_to]  # same cluster
+            assert m.department_to == c.draws.dept_ids[int(c.draws.proj_dept[p_to])]
+        for m in pool_moves:
+            i = m.index
+            assert (m.cluster_id, m.nodepool_from, m.nodepool_to) == (east, "a100", "h100-80gb")
+            assert end[i] == NEVER and c.timeline.work[i] == NEVER  # never-ending
+            assert c.draws.level[i] in (2, 3)  # build, inference: not preemptible
+            assert c.workload_json(i, now + timedelta(days=30))["preemptible"] is False
+        eligible = [
+            i
+            for i in range(workloads)
+            if c.timeline.work[i] == NEVER
+            and c.draws.level[i] in (2, 3)
+            and c.draws.size_q[i] > 0
+            and c.run_intervals(i)
+            and c.nodepools[int(c.draws.pool[i])].name == "a100"
+            and c.nodepools[int(c.draws.pool[i])].cluster_id == east
+        ]
+        assert 1 <= len(pool_moves) <= max(1, round(len(eligible) / 3))
+
+
+def _move(c: Cluster, pool: bool, margin: timedelta) -> int:
+    """A workload that moved (pool or project only) before the clock, visible before M,
+    that runs from ``margin`` before M to ``margin`` after it."""
+    for m in c.moves():
+        if (m.nodepool_from != m.nodepool_to) != pool or m.at >= c.now():
+            continue
+        i = m.index
+        if c.draws.created[i] >= _seconds(m.at) - 1:
+            continue
+        covers = [
+            s <= m.at - margin and (e is None or e >= m.at + margin) for s, e in c.run_intervals(i)
+        ]
+        if any(covers):
+            return i
+    raise AssertionError("no such move")
+
+
+def test_a_project_move(demo: Cluster) -> None:
+    i = _move(demo, pool=False, margin=timedelta(hours=3))
+    (move,) = (m for m in demo.moves() if m.index == i)
+    assert move.project_from != move.project_to and move.nodepool_from == move.nodepool_to
+    tick = timedelta(seconds=1)
+    seen = {}
+    for label, at in (("before", move.at - tick), ("at", move.at), ("after", move.at + tick)):
+        doc = demo.workload_json(i, at)
+        row = demo.snapshot(at).table.slice(i, 1).to_pylist()[0]
+        assert doc["projectId"] == row["projectId"] and doc["departmentId"] == row["departmentId"]
+        assert doc["projectName"] == row["projectName"]
+        assert doc["namespace"] == f"runai-{doc['projectName']}"
+        assert doc["phase"] == "Running"
+        seen[label] = (doc["projectId"], doc["departmentId"])
+    assert seen["before"] == seen["at"] == (move.project_from, move.department_from)
+    assert seen["after"] == (move.project_to, move.department_to)
+    # an instant within the second after M still shows the old project (whole seconds)
+    assert demo.workload_json(i, move.at + tick / 2)["projectId"] == move.project_from
+    # attribution splits the run at M exactly
+    wid = demo.draws.ids[i]
+    lo, hi = move.at - timedelta(hours=3), move.at + timedelta(hours=3)
+    entries = demo.attributed_truth(wid, lo, hi)
+    assert [e.project_id for e in entries] == [move.project_from, move.project_to]
+    assert [e.department_id for e in entries] == [move.department_from, move.department_to]
+    assert {(e.cluster_id, e.nodepool) for e in entries} == {(move.cluster_id, move.nodepool_from)}
+    truth = demo.ground_truth(wid, lo, hi)
+    assert sum(e.allocated_gpu_seconds for e in entries) == truth.allocated_gpu_seconds
+    assert sum(e.used_gpu_seconds for e in entries) == truth.used_gpu_seconds
+    (old,) = demo.attributed_truth(wid, lo, move.at)
+    (new,) = demo.attributed_truth(wid, move.at, hi)
+    assert (old, new) == tuple(entries)
+    assert old.running_seconds == new.running_seconds == 3 * 3600
+    assert old.allocated_gpu_seconds == pytest.approx(_gpus(demo, i) * 3 * 3600)
+
+
+def test_a_node_pool_move(demo: Cluster) -> None:
+    i = _move(demo, pool=True, margin=timedelta(seconds=2))
+    (move,) = (m for m in demo.moves() if m.index == i)
+    east = demo.clusters[0].id
+    assert (move.cluster_id, move.nodepool_from, move.nodepool_to) == (east, "a100", "h100-80gb")
+    tick = timedelta(seconds=1)
+    for at, pool in ((move.at - tick, "a100"), (move.at, "a100"), (move.at + tick, "h100-80gb")):
+        doc = demo.workload_json(i, at)
+        assert doc["phase"] == "Running"
+        assert doc["currentNodePools"] == [pool]
+        assert doc["requestedNodePools"][0] == pool
+        assert doc["clusterId"] == east
+        # GPU memory requests stay the same (both pools have 80 GB GPUs)
+        assert (
+            doc["workloadRequestedResources"]
+            == demo.workload_json(i, move.at)["workloadRequestedResources"]
+        )
+        table = demo.snapshot(at).table
+        rows = table.to_pylist()
+        assert rows[i]["nodepool"] == pool
+        for name in ("a100", "h100-80gb"):  # the pool totals agree with the snapshot
+            running = [
+                r["allocatedGPU"]
+                for r in rows
+                if (r["clusterId"], r["nodepool"], r["phase"]) == (east, name, "Running")
+            ]
+            got = demo.gpu_allocated_at(name, at, cluster_id=east)
+            assert got == pytest.approx(sum(running)), (at, name)
+    after = demo.workload_json(i, move.at + tick)
+    assert "a100" in after["requestedNodePools"][1:]
+    # attribution: the a100 part up to M, the h100 part after it, in the same project
+    wid = demo.draws.ids[i]
+    start = demo.run_intervals(i)[0][0]
+    entries = demo.attributed_truth(wid, demo.anchor, NOW)
+    assert [(e.cluster_id, e.nodepool) for e in entries] == [
+        (east, "a100"),
+        (east, "h100-80gb"),
+    ]
+    assert len({e.project_id for e in entries}) == 1
+    gpus = _gpus(demo, i)
+    assert entries[0].running_seconds == (move.at - start).total_seconds()
+    assert entries[1].running_seconds == (NOW - move.at).total_seconds()
+    assert entries[0].allocated_gpu_seconds == pytest.approx(gpus * entries[0].running_seconds)
+    assert entries[1].allocated_gpu_seconds == pytest.approx(gpus * entries[1].running_seconds)
+    truth = demo.ground_truth(wid, demo.anchor, NOW)
+    assert sum(e.allocated_gpu_seconds for e in entries) == truth.allocated_gpu_seconds
+    # metric series are unchanged by the move
+    ts = _grid(max(start, move.at - timedelta(minutes=30)), move.at + timedelta(minutes=30), 60)
+    assert np.all(_one(demo.metrics(i, "GPU_ALLOCATION", ts)) == gpus)
+    requested = _one(demo.metrics(i, "GPU_MEMORY_REQUEST_BYTES", ts))
+    assert np.all(requested == requested[0])
+
+
+def test_attributed_truth_adds_up_to_ground_truth(busy: Cluster) -> None:
+    checked = 0
+    for i in range(0, busy.config.workloads, 13):
+        wid = busy.draws.ids[i]
+        cpu = _one(busy.metrics(i, "CPU_REQUEST_CORES", np.array([_dt64(busy.anchor)])))
+        for lo, hi in ((busy.anchor, NOW), (NOW - timedelta(hours=30, seconds=7), NOW)):
+            entries = busy.attributed_truth(wid, lo, hi + timedelta(days=1))  # clipped at now
+            truth = busy.ground_truth(wid, lo, hi)
+            assert sum((e.allocated_gpu_seconds for e in entries), 0.0) == (
+                truth.allocated_gpu_seconds
+            )
+            assert sum((e.used_gpu_seconds for e in entries), 0.0) == truth.used_gpu_seconds
+            overlap = sum(
+                max(0.0, (min(e or hi, hi) - max(s, lo)).total_seconds())
+                for s, e in busy.run_intervals(i)
+            )
+            assert sum(e.running_seconds for e in entries) == pytest.approx(overlap)
+            assert all(e.running_seconds > 0 for e in entries)
+            moved = any(m.index == i for m in busy.moves())
+            assert len(entries) <= (2 if moved else 1)
+            for e in entries:
+                doc = busy.workload_json(i, busy.run_intervals(i)[0][0])
+                assert e.cluster_id == doc["clusterId"]
+                if not moved:
+                    assert (e.project_id, e.department_id) == (
+                        doc["projectId"],
+                        doc["departmentId"],
+                    )
+                    assert e.nodepool == doc["requestedNodePools"][0]
+                pods = doc["workloadRequestedResources"]
+                assert e.cpu_request_cores == pods["cpu"]["request"]
+                if not np.isnan(cpu[0]):
+                    assert e.cpu_request_cores == cpu[0]
+                checked += 1
+    assert checked > 100
+    assert busy.attributed_truth(busy.draws.ids[0], busy.anchor, busy.anchor) == []
+
+
+# ----------------------------------------------------------------------------- pods
+
+
+def test_running_pod_count_ramps_up_at_each_interval_start(busy: Cluster) -> None:
+    offsets = np.array([-1, 0, 1, 59, 60, 61, 119, 120, 179, 180, 240, 600])
+    seen_resumption = checked = 0
+    for i in range(busy.config.workloads):
+        pods = int(busy.draws.pods[i])
+        if pods < 2 or busy.draws.size_q[i] == 0:
+            continue
+        for k, (s, e) in enumerate(busy.run_intervals(i)):
+            start = _seconds(s)
+            if start + 600 >= _seconds(NOW) or (e is not None and _seconds(e) < start + 600):
+                continue
+            ts = (start + offsets).astype("datetime64[s]").astype("datetime64[us]")
+            count = _one(busy.metrics(i, "RUNNING_POD_COUNT", ts))
+            alloc = _one(busy.metrics(i, "GPU_ALLOCATION", ts))
+            expected = np.minimum(pods, np.maximum(offsets, 0) // 60 + 1)
+            assert np.array_equal(count[1:], expected[1:]), (i, k)
+            assert np.all(alloc[1:] == _gpus(busy, i))  # gang scheduled: all GPUs at once
+            previous_end = busy.run_intervals(i)[k - 1][1] if k else None
+            if previous_end is None or _seconds(previous_end) < start:  # pending just before
+                assert np.isnan(count[0]) or count[0] == 0
+            seen_resumption += k > 0
+            checked += 1
+    assert checked > 20 and seen_resumption > 0
+    # single-pod workloads run their pod from the first second
+    single = next(
+        i for i in range(busy.config.workloads) if busy.draws.pods[i] == 1 and busy.run_intervals(i)
+    )
+    first = _seconds(busy.run_intervals(single)[0][0])
+    ts = np.array([first, first + 1], dtype="datetime64[s]").astype("datetime64[us]")
+    assert _one(busy.metrics(single, "RUNNING_POD_COUNT", ts)).tolist() == [1.0, 1.0]
+
+
+# ----------------------------------------------------------------------------- the clock
+
+
+def test_the_clock_can_be_set() -> None:
+    c = Cluster(SimulatorConfig(seed=3, workloads=60, days=2, now=NOW))
+    anchor, created = c.anchor, c.draws.created.copy()
+    later = NOW + timedelta(days=1, hours=2)
+    n_now = sum(c.workload_index(w) is not None for w in c.draws.ids)
+    assert c.set_now(later.replace(tzinfo=None)) == later  # naive: UTC
+    assert c.now() == later
+    assert c.anchor == anchor and np.array_equal(c.draws.created, created)
+    n_later = sum(c.workload_index(w) is not None for w in c.draws.ids)
+    assert n_later == int(np.sum(created <= _seconds(later))) > n_now
+    earlier = c.set_now(NOW - timedelta(hours=1))
+    assert c.now() == earlier == NOW - timedelta(hours=1)

@@ -70,6 +70,11 @@ def _parse_faults(ctx: click.Context, param: click.Parameter, value: str | None)
 )
 @click.option("--log-level", default="warning", type=click.Choice(["debug", "info", "warning"]))
 @click.option("--access-log/--no-access-log", default=False)
+@click.option(
+    "--admin/--no-admin",
+    default=False,
+    help="Serve POST /_simulator/clock, which moves the cluster clock (for tests).",
+)
 def main(
     host: str,
     port: int,
@@ -84,6 +89,7 @@ def main(
     client_secret: str,
     log_level: str,
     access_log: bool,
+    admin: bool,
 ) -> None:
     """Serve the Run:ai workloads API slice from a deterministic synthetic cluster."""
     if metrics_timestamp_format is not None:
@@ -97,6 +103,7 @@ def main(
         client_secret=client_secret,
         token_ttl_seconds=token_ttl,
         faults=faults,
+        admin=admin,
     )
     app = create_app(config)
     install_log_filter()

@@ -2,7 +2,10 @@
 
 ``create_app`` wires the routes to the handlers of ``handlers.Simulator``, maps errors to
 the spec's Error body (``responses``) and adds the fault injection and ``Date`` header
-middleware. The parts: ``params`` (query parameters), ``responses`` (JSON, Error body,
+middleware. With ``config.admin`` it also serves ``POST /_simulator/clock`` (body
+``{"now": "<ISO 8601>"}``; answer ``{"now": "<iso>"}``), which sets the cluster clock
+(``Cluster.set_now``): no token needed, never faulted; without ``admin`` it is 404 like
+any unknown path. The parts: ``params`` (query parameters), ``responses`` (JSON, Error body,
 value and timestamp formatting), ``telemetry`` (aggregating a snapshot into telemetry
 values) and ``handlers`` (the endpoints, with the choices made where the contract leaves
 room).
@@ -11,6 +14,7 @@ room).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from email.utils import format_datetime
 
 from starlette.applications import Starlette
@@ -25,9 +29,9 @@ from workloads_etl.simulator import filters
 from workloads_etl.simulator.auth import AuthError
 from workloads_etl.simulator.cluster import Cluster
 from workloads_etl.simulator.config import SimulatorConfig
-from workloads_etl.simulator.faults import DroppedConnection, FaultMiddleware
+from workloads_etl.simulator.faults import CLOCK_PATH, DroppedConnection, FaultMiddleware
 from workloads_etl.simulator.handlers import Simulator
-from workloads_etl.simulator.responses import ApiError, JSONResponse, error_response
+from workloads_etl.simulator.responses import ApiError, JSONResponse, error_response, iso_z
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,8 @@ def create_app(config: SimulatorConfig, cluster: Cluster | None = None) -> Starl
             methods=["GET"],
         ),
     ]
+    if config.admin:
+        routes.append(Route(CLOCK_PATH, _clock_endpoint(cluster), methods=["POST"]))
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
@@ -95,6 +101,21 @@ def create_app(config: SimulatorConfig, cluster: Cluster | None = None) -> Starl
     return app
 
 
+def _clock_endpoint(cluster: Cluster) -> Callable[[Request], Awaitable[Response]]:
+    async def set_clock(request: Request) -> Response:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, 'Request body must be JSON: {"now": "<ISO 8601>"}') from None
+        raw = body.get("now") if isinstance(body, dict) else None
+        if not isinstance(raw, str):
+            raise ApiError(400, "Field now (an ISO 8601 date-time) is required")
+        when = filters.parse_datetime(raw)  # FilterError: 400
+        return JSONResponse({"now": iso_z(cluster.set_now(when))})
+
+    return set_clock
+
+
 class ClusterDateMiddleware:
     """Every response's ``Date`` header tells the cluster's clock (frozen with ``--now``), as a
     real control plane's tells its own; servers must not add a wall-clock one of their own."""
@@ -107,10 +128,11 @@ class ClusterDateMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        date = format_datetime(self.cluster.now(), usegmt=True).encode("latin-1")
 
         async def send_with_date(message: Message) -> None:
             if message["type"] == "http.response.start":
+                # read when the answer starts: a clock set by this request shows already
+                date = format_datetime(self.cluster.now(), usegmt=True).encode("latin-1")
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
                 message = {**message, "headers": [*headers, (b"date", date)]}
             await send(message)

@@ -1,8 +1,9 @@
 """The fixed catalogue of the synthetic cluster and the model's time base.
 
 What never varies with the seed: the two clusters and their node pools (GPU type,
-capacity), the workload types with their categories, the priority classes, the phases,
-and the name pools the org chart and the workloads are drawn from (departments and their
+capacity; a pool's name is unique only within its cluster: both clusters have an ``a100``
+pool), the workload types with their categories, the priority classes, the phases, and
+the name pools the org chart and the workloads are drawn from (departments and their
 projects, user names, models, AI applications, images). Which of them a seed uses is
 drawn in ``draws``.
 
@@ -55,15 +56,19 @@ CLUSTERS = (
     ClusterInfo("0b9d2e61-3c7a-4e58-8d2f-5a6b7c8d9e02", "research-west"),
 )
 NODEPOOLS = (
-    NodePool("a100-80gb", CLUSTERS[0].id, "A100-80GB", 32),
+    NodePool("a100", CLUSTERS[0].id, "A100-80GB", 32),
     NodePool("h100-80gb", CLUSTERS[0].id, "H100-80GB", 16),
     NodePool("l40s-48gb", CLUSTERS[0].id, "L40S-48GB", 24),
-    NodePool("a100-40gb", CLUSTERS[1].id, "A100-40GB", 16),
+    NodePool("a100", CLUSTERS[1].id, "A100-40GB", 16),
     NodePool("t4-16gb", CLUSTERS[1].id, "T4-16GB", 16),
 )
 POOL_CLUSTER = np.array([0, 0, 0, 1, 1])
 POOL_GPU_MEMORY_GIB = np.array([80, 80, 48, 40, 16])  # all divisible by 4 (quarter GPUs)
 POOL_CAPACITY_Q = np.array([p.gpus * 4 for p in NODEPOOLS])
+# A pool's identity is (cluster id, pool name); the name alone is ambiguous.
+POOL_INDEX = {(p.cluster_id, p.name): k for k, p in enumerate(NODEPOOLS)}
+# Node-pool moves (see ``moves``): prod-east's a100 -> h100-80gb, both 80 GB GPUs.
+POOL_MOVES = ((0, 1),)
 
 TYPES = ("training", "workspace", "inference", "distributed")
 CATEGORIES = ("Train", "Build", "Deploy", "Train")

@@ -6,12 +6,18 @@
 scheduler that turns them into run intervals. Everything the API shows at an instant
 ``at`` is then derived from that timeline: the workload list (``snapshot(at)``), one
 workload object (``workload_json(index, at)``), metric series (``metrics``), and exact
-ground truth for the pipeline's sampled sums (``ground_truth``).
+ground truth for the pipeline's sampled sums (``ground_truth``; per cluster, node pool
+and project the workload ran under: ``attributed_truth``). Some workloads move to another
+project or node pool at a UTC midnight (``moves``, listed by ``moves()``).
+
+The cluster clock (``now()``) is ``config.now``, or the wall clock, until ``set_now``
+freezes it elsewhere; the timeline and its ``anchor`` stay the ones built at start-up.
 
 This module is the façade; the parts live beside it: ``catalogue`` (clusters, node pools,
 types, priority classes, phases, name pools), ``draws`` (the org chart and the workloads,
-``Draws``), ``scheduler`` (the per-pool scheduler, ``Timeline``) and ``render`` (snapshot
-tables and workload objects at an instant, ``Renderer``).
+``Draws``), ``scheduler`` (the per-pool scheduler, ``Timeline``), ``moves`` (project and
+node-pool moves, ``Moves``) and ``render`` (snapshot tables and workload objects at an
+instant, ``Renderer``).
 
 All randomness comes from ``rng`` (Philox streams for the build, splitmix64 hashes for
 per-minute values), so equal configs give identical results.
@@ -43,6 +49,7 @@ from workloads_etl.simulator.catalogue import (
 from workloads_etl.simulator.config import SimulatorConfig
 from workloads_etl.simulator.draws import Draws
 from workloads_etl.simulator.metrics import series
+from workloads_etl.simulator.moves import Move
 from workloads_etl.simulator.render import Renderer, State
 from workloads_etl.simulator.scheduler import Timeline
 
@@ -55,6 +62,26 @@ SNAPSHOT_CACHE_SIZE = 4
 class GroundTruth:
     allocated_gpu_seconds: float
     used_gpu_seconds: float
+
+
+@dataclass(frozen=True)
+class AttributedTruth:
+    """Exact usage of one workload under one (cluster, node pool, project) over a range.
+
+    GPU-seconds as in ``GroundTruth``; ``running_seconds``: seconds with at least one pod
+    running (inside run intervals); ``cpu_request_cores`` and ``cpu_memory_request_bytes``:
+    the workload's totals, as the CPU_REQUEST_CORES / CPU_MEMORY_REQUEST_BYTES metrics say.
+    """
+
+    cluster_id: str
+    nodepool: str
+    project_id: str
+    department_id: str
+    allocated_gpu_seconds: float
+    used_gpu_seconds: float
+    running_seconds: float
+    cpu_request_cores: float
+    cpu_memory_request_bytes: float
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,7 +97,10 @@ class Snapshot:
     ``phaseUpdatedAt``, ``guaranteedRuntimeEndsAt``; int64 ``priority``, ``idleGpus``,
     ``totalPendingTimeSeconds``, ``totalRunningTimeSeconds``; float64 ``allocatedGPU``,
     ``idleAllocatedGpus``. Absent values are nulls (``deletedAt`` is null until the
-    deletion has happened). Rows are in createdAt order (ties by index).
+    deletion has happened). Rows are in createdAt order (ties by index). ``nodepool`` is
+    the first requested pool (a name only: ``clusterId`` tells same-named pools apart);
+    it and the project and department columns show a moved workload's new values when
+    ``at`` is after its move.
     """
 
     at: datetime
@@ -98,6 +128,7 @@ class Cluster:
 
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
+        self._clock: datetime | None = None
         self.clusters: list[ClusterInfo] = list(CLUSTERS)
         self.nodepools: list[NodePool] = list(NODEPOOLS)
         midnight = self.now().replace(hour=0, minute=0, second=0, microsecond=0)
@@ -111,7 +142,18 @@ class Cluster:
     # ------------------------------------------------------------------ public API
 
     def now(self) -> datetime:
+        if self._clock is not None:
+            return self._clock
         return self.config.now if self.config.now is not None else datetime.now(UTC)
+
+    def set_now(self, when: datetime) -> datetime:
+        """Freeze the cluster clock at ``when`` (naive: UTC); returns the new ``now()``.
+
+        What the API shows follows the clock; the timeline and ``anchor`` do not change.
+        """
+        aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+        self._clock = aware.astimezone(UTC)
+        return self._clock
 
     def workload_index(self, workload_id: str) -> int | None:
         """The index of a workload that exists at ``now()`` (deleted ones included)."""
@@ -160,17 +202,20 @@ class Cluster:
         starts, ends, cum = self.timeline.intervals(index)
         running = np.zeros(t.shape, dtype=bool)
         run_seconds = np.zeros(t.shape, dtype=np.int64)
+        since_start = np.zeros(t.shape, dtype=np.int64)
         if len(starts):
             k = np.searchsorted(starts, t, side="right") - 1
             has, kk = k >= 0, np.maximum(k, 0)
             running = has & (t < ends[kk])
             run_seconds = np.where(has, cum[kk] + np.minimum(t, ends[kk]) - starts[kk], 0)
+            since_start = np.where(has, t - starts[kk], 0)
         now_us = to_micros(self.now())
         alive = (
             (t >= self.draws.created[index]) & (t < self.timeline.end[index]) & (micros < now_us)
         )
         minute = micros // 60_000_000
-        return series(self.draws.profile(index), metric_type, minute, alive, running, run_seconds)
+        profile = self.draws.profile(index)
+        return series(profile, metric_type, minute, alive, running, run_seconds, since_start)
 
     def ground_truth(self, workload_id: str, start: datetime, end: datetime) -> GroundTruth:
         """Exact GPU-seconds of one workload over ``[start, end)``, without sampling.
@@ -191,37 +236,83 @@ class Cluster:
         interval |sampled - exact| <= gpus x step x (number of allocation change points
         inside the interval), for allocated and for used GPU-seconds alike.
         """
+        entries = self.attributed_truth(workload_id, start, end)
+        return GroundTruth(
+            allocated_gpu_seconds=sum((x.allocated_gpu_seconds for x in entries), 0.0),
+            used_gpu_seconds=sum((x.used_gpu_seconds for x in entries), 0.0),
+        )
+
+    def attributed_truth(
+        self, workload_id: str, start: datetime, end: datetime
+    ) -> list[AttributedTruth]:
+        """Exact usage of one workload over ``[start, min(end, now()))`` by attribution.
+
+        One entry per distinct (cluster, node pool, project) the workload ran under in
+        that range, in order of first appearance (none if it did not run): a move at
+        midnight ``M`` splits its run intervals at ``M``. GPU-seconds are computed as in
+        ``ground_truth``, which is their sum over the entries (summed in this order).
+        """
         i = self.draws.index_of[workload_id]
         lo_us, hi_us = to_micros(start), min(to_micros(end), to_micros(self.now()))
         starts, ends, _ = self.timeline.intervals(i)
         q = int(self.draws.size_q[i])
         profile = self.draws.profile(i)
-        alloc_us = 0
-        used = 0  # quarter-GPU x tenth-of-a-percent x microseconds, exact
-        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        # per (project, pool): running microseconds and used GPU time in
+        # quarter-GPU x tenth-of-a-percent x microseconds, both exact integers
+        sums: dict[tuple[int, int], list[int]] = {}
+        for s, e, proj, pool in self.timeline.moves.pieces(i, starts, ends):
             a = max(s * 1_000_000, lo_us)
             b = min(e * 1_000_000, hi_us) if e < NEVER else hi_us
             if b <= a:
                 continue
-            alloc_us += b - a
+            acc = sums.setdefault((proj, pool), [0, 0])
+            acc[0] += b - a
             if q == 0:
                 continue
             minutes = np.arange(a // 60_000_000, (b - 1) // 60_000_000 + 1, dtype=np.int64)
             piece = np.minimum(b, (minutes + 1) * 60_000_000) - np.maximum(a, minutes * 60_000_000)
             tenths = np.rint(profile.utilization(minutes) * 10).astype(np.int64)
-            used += int(np.dot(tenths, piece))
-        return GroundTruth(
-            allocated_gpu_seconds=q * alloc_us / 4e6,
-            used_gpu_seconds=q * used / (4 * 1000 * 1e6),
-        )
+            acc[1] += int(np.dot(tenths, piece))
+        d = self.draws
+        cpu, memory = d.cpu_totals(i)
+        return [
+            AttributedTruth(
+                cluster_id=NODEPOOLS[pool].cluster_id,
+                nodepool=NODEPOOLS[pool].name,
+                project_id=d.proj_ids[proj],
+                department_id=d.dept_ids[int(d.proj_dept[proj])],
+                allocated_gpu_seconds=q * run_us / 4e6,
+                used_gpu_seconds=q * used / (4 * 1000 * 1e6),
+                running_seconds=run_us / 1e6,
+                cpu_request_cores=cpu,
+                cpu_memory_request_bytes=memory,
+            )
+            for (proj, pool), (run_us, used) in sums.items()
+        ]
+
+    def moves(self) -> list[Move]:
+        """The project and node-pool moves of the timeline (see ``moves``), by index."""
+        return self.timeline.moves.listing()
 
     def pod_layout(self, index: int) -> tuple[int, float]:
         """Pods of a workload and GPUs each pod asks for; fixed for the workload's life."""
         return int(self.draws.pods[index]), float(self.draws.q_pod[index]) / 4
 
-    def gpu_allocated_at(self, nodepool: str, at: datetime) -> float:
-        """GPUs allocated to running workloads of a node pool at an instant."""
-        times, alloc = self.timeline.pool_steps[nodepool]
+    def gpu_allocated_at(self, nodepool: str, at: datetime, cluster_id: str | None = None) -> float:
+        """GPUs allocated to running workloads of a node pool at an instant.
+
+        A pool is ``(cluster_id, nodepool)``; ``cluster_id`` may be left out only when the
+        name is unique (``a100`` is not). Moves count from ``M + 1 s`` (see ``moves``).
+        """
+        keys = [
+            key
+            for key in self.timeline.pool_steps
+            if key[1] == nodepool and cluster_id in (None, key[0])
+        ]
+        if len(keys) != 1:
+            what = "ambiguous, give cluster_id" if keys else "unknown"
+            raise LookupError(f"node pool {nodepool!r} ({cluster_id}) is {what}")
+        times, alloc = self.timeline.pool_steps[keys[0]]
         k = int(np.searchsorted(times, to_seconds(at), side="right")) - 1
         return float(alloc[k]) / 4 if k >= 0 else 0.0
 

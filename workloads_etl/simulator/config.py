@@ -14,6 +14,7 @@ class SimulatorConfig:
     ``now`` freezes the clock (a naive value is taken as UTC); without it the cluster
     follows the wall clock and keeps evolving. ``faults`` is the HTTP layer's
     ``FaultConfig`` (typed loosely here so that this module imports nothing of it).
+    ``admin`` serves ``POST /_simulator/clock``, which moves the cluster clock (for tests).
     """
 
     seed: int = 7
@@ -24,6 +25,7 @@ class SimulatorConfig:
     client_secret: str = field(default="demo-secret-change-me", repr=False)
     token_ttl_seconds: int = 3600
     faults: Any = None
+    admin: bool = False
 
     def __post_init__(self) -> None:
         if self.workloads < 0:

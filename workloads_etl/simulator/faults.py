@@ -33,7 +33,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 RETRY_AFTER_FORMS = ("seconds", "date", "mixed")
 METRICS_TIMESTAMP_FORMATS = ("iso", "space")
 TOKEN_PATH = "/api/v1/token"  # noqa: S105 - a URL path
-UNFAULTED_PATHS = frozenset({"/healthz"})
+CLOCK_PATH = "/_simulator/clock"  # the admin clock endpoint (see app)
+UNFAULTED_PATHS = frozenset({"/healthz", CLOCK_PATH})
 ERROR_STATUSES = (500, 502, 503)
 ERROR_MESSAGES = {
     500: "Something went wrong.",

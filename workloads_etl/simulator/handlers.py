@@ -21,6 +21,8 @@ Choices where the contract leaves room (the contract wins wherever it is explici
   CPU-only pod.
 * Metrics have samples only before the cluster's ``now``: a window reaching into the
   future is answered with the samples up to now.
+* A metrics request takes at most ten ``metricType`` values (``params.MAX_METRIC_TYPES``);
+  more are 400 with an Error body naming the limit.
 
 The choices about metric values and timestamps are in ``responses``, those about
 telemetry in ``telemetry``.

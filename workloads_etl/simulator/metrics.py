@@ -6,9 +6,18 @@ and, for counters, of its cumulative running time. Nothing depends on the query 
 so two requests covering the same instant return the same value.
 
 Inputs are arrays over the requested instants: ``minute`` (UTC epoch minute), ``alive``
-(created <= t < end, and t before the cluster clock), ``running`` and ``run_seconds``
-(cumulative running seconds at t).
+(created <= t < end, and t before the cluster clock), ``running``, ``run_seconds``
+(cumulative running seconds at t) and ``since_start`` (seconds since the run interval
+holding t began).
 A value is NaN where the series has no sample.
+
+Pods start one after the other: ``RUNNING_POD_COUNT`` is 0 while the workload is not
+running and, at the start of each run interval (first start and every resumption), pod
+``k`` (``k = 1..pods``) becomes Running ``k - 1`` minutes after the interval began, so a
+multi-pod workload (distributed, inference with 2 pods) counts 1, 2, ... pods in its first
+minutes. The workload's GPUs are reserved for the whole interval all the same (gang
+scheduling), so ``GPU_ALLOCATION`` and everything else derived from running is the whole
+workload's from the interval's first second on.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ _S_NIM = 16
 
 UTIL_JITTER = 8.0  # +- percentage points of per-minute noise around the workload's level
 PEAK_HOUR_UTC = 14  # hour of the day when interactive use peaks
+POD_START_STAGGER = 60  # seconds between the starts of a workload's pods in a run interval
 
 T_TRAINING, T_WORKSPACE, T_INFERENCE, T_DISTRIBUTED = range(4)
 
@@ -49,6 +59,7 @@ NIM_TYPES = frozenset(
 _PERCENTILES = (("p50", 1.0), ("p90", 1.9), ("p99", 3.2))
 
 Series = list[tuple[dict[str, str] | None, np.ndarray]]
+_Raw = list[tuple[dict[str, str] | None, np.ndarray | float]]
 
 
 def gpu_utilization(
@@ -119,6 +130,7 @@ def series(
     alive: np.ndarray,
     running: np.ndarray,
     run_seconds: np.ndarray,
+    since_start: np.ndarray,
 ) -> Series:
     """The series of ``metric_type`` for the workload at the given instants.
 
@@ -127,14 +139,15 @@ def series(
     apply to this workload.
     """
     shape = minute.shape
-    raw = _raw(p, metric_type, minute, running.astype(np.float64), run_seconds)
+    if metric_type == "RUNNING_POD_COUNT":
+        started = np.minimum(p.pods, np.maximum(since_start, 0) // POD_START_STAGGER + 1)
+        raw: _Raw = [(None, running * started.astype(np.float64))]
+    else:
+        raw = _raw(p, metric_type, minute, running.astype(np.float64), run_seconds)
     return [
         (labels, np.where(alive, np.broadcast_to(np.asarray(v, dtype=np.float64), shape), np.nan))
         for labels, v in raw
     ]
-
-
-_Raw = list[tuple[dict[str, str] | None, np.ndarray | float]]
 
 
 def _raw(
@@ -149,8 +162,6 @@ def _raw(
         return [(None, run * p.gpus)]
     if metric_type == "POD_COUNT":
         return [(None, float(p.pods))]
-    if metric_type == "RUNNING_POD_COUNT":
-        return [(None, run * p.pods)]
     if metric_type == "GPU_MEMORY_REQUEST_BYTES":
         return [(None, p.gpu_memory_request)]
     if metric_type == "CPU_REQUEST_CORES":

@@ -1,7 +1,9 @@
 """Query parameters of the simulated control plane: parsing and validation.
 
 Invalid input is answered with 400 and an Error body (``ApiError``), also where the
-contract lists no 400. A metrics window ``[start, end)`` with ``numberOfSamples`` is
+contract lists no 400. A metrics request takes at most ``MAX_METRIC_TYPES`` metric types
+(counted as given, repeats included), as the real control plane, whose clients batch them
+by 10 "to avoid API limit". A metrics window ``[start, end)`` with ``numberOfSamples`` is
 sampled at evenly spaced instants (``sample_instants``).
 """
 
@@ -21,6 +23,7 @@ MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 MAX_SAMPLES = 1000
 DEFAULT_SAMPLES = 20
+MAX_METRIC_TYPES = 10
 
 
 def sample_instants(start: datetime, end: datetime, n: int) -> np.ndarray:
@@ -93,5 +96,11 @@ def metric_types_param(request: Request, enum_name: str) -> list[str]:
             400,
             f"Unknown metricType {', '.join(u[:60] for u in unknown)}",
             details=f"allowed: {', '.join(sorted(allowed))}",
+        )
+    if len(types) > MAX_METRIC_TYPES:
+        raise ApiError(
+            400,
+            f"Too many metric types: at most {MAX_METRIC_TYPES} metricType values per "
+            f"request, got {len(types)}",
         )
     return list(dict.fromkeys(types))

@@ -3,9 +3,12 @@
 The snapshot table (``SNAPSHOT_COLUMNS``: ours, then the spec's filterBy/sortBy fields)
 of every workload visible at an instant, the time-dependent ``State`` behind it, and one
 ``Workload`` object with its requested and allocated resources and its condition. Static
-columns (names, projects, ...) are built once over all workloads; the time-dependent ones
-(phase, running and pending totals, idleness, deletion, ...) are derived per instant from
-the run intervals of the ``Timeline``.
+columns (names, ...) are built once over all workloads; the time-dependent ones (phase,
+running and pending totals, idleness, deletion, ...) are derived per instant from the run
+intervals of the ``Timeline``. Project, department and node pool are built twice, before
+and after a workload's move (``moves``), and picked per instant: the new ones show when
+``at > M``. After a node-pool move ``requestedNodePools`` lists the new pool first, then
+the pools asked for before (without it); ``currentNodePools`` is the pool it runs in.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from workloads_etl.simulator.catalogue import (
     IMAGES,
     K8S_PHASES,
     MODELS,
+    NEVER,
     NODEPOOLS,
     PENDING,
     PHASES,
@@ -108,6 +112,7 @@ class State:
     idle: np.ndarray  # bool: running with utilisation 0 in this minute
     guaranteed_end: np.ndarray  # epoch s, -1 when none
     deleted: np.ndarray  # bool
+    moved: np.ndarray  # bool: shows its project / node pool after its move
 
 
 class Renderer:
@@ -117,41 +122,47 @@ class Renderer:
         self.draws = draws
         self.timeline = timeline
         self._static = self._static_columns()
+        self._after = self._moving_columns(timeline.moves.proj, timeline.moves.pool)
+        self._any_moves = bool(np.any(timeline.moves.at < NEVER))
 
     def _static_columns(self) -> dict[str, pa.Array]:
         """The static columns of the snapshot table, over all workloads."""
         d = self.draws
-
-        def vocab(values: list[str] | tuple[str, ...], codes: np.ndarray) -> pa.Array:
-            return pa.array(values, type=pa.string()).take(pa.array(codes, type=pa.int64()))
-
-        proj, dept = d.proj, d.proj_dept[d.proj]
+        proj = d.proj  # the AI application stays the one of the project it was created in
         cluster = POOL_CLUSTER[d.pool]
         app = d.app
         app_code = np.where(app >= 0, proj * 3 + np.maximum(app, 0), 0)
         has_app = pa.array(app < 0)
         return {
+            **self._moving_columns(d.proj, d.pool),
             "id": pa.array(d.ids, type=pa.string()),
-            "type": vocab(TYPES, d.type),
+            "type": _vocab(TYPES, d.type),
             "name": pa.array(d.names, type=pa.string()),
-            "clusterId": vocab([c.id for c in CLUSTERS], cluster),
-            "projectId": vocab(d.proj_ids, proj),
-            "projectName": vocab(d.proj_names, proj),
-            "departmentId": vocab(d.dept_ids, dept),
-            "departmentName": vocab(d.dept_names, dept),
+            "clusterId": _vocab([c.id for c in CLUSTERS], cluster),
             "createdAt": _ts_column(d.created),
-            "submittedBy": vocab(d.users, d.user),
-            "nodepool": vocab([p.name for p in NODEPOOLS], d.pool),
+            "submittedBy": _vocab(d.users, d.user),
             "distributedFramework": _null_where(
-                vocab(["", "PyTorch", "MPI"], d.framework), pa.array(d.framework == 0)
+                _vocab(["", "PyTorch", "MPI"], d.framework), pa.array(d.framework == 0)
             ),
-            "category": vocab(CATEGORIES, d.type),
+            "category": _vocab(CATEGORIES, d.type),
             "priority": pa.array(np.asarray(PRIORITIES)[d.level], type=pa.int64()),
-            "priorityClassName": vocab(PRIORITY_CLASSES, d.level),
-            "aiApplicationId": _null_where(vocab(d.app_ids, app_code), has_app),
+            "priorityClassName": _vocab(PRIORITY_CLASSES, d.level),
+            "aiApplicationId": _null_where(_vocab(d.app_ids, app_code), has_app),
             "aiApplicationName": _null_where(
-                vocab(APPS, (proj + np.maximum(app, 0)) % len(APPS)), has_app
+                _vocab(APPS, (proj + np.maximum(app, 0)) % len(APPS)), has_app
             ),
+        }
+
+    def _moving_columns(self, proj: np.ndarray, pool: np.ndarray) -> dict[str, pa.Array]:
+        """The columns a move changes, for the given project and node pool per workload."""
+        d = self.draws
+        dept = d.proj_dept[proj]
+        return {
+            "projectId": _vocab(d.proj_ids, proj),
+            "projectName": _vocab(d.proj_names, proj),
+            "departmentId": _vocab(d.dept_ids, dept),
+            "departmentName": _vocab(d.dept_names, dept),
+            "nodepool": _vocab([p.name for p in NODEPOOLS], pool),
         }
 
     def snapshot(self, at: int) -> tuple[pa.Table, State]:
@@ -195,6 +206,7 @@ class Renderer:
         guaranteed = running & (tl.guarantee[:n] > 0)
         guaranteed_end = np.where(guaranteed, last_start + tl.guarantee[:n], -1)
         deleted = tl.deleted_at[:n] <= at
+        moved = tl.moves.moved(at, n)
         gpus = d.size_q[:n] / 4
         idle_gpus = np.where(idle, gpus, 0.0)
         state = State(
@@ -207,6 +219,7 @@ class Renderer:
             idle=idle,
             guaranteed_end=guaranteed_end,
             deleted=deleted,
+            moved=moved,
         )
         varying = {
             "index": pa.array(np.arange(n, dtype=np.int64)),
@@ -222,6 +235,10 @@ class Renderer:
             "totalRunningTimeSeconds": pa.array(run_total.astype(np.int64)),
             "guaranteedRuntimeEndsAt": _ts_column(guaranteed_end, guaranteed),
         }
+        if self._any_moves and moved.any():
+            mask = pa.array(moved)
+            for name, after in self._after.items():
+                varying[name] = pc.if_else(mask, after.slice(0, n), self._static[name].slice(0, n))
         columns = {
             name: varying[name] if name in varying else self._static[name].slice(0, n)
             for name in SNAPSHOT_COLUMNS
@@ -251,8 +268,10 @@ class Renderer:
     def workload_json(self, i: int, st: State) -> dict[str, Any]:
         """One ``Workload`` object: workload i in the state ``st``."""
         d, tl = self.draws, self.timeline
-        typ, level, pool = int(d.type[i]), int(d.level[i]), int(d.pool[i])
-        proj = int(d.proj[i])
+        moved = bool(st.moved[i])
+        typ, level = int(d.type[i]), int(d.level[i])
+        pool = int(tl.moves.pool[i] if moved else d.pool[i])
+        proj = int(tl.moves.proj[i] if moved else d.proj[i])
         dept = int(d.proj_dept[proj])
         phase = int(st.phase[i])
         running = bool(st.running[i])
@@ -261,9 +280,8 @@ class Renderer:
         terminal = phase in (COMPLETED, FAILED, STOPPED)
         pods = int(d.pods[i])
         q = int(d.size_q[i])
-        pool_names = [NODEPOOLS[pool].name]
-        if d.second_pool[i] >= 0:
-            pool_names.append(NODEPOOLS[int(d.second_pool[i])].name)
+        requested = [int(d.pool[i])] + ([int(d.second_pool[i])] if d.second_pool[i] >= 0 else [])
+        pool_names = [NODEPOOLS[p].name for p in [pool, *(p for p in requested if p != pool)]]
         updated = max(int(st.phase_updated[i]), int(tl.deleted_at[i]) if deleted else 0)
         cli = bool(d.source_cli[i])
         doc: dict[str, Any] = {
@@ -323,10 +341,10 @@ class Renderer:
             doc["phaseMessage"] = "Container exited with code 1"
         if d.framework[i]:
             doc["distributedFramework"] = ("PyTorch", "MPI")[int(d.framework[i]) - 1]
-        if d.app[i] >= 0:
-            app = int(d.app[i])
-            doc["aiApplicationId"] = d.app_ids[proj * 3 + app]
-            doc["aiApplicationName"] = APPS[(proj + app) % len(APPS)]
+        if d.app[i] >= 0:  # the application stays the one of the project it was created in
+            app, home = int(d.app[i]), int(d.proj[i])
+            doc["aiApplicationId"] = d.app_ids[home * 3 + app]
+            doc["aiApplicationName"] = APPS[(home + app) % len(APPS)]
         if typ in (T_WORKSPACE, T_INFERENCE):
             cluster_name = CLUSTERS[int(POOL_CLUSTER[pool])].name
             doc["urls"] = [f"https://{cluster_name}.example.com/{doc['namespace']}/{doc['name']}"]
@@ -379,6 +397,10 @@ def _requested_pods(typ: int, pods: int) -> dict[str, Any]:
     if typ == T_DISTRIBUTED:
         return {"number": pods, "min": pods, "max": pods}
     return {"number": 1}
+
+
+def _vocab(values: list[str] | tuple[str, ...], codes: np.ndarray) -> pa.Array:
+    return pa.array(values, type=pa.string()).take(pa.array(codes, type=pa.int64()))
 
 
 def _null_where(values: pa.Array, mask: pa.Array) -> pa.Array:

@@ -14,6 +14,10 @@ seconds, and run-interval edges fall at arbitrary seconds within a minute.
 Durations are scaled per node pool so that the offered GPU load is about ``TARGET_LOAD``
 of the pool over the timeline (within ``SCALE_BOUNDS``): busy hours queue, nights drain,
 whatever ``workloads`` is. At 100,000 workloads runs last minutes, at a few hundred hours.
+
+Once scheduled, some workloads move to another project or node pool at a UTC midnight
+(``moves``); a pool's allocation steps count a moved workload's run in the old pool up to
+the move and in the new one after it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from workloads_etl.simulator.catalogue import (
     PREEMPTIBLE,
 )
 from workloads_etl.simulator.draws import Draws
+from workloads_etl.simulator.moves import Moves
 
 TARGET_LOAD = 0.5  # offered GPU load per node pool, as a share of its capacity
 MIN_WORK_SECONDS = 60
@@ -45,8 +50,10 @@ class Timeline:
     it runs on forever), ordered by workload, then start; workload i's are
     ``iv_off[i]:iv_off[i + 1]`` and ``iv_cum`` holds its running seconds before each.
     Per workload: ``work`` (running time it needs), ``guarantee`` (guaranteed runtime, s),
-    ``end`` and ``deleted_at`` (epoch s, ``NEVER``: not ever). ``pool_steps``: per node
-    pool, the allocation (quarter GPUs) after each change time.
+    ``end`` and ``deleted_at`` (epoch s, ``NEVER``: not ever). ``moves``: the project and
+    node-pool moves (``Moves``). ``pool_steps``: per node pool, keyed by ``(cluster id, pool
+    name)`` (a name alone is ambiguous), the allocation (quarter GPUs) after each change
+    time, moves included (a move at midnight ``M`` changes the pools at ``M + 1 s``).
     """
 
     def __init__(self, draws: Draws) -> None:
@@ -100,27 +107,39 @@ class Timeline:
         self.deleted_at = np.where(
             draws.delete & (end < NEVER), end + draws.delete_delay, NEVER
         ).astype(np.int64)
-        self._build_pool_steps(draws)
+        base = _allocation_steps(
+            draws, self.iv_w, self.iv_start, self.iv_end, draws.pool[self.iv_w]
+        )
+        self.moves = Moves(draws, self.iv_off, self.iv_start, end, work == NEVER, base)
+        split = self.moves.split(self.iv_w, self.iv_start, self.iv_end, offset=1)
+        self.pool_steps: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {
+            (pool.cluster_id, pool.name): steps
+            for pool, steps in zip(NODEPOOLS, _allocation_steps(draws, *split), strict=True)
+        }
 
     def intervals(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Workload i's run intervals: starts, ends and running seconds before each."""
         a, b = self.iv_off[i], self.iv_off[i + 1]
         return self.iv_start[a:b], self.iv_end[a:b], self.iv_cum[a:b]
 
-    def _build_pool_steps(self, draws: Draws) -> None:
-        """Per node pool: allocation (quarter GPUs) after each change time."""
-        self.pool_steps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        pool_of_iv = draws.pool[self.iv_w]
-        size_of_iv = draws.size_q[self.iv_w]
-        for p, pool in enumerate(NODEPOOLS):
-            sel = (pool_of_iv == p) & (size_of_iv > 0)
-            closed = sel & (self.iv_end < NEVER)
-            t = np.concatenate([self.iv_start[sel], self.iv_end[closed]])
-            d = np.concatenate([size_of_iv[sel], -size_of_iv[closed]])
-            order = np.argsort(t, kind="stable")
-            t, alloc = t[order], np.cumsum(d[order])
-            last = np.append(t[1:] != t[:-1], True) if len(t) else np.zeros(0, dtype=bool)
-            self.pool_steps[pool.name] = (t[last], alloc[last])
+
+def _allocation_steps(
+    draws: Draws, w: np.ndarray, start: np.ndarray, end: np.ndarray, pool: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per pool index: allocation (quarter GPUs) after each change time, of the run
+    intervals ``[start, end)`` of workloads ``w`` in pools ``pool``."""
+    out = []
+    size = draws.size_q[w]
+    for p in range(len(NODEPOOLS)):
+        sel = (pool == p) & (size > 0)
+        closed = sel & (end < NEVER)
+        t = np.concatenate([start[sel], end[closed]])
+        d = np.concatenate([size[sel], -size[closed]])
+        order = np.argsort(t, kind="stable")
+        t, alloc = t[order], np.cumsum(d[order])
+        last = np.append(t[1:] != t[:-1], True) if len(t) else np.zeros(0, dtype=bool)
+        out.append((t[last], alloc[last]))
+    return out
 
 
 def _duration_scale(

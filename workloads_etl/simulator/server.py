@@ -10,6 +10,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from types import TracebackType
 from typing import IO, Self
 
@@ -19,7 +20,8 @@ import uvicorn
 from workloads_etl.simulator.app import create_app
 from workloads_etl.simulator.cluster import Cluster
 from workloads_etl.simulator.config import SimulatorConfig
-from workloads_etl.simulator.faults import FaultConfig, install_log_filter
+from workloads_etl.simulator.faults import CLOCK_PATH, FaultConfig, install_log_filter
+from workloads_etl.simulator.filters import parse_datetime
 from workloads_etl.simulator.responses import iso_z
 
 HOST = "127.0.0.1"
@@ -46,6 +48,9 @@ class SimulatorServer:
     for ``/healthz``; ``cluster`` is then a local model built from the same config, identical
     because the model is deterministic. Credentials travel to the subprocess through the
     environment, never the command line.
+
+    ``set_clock(when)`` moves the served cluster's clock (``config.admin`` must be set) and
+    the local model's with it.
     """
 
     def __init__(
@@ -64,6 +69,7 @@ class SimulatorServer:
         self._thread: threading.Thread | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
+        self._clock: datetime | None = None  # set by set_clock, for a model built later
 
     # -- properties
 
@@ -91,7 +97,27 @@ class SimulatorServer:
     def cluster(self) -> Cluster:
         if self._cluster is None:
             self._cluster = Cluster(self.config)
+            if self._clock is not None:
+                self._cluster.set_now(self._clock)
         return self._cluster
+
+    def set_clock(self, when: datetime) -> datetime:
+        """Set the served cluster's clock through ``POST /_simulator/clock``; returns it.
+
+        Needs ``config.admin``. The local model (``cluster``) follows: in-process it is the
+        served one, with a subprocess it is set to the same instant.
+        """
+        if not self.config.admin:
+            raise RuntimeError("set_clock needs a simulator started with SimulatorConfig.admin")
+        response = httpx.post(
+            f"{self.base_url}{CLOCK_PATH}", json={"now": iso_z(when)}, timeout=30.0
+        )
+        response.raise_for_status()
+        now = parse_datetime(str(response.json()["now"]))
+        self._clock = now
+        if self._cluster is not None:
+            self._cluster.set_now(now)
+        return now
 
     # -- lifecycle
 
@@ -164,6 +190,7 @@ class SimulatorServer:
             cmd += ["--now", iso_z(cfg.now)]
         if isinstance(cfg.faults, FaultConfig) and cfg.faults.to_spec():
             cmd += ["--faults", cfg.faults.to_spec()]
+        cmd.append("--admin" if cfg.admin else "--no-admin")
         return cmd
 
     def _start_process(self) -> None:

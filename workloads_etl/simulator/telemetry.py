@@ -5,6 +5,10 @@
   running (pending, finished) run in no pool: grouped by ``CurrentNodepools`` they form
   one group with value ``""`` (so groups still add up to the ungrouped total; for
   ``GPU_ALLOCATION`` that group is 0), and ``nodepoolName`` never selects them.
+* A pool is named uniquely only within its cluster (both clusters have an ``a100``), and
+  the API knows pools by name only: grouped by ``CurrentNodepools`` alone, same-named
+  pools of the two clusters form one group, and ``nodepoolName`` selects both. Grouped by
+  ``ClusterId,CurrentNodepools`` (or filtered by ``clusterId`` too) they stay apart.
 * ``PENDING_TIME_DISTRIBUTION`` groups pending workloads into the buckets of
   :data:`PENDING_BUCKETS` (group key ``PendingTime``). The response allows at most two
   groups per value, so this type accepts at most one ``groupBy`` field.
