@@ -16,12 +16,13 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as EnvironmentParseError
 
+from workloads_etl.ingest.metric_types import check_selection, metric_type_names
 from workloads_etl.runai.errors import ConfigurationError
 from workloads_etl.runai.settings import RunaiSettings, describe_validation_error
 
@@ -159,8 +160,16 @@ class PipelineSettings(BaseSettings):
     start_date: date = Field(default=DEFAULT_START_DATE, description="first daily partition")
     # dbt vars of your contract (a JSON object), e.g. {"idle_gpu_utilisation_pct": 5}.
     dbt_vars: dict[str, Any] = Field(default_factory=dict)
+    # The metric types fetched, comma-separated (default: every type the API offers).
+    metric_types: Annotated[tuple[str, ...], NoDecode] = Field(default_factory=metric_type_names)
     # Dagster's own variable: a persistent instance (runs shown in the UI, concurrency pools).
     dagster_home: Path | None = Field(default=None, validation_alias="DAGSTER_HOME")
+
+    @field_validator("metric_types", mode="before")
+    @classmethod
+    def _metric_types(cls, value: Any) -> tuple[str, ...]:
+        names = value.split(",") if isinstance(value, str) else value
+        return check_selection(n.strip() for n in names if n.strip())
 
     @field_validator("dbt_vars")
     @classmethod

@@ -3,12 +3,13 @@ its lake partition. Every step replaces exactly one partition, so re-running a d
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
 from workloads_etl.ingest.lists import extract_workload_list
-from workloads_etl.ingest.metrics import alive_workload_ids, extract_metrics
+from workloads_etl.ingest.metric_types import metric_type_names
+from workloads_etl.ingest.metrics import alive_workloads, extract_metrics
 from workloads_etl.ingest.recording import ExtractStats
 from workloads_etl.ingest.telemetry import extract_telemetry
 from workloads_etl.lake.datasets import WORKLOAD_LISTS
@@ -73,10 +74,11 @@ async def workload_list_day(
     return _result(stats, normalise_partition(paths, stats.dataset, day, run_id))
 
 
-def metrics_targets(paths: DataPaths, day: date) -> list[str]:
-    """Workloads alive on ``day``, from that day's snapshot and deleted partitions."""
+def metrics_targets(paths: DataPaths, day: date) -> dict[str, str | None]:
+    """Workloads alive on ``day`` with their types, from that day's snapshot and deleted
+    partitions."""
     tables = [read_partition(paths.lake, ds, day) for ds in WORKLOAD_LISTS]
-    return alive_workload_ids(tables, day)
+    return alive_workloads(tables, day)
 
 
 async def metrics_day(
@@ -86,6 +88,7 @@ async def metrics_day(
     run_id: str,
     *,
     step_seconds: int = 60,
+    metric_types: Sequence[str] = metric_type_names(),
     progress: Callable[[int, int], None] | None = None,
 ) -> DayResult:
     targets = metrics_targets(paths, day)
@@ -96,6 +99,7 @@ async def metrics_day(
         run_id,
         targets,
         step_seconds=step_seconds,
+        metric_types=metric_types,
         progress=progress,
     )
     result = _result(stats, normalise_partition(paths, "workload_metrics", day, run_id))

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from workloads_etl.ingest.metric_types import metric_type_names
+from workloads_etl.ingest.metric_types import metric_type_names, types_for
 from workloads_etl.ingest.recording import ExtractStats, day_bounds, recording
 from workloads_etl.lake.raw import RawLanding
 from workloads_etl.runai import RunaiClient
@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 TERMINAL_PHASES = ("Completed", "Failed", "Stopped")
 
 
-def alive_workload_ids(workloads: Sequence[pa.Table], day: date) -> list[str]:
-    """Ids of the workloads alive at any instant of ``day`` (UTC).
+def alive_workloads(workloads: Sequence[pa.Table], day: date) -> dict[str, str | None]:
+    """The workloads alive at any instant of ``day`` (UTC): ``{id: workload type}``, by id.
 
     A workload is alive on a day when it was created before the day ends and its life
     (completion, or the last phase change of a terminal phase, or deletion) did not end
@@ -33,7 +33,7 @@ def alive_workload_ids(workloads: Sequence[pa.Table], day: date) -> list[str]:
     deleted since the day are not missed.
     """
     start, end = day_bounds(day)
-    ids: set[str] = set()
+    alive: dict[str, str | None] = {}
     for table in workloads:
         if table.num_rows == 0:
             continue
@@ -50,8 +50,9 @@ def alive_workload_ids(workloads: Sequence[pa.Table], day: date) -> list[str]:
             pc.is_null(ended_at), pc.greater_equal(ended_at, pa.scalar(start, ended_at.type))
         )
         mask = pc.and_kleene(created_before_end, not_ended_before_start)
-        ids.update(table.filter(pc.fill_null(mask, False))["workload_id"].to_pylist())
-    return sorted(ids)
+        rows = table.filter(pc.fill_null(mask, False))
+        alive.update(zip(rows["workload_id"].to_pylist(), rows["type"].to_pylist(), strict=True))
+    return dict(sorted(alive.items()))
 
 
 async def extract_metrics(
@@ -59,24 +60,29 @@ async def extract_metrics(
     landing: RawLanding,
     day: date,
     run_id: str,
-    workload_ids: Sequence[str],
+    workloads: Mapping[str, str | None],
     *,
     step_seconds: int = 60,
     metric_types: Sequence[str] = metric_type_names(),
     progress: Callable[[int, int], None] | None = None,
 ) -> ExtractStats:
-    """Land the metrics of ``workload_ids`` over ``day`` at ``step_seconds``."""
+    """Land the metrics of ``workloads`` (``{id: workload type}``) over ``day`` at
+    ``step_seconds``: the selected ``metric_types`` that apply to each workload's type."""
     stats = ExtractStats("workload_metrics", day, run_id)
     start, end = day_bounds(day)
     done = 0
     missing: dict[str, list[str]] = {}
     gone: list[str] = []
 
-    async def one(api: RunaiClient, workload_id: str) -> None:
+    async def one(api: RunaiClient, workload_id: str, workload_type: str | None) -> None:
         nonlocal done
         try:
             result = await api.get_workload_metrics(
-                workload_id, metric_types, start, end, step_seconds=step_seconds
+                workload_id,
+                types_for(workload_type, metric_types),
+                start,
+                end,
+                step_seconds=step_seconds,
             )
         except NotFoundError:
             # Purged between listing and fetching: nothing to charge, the day goes on.
@@ -88,16 +94,14 @@ async def extract_metrics(
                 missing[workload_id] = sorted(result.missing_types)
         done += 1
         if progress is not None:
-            progress(done, len(workload_ids))
+            progress(done, len(workloads))
 
     with recording(client, landing, stats) as api:
-        await asyncio.gather(*(one(api, w) for w in workload_ids))
-    stats.extra["workloads"] = len(workload_ids)
+        await asyncio.gather(*(one(api, w, t) for w, t in workloads.items()))
+    stats.extra["workloads"] = len(workloads)
     stats.extra["workloads_gone"] = len(gone)
     # Types still absent after the client's retries of partial (207) answers.
     stats.extra["workloads_missing_types"] = len(missing)
     stats.extra["missing_types"] = ",".join(sorted({t for ts in missing.values() for t in ts}))
-    log.info(
-        "workload_metrics %s: %d points for %d workloads", day, stats.records, len(workload_ids)
-    )
+    log.info("workload_metrics %s: %d points for %d workloads", day, stats.records, len(workloads))
     return stats

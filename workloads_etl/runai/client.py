@@ -36,7 +36,7 @@ from workloads_etl.runai.models import (
 from workloads_etl.runai.session import Recorder, Session
 from workloads_etl.runai.settings import RunaiSettings
 from workloads_etl.runai.values import iso_z, utc
-from workloads_etl.runai.windows import plan_windows
+from workloads_etl.runai.windows import MAX_TYPES_PER_CALL, plan_windows
 
 logger = logging.getLogger("workloads_etl.runai")
 
@@ -337,11 +337,14 @@ class RunaiClient:
         if bad:
             raise ConfigurationError(f"invalid metric types {bad}")
         windows = plan_windows(start, end, step_seconds)
+        batches = [
+            types[i : i + MAX_TYPES_PER_CALL] for i in range(0, len(types), MAX_TYPES_PER_CALL)
+        ]
 
         async def one(
-            k: int, ws: datetime, we: datetime, n: int
+            k: int, ws: datetime, we: datetime, n: int, batch: tuple[str, ...]
         ) -> tuple[list[pa.Table], list[str], list[dict[str, Any]]]:
-            wanted = list(types)
+            wanted = list(batch)
             tables: list[pa.Table] = []
             rejects: list[dict[str, Any]] = []
             for round_no in range(self.settings.metrics_partial_retries + 1):
@@ -360,7 +363,12 @@ class RunaiClient:
                     ok=(200, 207),
                     # the last window may reach past ``end``: samples at or after
                     # ``range_end`` were not asked for and are dropped by the merge
-                    meta={"window": k, "round": round_no, "range_end": iso_z(end)},
+                    meta={
+                        "window": k,
+                        "round": round_no,
+                        "range_end": iso_z(end),
+                        "types": len(batch),
+                    },
                 )
                 parsed = parse_measurements(body)
                 tables.append(parsed.table)
@@ -380,7 +388,11 @@ class RunaiClient:
                 )
             return tables, wanted, rejects
 
-        tasks = [asyncio.ensure_future(one(k, *w)) for k, w in enumerate(windows)]
+        tasks = [
+            asyncio.ensure_future(one(k, *w, batch))
+            for k, w in enumerate(windows)
+            for batch in batches
+        ]
         try:
             results = await asyncio.gather(*tasks)
         except BaseException:

@@ -1,5 +1,6 @@
-"""Metrics windows: the API returns at most 1000 samples per call, so a range is asked for in
-windows of whole steps."""
+"""The limits of a metrics call: at most 1000 samples per call, so a range is asked for in
+windows of whole steps; at most 10 metric types per call (the control plane's limit, which
+Run:ai's own scripts batch by), so the types are asked for in batches."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from workloads_etl.runai.errors import ConfigurationError
 from workloads_etl.runai.values import utc
 
 MAX_SAMPLES_PER_CALL = 1000
+MAX_TYPES_PER_CALL = 10
 
 
 def plan_windows(

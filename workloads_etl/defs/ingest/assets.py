@@ -4,7 +4,7 @@
 # functions (the context type) at definition time.
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import date
 
 import dagster as dg
@@ -166,7 +166,9 @@ def _workload_list_asset(
     return _asset
 
 
-def _metrics_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def _metrics_asset(
+    partitions: dg.PartitionsDefinition, metric_types: Sequence[str]
+) -> dg.AssetsDefinition:
     @dg.asset(
         key=_key("workload_metrics"),
         group_name=GROUP,
@@ -194,6 +196,7 @@ def _metrics_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                 day,
                 context.run.run_id,
                 step_seconds=runai.metrics_step_seconds,
+                metric_types=metric_types,
                 progress=progress,
             )
 
@@ -271,11 +274,14 @@ def _telemetry_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
     return telemetry
 
 
-def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    """One asset per extracted dataset, each a daily-partitioned step with its checks."""
+def build_ingest_assets(
+    partitions: dg.PartitionsDefinition, metric_types: Sequence[str]
+) -> list[dg.AssetsDefinition]:
+    """One asset per extracted dataset, each a daily-partitioned step with its checks;
+    ``metric_types`` are the types fetched (those that apply to each workload)."""
     return [
         _workload_list_asset("workload_snapshots", False, partitions),
         _workload_list_asset("deleted_workloads", True, partitions),
-        _metrics_asset(partitions),
+        _metrics_asset(partitions, metric_types),
         _telemetry_asset(partitions),
     ]
