@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -29,13 +29,14 @@ class PipelineRun:
     instance: Any  # DagsterInstance
     result: Any  # ExecuteInProcessResult of the 3-day backfill
     days: list[date]
+    nightly: list[Any]  # the nightly run of each day, each at its day's end
 
 
 @pytest.fixture(scope="session")
 def e2e_simulator() -> Iterator[Any]:
     from workloads_etl.simulator import SimulatorConfig, SimulatorServer
 
-    config = SimulatorConfig(seed=11, workloads=160, days=6, now=E2E_NOW)
+    config = SimulatorConfig(seed=11, workloads=160, days=6, now=E2E_NOW, admin=True)
     with SimulatorServer(config, in_process=False) as sim:
         yield sim
 
@@ -44,7 +45,10 @@ def e2e_simulator() -> Iterator[Any]:
 def pipeline_run(
     tmp_path_factory: pytest.TempPathFactory, e2e_simulator: Any
 ) -> Iterator[PipelineRun]:
-    """The whole graph, materialised in-process for three days as one backfill run."""
+    """The whole graph, materialised in-process for three days as one backfill run, then
+    run again day by day as the nightly schedule would have run them: each just after its
+    day ended (the simulator's clock set there), so each day is attributed to the state it
+    ended in (a backfill can only know the state at its own fetch time)."""
     import dagster as dg
 
     from workloads_etl.defs import build_definitions
@@ -71,7 +75,18 @@ def pipeline_run(
             },
             raise_on_error=False,
         )
-        yield PipelineRun(paths, e2e_simulator, defs, job, instance, result, E2E_DAYS)
+        nightly = []
+        try:
+            for day in E2E_DAYS:
+                e2e_simulator.set_clock(datetime.combine(day + timedelta(days=1), time(), UTC))
+                nightly.append(
+                    job.execute_in_process(
+                        instance=instance, partition_key=day.isoformat(), raise_on_error=False
+                    )
+                )
+        finally:
+            e2e_simulator.set_clock(E2E_NOW)
+        yield PipelineRun(paths, e2e_simulator, defs, job, instance, result, E2E_DAYS, nightly)
 
 
 def read_only(paths: DataPaths) -> Any:

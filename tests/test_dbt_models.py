@@ -1,12 +1,13 @@
 """The dbt marts on a small hand-made warehouse whose report values are computed by hand.
 
-The warehouse holds two days, 2026-11-14 and 2026-11-15 (the GPU prices of a100-80gb and
+The warehouse holds two days, 2026-11-14 and 2026-11-15 (the GPU prices of prod-east's a100 and
 h100-80gb drop on 2026-11-15), metric samples every 900 s:
 
-- w-a100 (prod-east, research/vision, a100-80gb): 2 GPUs all day both days, utilisation 50 %,
+- w-a100 (prod-east, research/vision, a100): 2 GPUs all day both days, utilisation 50 %,
   8 CPU cores and 32 GiB requested. Per day 48 GPU-h allocated, 24 used, 0 idle.
 - w-h100 (prod-east, research/nlp, h100-80gb), 2026-11-15 only, a partial day with a
-  fractional GPU: pending 10:00-12:00 (allocation 0), then 0.5 GPU 12:00-18:00 with
+  fractional GPU: pending 10:00-12:00 (allocation 0, no pod running: no CPU or memory is
+  charged), then 0.5 GPU 12:00-18:00 with
   utilisation 0 % (12-14), 80 % (14-17) and no utilisation samples (17-18).
 - w-l40s (prod-east, platform/infra, l40s-48gb): 1 GPU at 0.5 % utilisation (idle), deleted
   at 2026-11-15 06:00, before the nightly fetch of 2026-11-15: it is only in that day's
@@ -120,6 +121,8 @@ def metric_rows(a100_utilisation: dict[date, float]) -> list[dict[str, Any]]:
         {
             "GPU_ALLOCATION": lambda t: 0.0 if t.hour < 12 else 0.5,
             "GPU_UTILIZATION": _h100_utilisation,
+            "POD_COUNT": 1,
+            "RUNNING_POD_COUNT": lambda t: 0.0 if t.hour < 12 else 1.0,
             "CPU_REQUEST_CORES": 2,
             "CPU_MEMORY_REQUEST_BYTES": 16 * GIB,
         },
@@ -182,11 +185,11 @@ def snapshot_rows() -> list[dict[str, Any]]:
     a100 = {
         **VISION,
         "project_name": "vision",
-        "current_node_pools": ["a100-80gb"],
+        "current_node_pools": ["a100"],
         "allocated_gpu": 2.0,
     }
     return [
-        _workload(DAY1, "w-a100", **a100, requested_node_pools=["a100-80gb"]),
+        _workload(DAY1, "w-a100", **a100, requested_node_pools=["a100"]),
         # renamed project on the second day: the latest state wins
         _workload(DAY2, "w-a100", **{**a100, "project_name": "vision-2"}),
         _workload(
@@ -195,7 +198,7 @@ def snapshot_rows() -> list[dict[str, Any]]:
             **NLP,
             project_name="nlp",
             current_node_pools=["h100-80gb"],
-            requested_node_pools=["h100-80gb", "a100-80gb"],
+            requested_node_pools=["h100-80gb", "a100"],
             total_pending_time_seconds=7200,
             allocated_gpu=0.5,
         ),
@@ -257,12 +260,12 @@ def deleted_rows() -> list[dict[str, Any]]:
 TELEMETRY = {
     # run day: ((cluster, pool, GPUs), ...); fetched with the run's snapshot
     DAY1: (
-        (PROD_EAST, "a100-80gb", 2.0),
+        (PROD_EAST, "a100", 2.0),
         (PROD_EAST, "l40s-48gb", 1.0),
-        (RESEARCH_WEST, "a100-80gb", 4.0),  # same pool name in another cluster
+        (RESEARCH_WEST, "a100", 4.0),  # same pool name in another cluster
     ),
     DAY2: (
-        (PROD_EAST, "a100-80gb", 2.0),
+        (PROD_EAST, "a100", 2.0),
         (PROD_EAST, "h100-80gb", 1.0),  # the snapshot lists 0.5
     ),
 }
@@ -378,8 +381,10 @@ def test_full_day_hours_and_costs_across_the_price_change(built: Built) -> None:
         assert row["cpu_cost"] == pytest.approx(192 * 0.04)
         assert row["memory_cost"] == pytest.approx(768 * 0.005)
         assert row["currency"] == "USD"
-        assert row["nodepool"] == "a100-80gb"
-        assert row["project_name"] == "vision-2"  # latest known state
+        assert row["nodepool"] == "a100"
+    # each day is attributed to that day's state: the project was renamed on the second day
+    assert before["project_name"] == "vision"
+    assert after["project_name"] == "vision-2"
     assert before["gpu_cost"] == pytest.approx(48 * 2.5)  # old price
     assert after["gpu_cost"] == pytest.approx(48 * 2.2)  # from 2026-11-15
     assert before["total_cost"] == pytest.approx(120.0 + 7.68 + 3.84)
@@ -396,8 +401,11 @@ def test_partial_day_fractional_gpu_with_missing_utilisation(built: Built) -> No
     assert row["gpu_utilisation_pct"] == pytest.approx(1.2 / 3.0 * 100)
     assert row["gpu_cost"] == pytest.approx(3.0 * 3.5)
     assert row["idle_gpu_cost"] == pytest.approx(1.0 * 3.5)
-    assert row["requested_cpu_core_hours"] == pytest.approx(16.0)  # 2 cores 10-18
-    assert row["total_cost"] == pytest.approx(10.5 + 16 * 0.04 + 128 * 0.005)
+    # CPU and memory are charged while a pod runs (12-18), not while pending (10-12)
+    assert row["requested_cpu_core_hours"] == pytest.approx(12.0)  # 2 cores 12-18
+    assert row["requested_memory_gib_hours"] == pytest.approx(96.0)  # 16 GiB 12-18
+    assert (row["held_hours"], row["pending_hours"]) == pytest.approx((6.0, 2.0))
+    assert row["total_cost"] == pytest.approx(10.5 + 12 * 0.04 + 96 * 0.005)
 
 
 def test_workload_deleted_before_the_run_is_charged(built: Built) -> None:
@@ -493,7 +501,7 @@ def test_dim_workloads_latest_state_one_row_per_workload(built: Built) -> None:
     )
     by_id = {r[0]: r[1:] for r in rows}
     assert sorted(by_id) == ["w-a100", "w-h100", "w-l40s", "w-orphan", "w-t4", "w-unknown"]
-    assert by_id["w-a100"][:4] == ("vision-2", "Running", "a100-80gb", False)
+    assert by_id["w-a100"][:4] == ("vision-2", "Running", "a100", False)
     deleted = by_id["w-l40s"]
     assert deleted[1:5] == ("Deleted", "l40s-48gb", True, _ts(DAY2, 6))
     assert deleted[5:7] == (SNAPSHOT_AT[DAY1], SNAPSHOT_AT[DAY2])
@@ -587,9 +595,9 @@ def hourly(built: Built, cluster: str, pool: str, hour: datetime) -> dict[str, A
 
 def test_nodepool_allocation_hourly_with_telemetry(built: Built) -> None:
     # the 2026-11-14 run fetched telemetry at 2026-11-15 01:00, a loaded hour
-    a100 = hourly(built, PROD_EAST, "a100-80gb", _ts(DAY2, 1))
+    a100 = hourly(built, PROD_EAST, "a100", _ts(DAY2, 1))
     assert a100["allocated_gpus"] == pytest.approx(2.0)
-    # the research-west a100-80gb pool (4 GPUs) is not added in
+    # the research-west a100 pool (4 GPUs) is not added in
     assert (a100["telemetry_allocated_gpus"], a100["telemetry_fetches"]) == (2.0, 1)
     assert a100["telemetry_minus_allocated_gpus"] == pytest.approx(0.0)
     l40s = hourly(built, PROD_EAST, "l40s-48gb", _ts(DAY2, 1))
@@ -599,7 +607,7 @@ def test_nodepool_allocation_hourly_with_telemetry(built: Built) -> None:
     assert h100["allocated_gpus"] == pytest.approx(0.5)
     assert h100["telemetry_allocated_gpus"] is None
     assert h100["capacity_gpus"] == 16
-    before = hourly(built, PROD_EAST, "a100-80gb", _ts(DAY1, 5))
+    before = hourly(built, PROD_EAST, "a100", _ts(DAY1, 5))
     assert before["allocated_gpus"] == pytest.approx(2.0)
     assert before["allocation_pct_of_capacity"] == pytest.approx(2 / 32 * 100)
     assert before["telemetry_allocated_gpus"] is None
@@ -608,12 +616,14 @@ def test_nodepool_allocation_hourly_with_telemetry(built: Built) -> None:
         built.db,
         "select count(*), max(hour_start) from marts.rpt_nodepool_allocation_hourly"
         " where telemetry_allocated_gpus is not null",
-    ) == [(2, _ts(DAY2, 1))]
-    # a pool nobody used still has its hours
+    ) == [(3, _ts(DAY2, 1))]
+    # a pool nobody used still has its hours: research-west's a100 (the same name as
+    # prod-east's, another pool), with only its telemetry
     idle_pool = one(
         built.db,
         "select count(*) as n, sum(allocated_gpus) as gpus"
-        " from marts.rpt_nodepool_allocation_hourly where nodepool = 'a100-40gb'",
+        " from marts.rpt_nodepool_allocation_hourly where cluster_id = ? and nodepool = 'a100'",
+        [RESEARCH_WEST],
     )
     assert idle_pool == {"n": 48, "gpus": 0}
 
@@ -631,10 +641,10 @@ def test_nodepool_allocation_snapshot_compares_telemetry_with_the_run_snapshot(
     day1 = ("run-2026-11-14", SNAPSHOT_AT[DAY1], SNAPSHOT_AT[DAY1])
     day2 = ("run-2026-11-15", SNAPSHOT_AT[DAY2], SNAPSHOT_AT[DAY2])
     assert rows == [
-        (*day1, RESEARCH_WEST, "a100-80gb", None, 4.0, 0.0, 0, 4.0),
-        (*day1, PROD_EAST, "a100-80gb", 32, 2.0, 2.0, 1, 0.0),
+        (*day1, RESEARCH_WEST, "a100", 16, 4.0, 0.0, 0, 4.0),
+        (*day1, PROD_EAST, "a100", 32, 2.0, 2.0, 1, 0.0),
         (*day1, PROD_EAST, "l40s-48gb", 24, 1.0, 1.0, 1, 0.0),
-        (*day2, PROD_EAST, "a100-80gb", 32, 2.0, 2.0, 1, 0.0),
+        (*day2, PROD_EAST, "a100", 32, 2.0, 2.0, 1, 0.0),
         (*day2, PROD_EAST, "h100-80gb", 16, 1.0, 0.5, 1, 0.5),
     ]
     h100 = one(
@@ -850,7 +860,7 @@ def test_same_input_in_another_row_order_gives_bit_identical_marts(
     assert naive[0] != naive[1]
     assert len(content[0]) >= 10
     for table, first in content[0].items():
-        assert first, table
+        assert first or table == "marts.rpt_inference_daily", table  # no inference here
         assert content[1][table] == first, table  # == on floats: the same bits
 
 

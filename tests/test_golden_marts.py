@@ -14,7 +14,7 @@ from tests.conftest import PipelineRun, marts_content
 
 pytestmark = pytest.mark.slow
 
-GOLDEN_MARTS_DIGEST = "debbdadffa131a5d763b5bd55174a6cdb2ccefa0137b13fbe8b40a715bdcadd9"
+GOLDEN_MARTS_DIGEST = "6de38f71b5288183505efef832f586f351d0413209a8110a90a01ceb64eb5c4a"
 
 
 def _digest(rows: list[tuple[Any, ...]]) -> str:

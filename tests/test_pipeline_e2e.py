@@ -133,7 +133,8 @@ def _assert_same_content(
                 a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
                 for a, b in zip(old, new, strict=True)
             ]
-            assert all(same), (table, old, new)
+            differ = [i for i, ok in enumerate(same) if not ok]
+            assert not differ, (table, [(old[i], new[i]) for i in differ], old[:2])
 
 
 def _lake_fingerprint(run: PipelineRun, day: date) -> dict[str, Any]:
@@ -185,3 +186,87 @@ def test_every_alive_workload_has_metrics(pipeline_run: PipelineRun) -> None:
             doc = cluster.workload_json(index, now)
             if cluster.ground_truth(doc["id"], start, end).allocated_gpu_seconds > 0:
                 assert doc["id"] in have[day]
+
+
+def test_the_nightly_runs_succeed(pipeline_run: PipelineRun) -> None:
+    assert [r.success for r in pipeline_run.nightly] == [True] * len(pipeline_run.days)
+
+
+def _gpu_price(prices: list[dict[str, str]], cluster: str, pool: str, day: date) -> float:
+    """The documented rule, independently: the row of the cluster and node pool valid on the
+    day; else the node pool's row for any cluster ('*'); else the default row."""
+    for wanted in ((cluster, pool), ("*", pool), ("*", "*")):
+        rows = [
+            r
+            for r in prices
+            if (r["cluster_id"], r["nodepool"]) == wanted
+            and date.fromisoformat(r["valid_from"]) <= day
+        ]
+        if rows:
+            return float(max(rows, key=lambda r: r["valid_from"])["usd_per_gpu_hour"])
+    raise AssertionError(f"no price for {cluster}/{pool}")
+
+
+def _seed(name: str) -> list[dict[str, str]]:
+    import csv
+
+    from workloads_etl.warehouse.dbt import dbt_project_dir
+
+    with (dbt_project_dir() / "seeds" / f"{name}.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_costs_per_node_pool_and_department_match_the_ground_truth(
+    pipeline_run: PipelineRun,
+) -> None:
+    """Cost per (cluster, node pool) and per department from the marts against the
+    simulator's exact ground truth, with moves of project and node pool: GPU-seconds priced
+    per cluster and pool, CPU and memory charged only while a pod runs. The sampling bound
+    of each workload-day (one step per run-interval edge, at every rate it is priced at)
+    is summed into every group the workload-day touches."""
+    cluster = pipeline_run.simulator.cluster
+    now = cluster.now()
+    gpu_prices = _seed("gpu_prices")
+    resource = {r["resource"]: float(r["usd_per_unit_hour"]) for r in _seed("resource_prices")}
+    expected: dict[tuple[str, ...], float] = defaultdict(float)
+    bound: dict[tuple[str, ...], float] = defaultdict(float)
+    moved = {m.workload_id for m in cluster.moves()}
+    moved_days = 0
+    for day in pipeline_run.days:
+        start, end = _day_bounds(day)
+        for index in cluster.snapshot(now).index.tolist():
+            workload_id = cluster.workload_json(index, now)["id"]
+            entries = cluster.attributed_truth(workload_id, start, end)
+            if not entries:
+                continue
+            intervals = [
+                (a, b)
+                for a, b in cluster.run_intervals(index)
+                if a < end and (b is None or b > start)
+            ]
+            moved_days += workload_id in moved
+            for e in entries:
+                gpu_price = _gpu_price(gpu_prices, e.cluster_id, e.nodepool, day)
+                cpu = e.cpu_request_cores * resource["cpu_core"]
+                memory = e.cpu_memory_request_bytes / 2**30 * resource["memory_gib"]
+                cost = (
+                    e.allocated_gpu_seconds * gpu_price + e.running_seconds * (cpu + memory)
+                ) / 3600
+                gpus = e.allocated_gpu_seconds / e.running_seconds if e.running_seconds else 0.0
+                edge = STEP * len(intervals) * (gpus * gpu_price + cpu + memory) / 3600
+                for key in (("pool", e.cluster_id, e.nodepool), ("dept", e.department_id)):
+                    expected[key] += cost
+                    bound[key] += edge
+    assert moved_days > 0, "no moved workload ran in these days"
+    with read_only(pipeline_run.paths) as con:
+        rows = con.execute(
+            "select 'pool', cluster_id, nodepool, sum(total_cost) from "
+            "marts.fct_workload_usage_daily where usage_date between ? and ? group by all "
+            "union all select 'dept', department_id, null, sum(total_cost) from "
+            "marts.fct_workload_usage_daily where usage_date between ? and ? group by all",
+            [pipeline_run.days[0], pipeline_run.days[-1]] * 2,
+        ).fetchall()
+    got = {(kind, a) if kind == "dept" else (kind, a, b): cost for kind, a, b, cost in rows}
+    assert set(got) == set(expected), (sorted(got), sorted(expected))
+    for key, cost in expected.items():
+        assert abs(got[key] - cost) <= bound[key] + 1e-6, (key, got[key], cost, bound[key])

@@ -52,3 +52,17 @@
         delete from {{ this }} where {{ usage_window_predicate(column) }}
     {%- endif -%}
 {%- endmacro %}
+
+{#- Like usage_window_predicate, with the window's start moved `days` earlier: models whose
+    daily values need the samples just before the day (counter increments) read them. -#}
+{% macro usage_window_predicate_with_lookback(column, days=1) -%}
+    {%- set start = _usage_window_bound('start_date') -%}
+    {%- set end = _usage_window_bound('end_date') -%}
+    {%- if is_incremental() and (start is not none or end is not none) -%}
+        ({%- if start is not none %}{{ column }} >= date '{{ start }}' - interval {{ days }} day{% endif -%}
+        {%- if start is not none and end is not none %} and {% endif -%}
+        {%- if end is not none %}{{ column }} <= date '{{ end }}'{% endif -%})
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}

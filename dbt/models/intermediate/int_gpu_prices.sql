@@ -9,10 +9,14 @@ prices as (
 final as (
 
     select
+        cluster_id || '/' || nodepool || '@' || cast(valid_from as varchar) as price_id,
+        cluster_id,
+        cluster_name,
         nodepool,
         gpu_type,
         valid_from,
-        lead(valid_from) over (partition by nodepool order by valid_from) as valid_to,
+        lead(valid_from) over (partition by cluster_id, nodepool order by valid_from)
+            as valid_to,
         usd_per_gpu_hour as price_per_gpu_hour,
         currency
     from prices

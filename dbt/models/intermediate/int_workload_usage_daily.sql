@@ -18,6 +18,25 @@ samples as (
 
 ),
 
+-- Whether the workload holds its CPU and memory at the sample: while at least one of its
+-- pods runs (RUNNING_POD_COUNT > 0). A pending workload holds nothing. Where the control
+-- plane sends no pod count the sample counts as held, as it did before pod counts were
+-- read; the var charge_pending_requests charges every sample (a contract that bills
+-- reservations, pending or not).
+held as (
+
+    select
+        *,
+        {%- if var('charge_pending_requests') %}
+        true as holds_resources,
+        {%- else %}
+        coalesce(running_pod_count > 0, true) as holds_resources,
+        {%- endif %}
+        coalesce(pod_count > 0, true) and running_pod_count = 0 as is_pending
+    from samples
+
+),
+
 -- Each sample stands for [sampled_at, sampled_at + step): value * step is its contribution
 -- in unit-seconds (GPU-seconds, core-seconds, GiB-seconds).
 sample_seconds as (
@@ -39,13 +58,27 @@ sample_seconds as (
             when gpu_utilisation_pct is not null
                 then gpu_allocation * gpu_allocation_step_seconds
         end as allocated_gpu_seconds_with_utilisation,
-        cpu_request_cores * cpu_request_cores_step_seconds as requested_cpu_core_seconds,
+        case
+            when holds_resources then cpu_request_cores * cpu_request_cores_step_seconds
+            else 0
+        end as requested_cpu_core_seconds,
         cpu_usage_cores * cpu_usage_cores_step_seconds as used_cpu_core_seconds,
-        cpu_memory_request_bytes / 1073741824.0 * cpu_memory_request_bytes_step_seconds
-            as requested_memory_gib_seconds,
+        case
+            when holds_resources
+                then cpu_memory_request_bytes / 1073741824.0
+                    * cpu_memory_request_bytes_step_seconds
+            else 0
+        end as requested_memory_gib_seconds,
         cpu_memory_usage_bytes / 1073741824.0 * cpu_memory_usage_bytes_step_seconds
-            as used_memory_gib_seconds
-    from samples
+            as used_memory_gib_seconds,
+        case
+            when holds_resources
+                then coalesce(running_pod_count_step_seconds, gpu_allocation_step_seconds)
+        end as held_seconds,
+        case when is_pending then running_pod_count_step_seconds end as pending_seconds,
+        gpu_memory_usage_bytes,
+        gpu_memory_request_bytes
+    from held
 
 ),
 
@@ -71,9 +104,13 @@ aggregated as (
             ('used_cpu_core_seconds', 'used_cpu_core_hours'),
             ('requested_memory_gib_seconds', 'requested_memory_gib_hours'),
             ('used_memory_gib_seconds', 'used_memory_gib_hours'),
+            ('held_seconds', 'held_hours'),
+            ('pending_seconds', 'pending_hours'),
         ] %}
-        coalesce({{ exact_sum(seconds) }}, 0) / 3600.0 as {{ hours }}{{ ',' if not loop.last }}
+        coalesce({{ exact_sum(seconds) }}, 0) / 3600.0 as {{ hours }},
         {%- endfor %}
+        max(gpu_memory_usage_bytes) as peak_gpu_memory_usage_bytes,
+        max(gpu_memory_request_bytes) as gpu_memory_request_bytes
     from sample_seconds
     group by usage_date, workload_id
 

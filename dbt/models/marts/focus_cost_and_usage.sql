@@ -29,51 +29,32 @@ workloads as (
 
 gpu_prices as (
 
-    select * from {{ ref('int_gpu_prices') }}
+    select price_id, gpu_type from {{ ref('int_gpu_prices') }}
 
 ),
 
-resource_prices as (
-
-    select * from {{ ref('int_resource_prices') }}
-
-),
-
+-- The GPU type of the price row the fact used: the SKU of the GPU charge.
 charges as (
 
     select
         usage.*,
         workloads.workload_name,
-        gpu_prices.gpu_type,
-        gpu_prices.valid_from as gpu_price_from,
-        cpu_price.price_per_unit_hour as price_per_cpu_core_hour,
-        cpu_price.valid_from as cpu_price_from,
-        memory_price.price_per_unit_hour as price_per_memory_gib_hour,
-        memory_price.valid_from as memory_price_from
+        gpu_prices.gpu_type
     from usage
     left join workloads using (workload_id)
-    left join gpu_prices
-        on gpu_prices.nodepool = usage.nodepool
-        and usage.usage_date >= gpu_prices.valid_from
-        and (gpu_prices.valid_to is null or usage.usage_date < gpu_prices.valid_to)
-    left join resource_prices as cpu_price
-        on cpu_price.resource = 'cpu_core'
-        and usage.usage_date >= cpu_price.valid_from
-        and (cpu_price.valid_to is null or usage.usage_date < cpu_price.valid_to)
-    left join resource_prices as memory_price
-        on memory_price.resource = 'memory_gib'
-        and usage.usage_date >= memory_price.valid_from
-        and (memory_price.valid_to is null or usage.usage_date < memory_price.valid_to)
+    left join gpu_prices on gpu_prices.price_id = usage.gpu_price_id
 
 ),
 
--- One row per resource charged; quantities in the unit the price is per.
+-- One row per resource charged; quantities in the unit the price is per. The SKU of a GPU
+-- charge is the GPU type of the price row used; its price is that row.
 resources as (
 
     select
         'GPU' as resource, 'GPU-Hours' as unit, 'GPU Hours' as meter,
-        'gpu-' || lower(coalesce(gpu_type, nodepool)) as sku_id,
-        gpu_price_from as price_from,
+        'gpu-' || regexp_replace(lower(coalesce(gpu_type, 'unpriced')), '[^a-z0-9]+', '-', 'g')
+            as sku_id,
+        gpu_price_id as sku_price_id,
         cast(allocated_gpu_hours as decimal(38, 9)) as quantity,
         cast(price_per_gpu_hour as decimal(38, 9)) as unit_price,
         cast(gpu_cost as decimal(38, 9)) as cost,
@@ -81,7 +62,7 @@ resources as (
     from charges
     union all
     select
-        'CPU', 'Core-Hours', 'CPU Core Hours', 'cpu-core', cpu_price_from,
+        'CPU', 'Core-Hours', 'CPU Core Hours', 'cpu-core', cpu_price_id,
         cast(requested_cpu_core_hours as decimal(38, 9)),
         cast(price_per_cpu_core_hour as decimal(38, 9)),
         cast(cpu_cost as decimal(38, 9)),
@@ -89,7 +70,7 @@ resources as (
     from charges
     union all
     select
-        'Memory', 'GiB-Hours', 'Memory GiB Hours', 'memory-gib', memory_price_from,
+        'Memory', 'GiB-Hours', 'Memory GiB Hours', 'memory-gib', memory_price_id,
         cast(requested_memory_gib_hours as decimal(38, 9)),
         cast(price_per_memory_gib_hour as decimal(38, 9)),
         cast(memory_cost as decimal(38, 9)),
@@ -158,8 +139,7 @@ final as (
         to_json(map_from_entries([
             ('x_Resource', resource), ('x_NodePool', nodepool)
         ]))::varchar as "SkuPriceDetails",
-        -- one price of one SKU: the SKU and the day its price row became valid
-        sku_id || ':' || coalesce(strftime(price_from, '%Y-%m-%d'), 'unpriced') as "SkuPriceId",
+        coalesce(sku_price_id, 'unpriced') as "SkuPriceId",
         -- department and project ids share one numbering: the sub-account id names its kind
         'department/' || department_id as "SubAccountId",
         coalesce(department_name, department_id) as "SubAccountName",

@@ -6,9 +6,11 @@ samples as (
 
 ),
 
-workloads as (
+-- The cluster and node pool each workload-day is attributed to (as of the usage date).
+attribution as (
 
-    select * from {{ ref('int_workloads_latest') }}
+    select usage_date, workload_id, cluster_id, nodepool
+    from {{ ref('fct_workload_usage_daily') }}
 
 ),
 
@@ -28,15 +30,15 @@ telemetry as (
 allocated as (
 
     select
-        coalesce(workloads.cluster_id, 'unknown') as cluster_id,
-        coalesce(workloads.nodepool, 'unknown') as nodepool,
+        coalesce(attribution.cluster_id, 'unknown') as cluster_id,
+        coalesce(attribution.nodepool, 'unknown') as nodepool,
         date_trunc('hour', samples.sampled_at) as hour_start,
         {{ exact_sum('samples.gpu_allocation * samples.gpu_allocation_step_seconds') }} / 3600.0
             as allocated_gpus,
         count(distinct samples.workload_id) filter (where samples.gpu_allocation > 0)
             as workloads_with_allocation
     from samples
-    left join workloads using (workload_id)
+    left join attribution using (usage_date, workload_id)
     where samples.gpu_allocation is not null
     group by all
 
