@@ -6,12 +6,9 @@ import asyncio
 import json
 import logging
 import random
-import socket
 import ssl
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -21,13 +18,13 @@ import anyio
 import httpx
 import pytest
 import trustme
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from tenacity import AsyncRetrying, Future, RetryCallState
 
+from tests.hostile import serve
 from workloads_etl.openapi import enum_values, load_spec
 from workloads_etl.runai import (
     FilterBy,
@@ -140,29 +137,6 @@ def sequence(*responses: Handler) -> Handler:
     return h
 
 
-@contextmanager
-def serve(app: Any, **ssl_kw: Any) -> Iterator[int]:
-    """Run ``app`` under uvicorn on a free 127.0.0.1 port in a thread; yields the port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="error", lifespan="off", **ssl_kw)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("server did not start")
-        time.sleep(0.01)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
-
-
 def workload(i: int) -> dict[str, Any]:
     return {"id": f"00000000-0000-0000-0000-{i:012d}", "name": f"w{i}"}
 
@@ -268,10 +242,12 @@ async def test_paging_follows_next_dedups_and_stops_when_next_is_missing() -> No
     assert [q["offset"] for q in list_calls] == ["0", "3", "6"]
     assert all(q["filterBy"] == "phase==Running" and q["deleted"] == "true" for q in list_calls)
     ops = [r.operation for r in recorded]
-    assert ops == ["get_workloads"] * 3 + ["count_workloads"]
-    assert [r.meta["page"] for r in recorded[:3]] == [0, 1, 2]
-    assert json.loads(recorded[0].text)["workloads"][0]["id"] == rows[0]["id"]
-    assert recorded[1].params["offset"] == "3"
+    # The count first (it bounds the pages), the pages, the count again (reconciliation).
+    assert ops == ["count_workloads"] + ["get_workloads"] * 3 + ["count_workloads"]
+    pages_recorded = [r for r in recorded if r.operation == "get_workloads"]
+    assert [r.meta["page"] for r in pages_recorded] == [0, 1, 2]
+    assert json.loads(pages_recorded[0].text)["workloads"][0]["id"] == rows[0]["id"]
+    assert pages_recorded[1].params["offset"] == "3"
 
 
 async def test_paging_stops_on_empty_page() -> None:
@@ -286,20 +262,16 @@ async def test_paging_stops_on_empty_page() -> None:
     assert [p for p, _ in cp.seen].count("/api/v1/workloads") == 2
 
 
-async def test_paging_stops_with_a_warning_on_a_next_that_does_not_advance(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+async def test_paging_fails_on_a_next_that_does_not_advance() -> None:
     cp = ControlPlane()
     cp.handlers["/api/v1/workloads"] = sequence(
         reply({"workloads": [workload(1)], "next": 1}),
         reply({"workloads": [workload(2)], "next": 1}),  # the same next forever
     )
-    cp.handlers["/api/v1/workloads/count"] = reply({"count": 2})
-    caplog.set_level(logging.WARNING, "workloads_etl.runai")
+    cp.handlers["/api/v1/workloads/count"] = reply({"count": 3})
     async with asgi_client(cp) as c:
-        pages = await asyncio.wait_for(_collect(c), 5)
-    assert len(pages) == 2
-    assert any("does not advance" in r.getMessage() for r in caplog.records)
+        with pytest.raises(errors.PagingError, match=r"'next'=1 does not advance past offset 1"):
+            await asyncio.wait_for(_collect(c), 5)
     assert [p for p, _ in cp.seen].count("/api/v1/workloads") == 2
 
 

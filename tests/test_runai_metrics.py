@@ -113,7 +113,7 @@ def test_numbers_instead_of_strings_are_accepted_and_junk_rejected() -> None:
     assert parsed.types == ["A", "B"]
     assert {r["reason"] for r in parsed.rejects} == {
         "sample is not an object",
-        "measurement type missing or not a string",
+        "measurement type missing or not a valid string",
     }
 
 

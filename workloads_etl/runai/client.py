@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -23,7 +24,12 @@ from urllib.parse import quote
 import httpx
 import pyarrow as pa
 
-from workloads_etl.runai.errors import ConfigurationError, ProtocolError
+from workloads_etl.runai.errors import (
+    ConfigurationError,
+    IncompleteListError,
+    PagingError,
+    ProtocolError,
+)
 from workloads_etl.runai.filters import FilterBy, filter_param
 from workloads_etl.runai.measurements import merge_windows, parse_measurements
 from workloads_etl.runai.models import (
@@ -33,6 +39,7 @@ from workloads_etl.runai.models import (
     TelemetryResponse,
     Workload,
 )
+from workloads_etl.runai.retry import RetryBudget
 from workloads_etl.runai.session import Recorder, Session
 from workloads_etl.runai.settings import RunaiSettings
 from workloads_etl.runai.values import iso_z, utc
@@ -58,8 +65,11 @@ class RunaiClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         session: Session | None = None,
+        budget: RetryBudget | None = None,
     ) -> None:
-        self._session = session if session is not None else Session(settings, transport)
+        self._session = (
+            session if session is not None else Session(settings, transport, budget=budget)
+        )
         self._recorder = recorder
 
     def recorded(self, recorder: Recorder | None) -> RunaiClient:
@@ -120,12 +130,33 @@ class RunaiClient:
         return params
 
     async def _list_pass(
-        self, base: dict[str, str], seen: set[str], pass_no: int
+        self, base: dict[str, str], seen: set[str], pass_no: int, expected: int
     ) -> AsyncIterator[list[Workload]]:
+        """One reading of the list from offset 0, yielding the workloads not seen before.
+
+        Stops with :class:`PagingError` when paging cannot be trusted: a ``next`` that does
+        not advance, a page with the very rows of an earlier page, more rows than the count
+        endpoint's figure (with ``list_page_margin``, and one page more), or, on the first
+        reading, ``list_stall_pages`` pages in a row with no workload not seen before. A
+        control plane may return fewer rows than asked for; the bound counts rows, so it
+        holds for pages of any size.
+        """
+        s = self.settings
+        what = "GET /api/v1/workloads" + (" (deleted)" if base.get("deleted") else "")
+        limit = s.page_size
+        max_rows = math.ceil(expected * (1 + s.list_page_margin)) + limit
         offset = 0
         page_no = 0
-        limit = self.settings.page_size
+        rows_received = 0
+        stalled = 0
+        pages_seen: dict[tuple[str, ...], int] = {}  # the ids of a page -> its offset
         while True:
+            if rows_received > max_rows:
+                raise PagingError(
+                    f"{what}: 'next' went on past {rows_received} rows in {page_no} pages, "
+                    f"more than the {expected} workloads the count endpoint reports; "
+                    "the control plane's paging is broken"
+                )
             params = {**base, "offset": str(offset), "limit": str(limit)}
             _, body, _ = await self._call(
                 "get_workloads",
@@ -135,30 +166,45 @@ class RunaiClient:
                 meta={"page": page_no, "pass": pass_no},
             )
             if not isinstance(body, dict) or not isinstance(body.get("workloads"), list):
-                raise ProtocolError("GET /api/v1/workloads -> body without a 'workloads' array")
+                raise ProtocolError(f"{what} -> body without a 'workloads' array")
             rows = body["workloads"]
+            rows_received += len(rows)
+            ids: list[str] = []
             fresh: list[Workload] = []
             for w in rows:
                 wid = w.get("id") if isinstance(w, dict) else None
                 if not isinstance(wid, str):
-                    raise ProtocolError(f"a workload on page {page_no} has no string 'id'")
+                    raise ProtocolError(f"{what}: a workload on page {page_no} has no string 'id'")
+                ids.append(wid)
                 if wid not in seen:
                     seen.add(wid)
                     fresh.append(cast(Workload, w))
+            if ids:
+                earlier = pages_seen.setdefault(tuple(ids), offset)
+                if earlier != offset:
+                    raise PagingError(
+                        f"{what}: the page at offset {offset} repeats the rows of the page at "
+                        f"offset {earlier}; the control plane's paging is broken"
+                    )
             if fresh:
+                stalled = 0
                 yield fresh
+            elif rows and pass_no == 0:
+                stalled += 1
+                if stalled >= s.list_stall_pages:
+                    raise PagingError(
+                        f"{what}: {stalled} pages in a row (up to offset {offset}) brought no "
+                        "workload not already listed; the control plane's paging is broken"
+                    )
             page_no += 1
             nxt = body.get("next")
             if not rows or nxt is None:
                 return
             if not isinstance(nxt, int) or isinstance(nxt, bool) or nxt <= offset:
-                logger.warning(
-                    "GET /api/v1/workloads: 'next'=%r does not advance past offset %d; "
-                    "stopping the listing",
-                    nxt,
-                    offset,
+                raise PagingError(
+                    f"{what}: 'next'={nxt!r} does not advance past offset {offset} after "
+                    f"{len(seen)} of {expected} workloads; the control plane's paging is broken"
                 )
-                return
             offset = nxt
 
     async def iter_workload_pages(
@@ -171,10 +217,13 @@ class RunaiClient:
     ) -> AsyncIterator[list[Workload]]:
         """Every workload, page by page; each workload id is yielded once.
 
+        The count operation is asked first (with the same filters) and bounds the pages.
         Offset paging over a list that changes between pages may repeat rows (dropped here)
-        or skip them; after the last page the count operation is asked with the same filters
-        and, when it reports more workloads than were seen, the list is read once more
-        (``list_reconcile_passes``) yielding only unseen ones.
+        or skip them: after the last page the count is asked again and, when it reports more
+        workloads than were seen, the list is read once more (``list_reconcile_passes``)
+        yielding only unseen ones. A listing that still ends more than ``list_tolerance``
+        below the count raises :class:`IncompleteListError`: an incomplete list would bill
+        less than was used.
         """
         base = self._list_params(deleted, filter_by, search)
         if sort_by:
@@ -183,20 +232,35 @@ class RunaiClient:
             if sort_order not in _SORT_ORDERS:
                 raise ConfigurationError(f"sort_order must be 'asc' or 'desc', not {sort_order!r}")
             base["sortOrder"] = sort_order
+        counted = await self.count_workloads(deleted=deleted, filter_by=filter_by, search=search)
         seen: set[str] = set()
-        async for page in self._list_pass(base, seen, 0):
+        async for page in self._list_pass(base, seen, 0, counted):
             yield page
-        for pass_no in range(1, self.settings.list_reconcile_passes + 1):
-            total = await self.count_workloads(deleted=deleted, filter_by=filter_by, search=search)
-            if total <= len(seen):
-                return
+        passes = 0
+        while True:
+            counted = await self.count_workloads(
+                deleted=deleted, filter_by=filter_by, search=search
+            )
+            if counted <= len(seen) or passes >= self.settings.list_reconcile_passes:
+                break
+            passes += 1
             logger.info(
                 "GET /api/v1/workloads: count says %d, listing gave %d; reading the list again",
-                total,
+                counted,
                 len(seen),
             )
-            async for page in self._list_pass(base, seen, pass_no):
+            async for page in self._list_pass(base, seen, passes, counted):
                 yield page
+        tolerance = self.settings.list_tolerance
+        if counted - len(seen) > tolerance * counted:
+            what = "deleted workloads" if deleted else "workloads"
+            raise IncompleteListError(
+                f"the list of {what} gave {len(seen)}, the count endpoint says {counted}: "
+                f"an incomplete list would bill less than was used (tolerance "
+                f"RUNAI_LIST_TOLERANCE={tolerance:g})",
+                listed=len(seen),
+                counted=counted,
+            )
 
     async def iter_workloads(
         self,

@@ -17,8 +17,18 @@ The tree::
     │   ├── RequestTimeoutError     408 (retried)
     │   └── ServerError             5xx (retried)
     ├── RetryExhaustedError         retryable failures went on past max_attempts or
-    │                               max_total_retry_time; ``last_error`` (and ``__cause__``) hold
-    │                               the final failure
+    │   │                           max_total_retry_time; ``last_error`` (and ``__cause__``) hold
+    │   │                           the final failure
+    │   └── ControlPlaneUnavailableError
+    │                               the run's retry budget is spent: no successful answer for
+    │                               ``retry_budget`` seconds; never retried again in that run
+    ├── DeadlineExceededError       an attempt did not complete (connect, send, whole body)
+    │                               within ``request_deadline`` (retried)
+    ├── ResponseTooLargeError       an answer above ``max_response_bytes`` (never retried)
+    ├── PagingError                 a listing whose paging cannot be trusted: a ``next`` that
+    │                               does not advance, a page seen before, pages with nothing
+    │                               new, more pages than the count allows
+    ├── IncompleteListError         a listing that ended below the count endpoint's figure
     └── ProtocolError               a 2xx answer whose body is not what the spec promises
         └── MeasurementsParseError  a metrics body that cannot be read at all
 
@@ -174,6 +184,40 @@ class RetryExhaustedError(RunaiError):
         super().__init__(message)
 
 
+class ControlPlaneUnavailableError(RetryExhaustedError):
+    """No successful answer for the run's whole retry budget: the control plane is taken to
+    be down, and nothing more is retried in this run."""
+
+
+class DeadlineExceededError(RunaiError):
+    """One attempt (connect, send, the whole body) took longer than its deadline."""
+
+    def __init__(self, message: str, *, deadline: float) -> None:
+        self.deadline = deadline
+        super().__init__(message)
+
+
+class ResponseTooLargeError(RunaiError):
+    """An answer larger than the configured maximum; reading stopped at the limit."""
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        self.limit = limit
+        super().__init__(message)
+
+
+class PagingError(RunaiError):
+    """The control plane's paging of a list cannot be trusted; the listing stopped."""
+
+
+class IncompleteListError(RunaiError):
+    """A listing ended with fewer workloads than the count endpoint reports."""
+
+    def __init__(self, message: str, *, listed: int, counted: int) -> None:
+        self.listed = listed
+        self.counted = counted
+        super().__init__(message)
+
+
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: BadRequestError,
     403: ForbiddenError,
@@ -196,6 +240,8 @@ def is_retryable(exc: BaseException) -> bool:
     """Whether a failed attempt may be repeated."""
     if isinstance(exc, ApiError):
         return exc.retryable
+    if isinstance(exc, DeadlineExceededError):
+        return True
     return isinstance(exc, ProtocolError) and not isinstance(exc, MeasurementsParseError)
 
 
@@ -204,12 +250,17 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",
+    "ControlPlaneUnavailableError",
+    "DeadlineExceededError",
     "ForbiddenError",
+    "IncompleteListError",
     "MeasurementsParseError",
     "NotFoundError",
+    "PagingError",
     "ProtocolError",
     "RateLimitedError",
     "RequestTimeoutError",
+    "ResponseTooLargeError",
     "RetryExhaustedError",
     "RunaiError",
     "ServerError",

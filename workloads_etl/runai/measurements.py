@@ -20,7 +20,6 @@ still fail a cast are looked at one by one.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from workloads_etl.runai import body as body_codec
 from workloads_etl.runai.errors import MeasurementsParseError
 from workloads_etl.runai.values import TS, parse_timestamps, to_floats, utc
 
@@ -45,8 +45,11 @@ MEASUREMENTS_SCHEMA = pa.schema(
 OK, NULL, WRONG_TYPE, UNPARSABLE = 0, 1, 2, 3
 
 MEASUREMENT_NOT_OBJECT = "measurement is not an object"
-MEASUREMENT_NO_TYPE = "measurement type missing or not a string"
+MEASUREMENT_NO_TYPE = "measurement type missing or not a valid string"
 MEASUREMENT_BAD_LABELS = "measurement labels is not an object"
+MEASUREMENT_DEEP_LABELS = (
+    f"measurement labels nested deeper than {body_codec.MAX_VALUE_DEPTH} levels"
+)
 MEASUREMENT_BAD_VALUES = "measurement values is not an array"
 SAMPLE_NOT_OBJECT = "sample is not an object"
 
@@ -107,13 +110,13 @@ def empty_table() -> pa.Table:
 def canonical_labels(labels: Any) -> str | None:
     if not labels:
         return None
-    return json.dumps(labels, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return body_codec.dumps(labels, sort_keys=True)
 
 
 def loads(body: str | bytes) -> Any:
-    """Decode JSON (the standard library keeps integers beyond 64 bits exact, which raw
-    records rely on). Raises ``ValueError``."""
-    return json.loads(body)
+    """Decode JSON at any nesting depth (:func:`workloads_etl.runai.body.loads`). Raises
+    ``ValueError``."""
+    return body_codec.loads(body)
 
 
 def _load(body: str | bytes | dict[str, Any]) -> dict[str, Any]:
@@ -194,12 +197,15 @@ class SampleCollector:
                 self.rejects.append(Reject(source, MEASUREMENT_NOT_OBJECT, m))
                 continue
             mtype = m.get("type")
-            if not isinstance(mtype, str):
+            if not isinstance(mtype, str) or not body_codec.valid_text(mtype):
                 self.rejects.append(Reject(source, MEASUREMENT_NO_TYPE, m))
                 continue
             labels = m.get("labels")
             if labels is not None and not isinstance(labels, dict):
                 self.rejects.append(Reject(source, MEASUREMENT_BAD_LABELS, m))
+                continue
+            if body_codec.too_deep(labels):
+                self.rejects.append(Reject(source, MEASUREMENT_DEEP_LABELS, m))
                 continue
             values = m.get("values")
             if values is not None and not isinstance(values, list):

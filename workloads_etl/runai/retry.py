@@ -1,8 +1,13 @@
 """Retrying one logical request: which failures are retried, and how long to wait.
 
-429, 408, 5xx, timeouts, connection errors and garbled 2xx bodies are retried with
+429, 408, 5xx, timeouts, deadlines, connection errors and garbled 2xx bodies are retried with
 exponential backoff and full jitter; a server's Retry-After wins, in both of its forms, with
-a little jitter on top; every wait is capped. Everything else fails at once.
+a little jitter on top; every wait is capped. Everything else fails at once: credentials
+refused, 403, 404, TLS, an answer too large, and errors of our own side (a full disk).
+
+Above the retries of one request sits the run's :class:`RetryBudget`: once no request of the
+run has succeeded for ``retry_budget`` seconds, the control plane is taken to be down and
+nothing is retried any more, so a run against a dead control plane ends in bounded time.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import logging
 import math
 import random
 import re
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -84,6 +90,33 @@ class RetryAfterWait:
             return min(wanted + extra, self.maximum)
         ceiling = min(float(self._ceiling(retry_state)), self.maximum)
         return self._rng.uniform(0.0, ceiling)
+
+
+class RetryBudget:
+    """The retrying one run may do: none once ``seconds`` pass without a successful answer.
+
+    One budget is shared by every request of a run (pass it to each client of the run). A
+    success anywhere resets it; :meth:`left` is what remains of it now.
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._last_success = clock()
+
+    def success(self) -> None:
+        self._last_success = self._clock()
+
+    def give_up(self) -> None:
+        """Spend what is left: the next failure of the run is not retried (a success
+        refills the budget)."""
+        self._last_success = min(self._last_success, self._clock() - self.seconds)
+
+    def left(self) -> float:
+        return self.seconds - (self._clock() - self._last_success)
+
+    def spent(self) -> bool:
+        return self.left() <= 0
 
 
 def retryable(exc: BaseException) -> bool:

@@ -4,14 +4,19 @@ One :class:`Session` owns one ``httpx.AsyncClient`` (one connection pool sized t
 ``max_concurrency``), an ``asyncio.Semaphore`` bounding requests in flight, an optional
 requests-per-second budget (``aiolimiter``) and a shared :class:`TokenManager`.
 :meth:`Session.call` is one logical request: authenticated, retried with ``tenacity`` as
-:mod:`workloads_etl.runai.retry` decides, its final successful answer handed to the caller's
-recorder as a :class:`RawResponse`.
+:mod:`workloads_etl.runai.retry` decides (within the run's :class:`RetryBudget`), its final
+successful answer handed to the caller's recorder as a :class:`RawResponse`.
+
+Every attempt has a total deadline (connect, send and the whole body: ``request_deadline``,
+shortened to what is left of the retry budget when the control plane has not answered for a
+while) and a size limit (``max_response_bytes``, checked against ``Content-Length`` and while
+the body streams in, so an oversized answer is never held whole). Bodies are decoded by
+:func:`workloads_etl.runai.body.loads`, which no nesting depth can crash.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import ssl
 import time
@@ -23,23 +28,36 @@ import httpx
 from aiolimiter import AsyncLimiter
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     RetryError,
     retry_if_exception,
     stop_after_attempt,
+    stop_any,
     stop_before_delay,
 )
+from tenacity.stop import stop_base
 
+from workloads_etl.runai import body as json_body_codec
 from workloads_etl.runai import errors
 from workloads_etl.runai.auth import TokenManager
 from workloads_etl.runai.errors import (
     AuthenticationError,
+    ControlPlaneUnavailableError,
+    DeadlineExceededError,
     ProtocolError,
+    ResponseTooLargeError,
     RetryExhaustedError,
     RunaiError,
     TLSVerificationError,
 )
 from workloads_etl.runai.models import RawResponse
-from workloads_etl.runai.retry import RetryAfterWait, log_retry, parse_retry_after, retryable
+from workloads_etl.runai.retry import (
+    RetryAfterWait,
+    RetryBudget,
+    log_retry,
+    parse_retry_after,
+    retryable,
+)
 from workloads_etl.runai.settings import RunaiSettings
 
 logger = logging.getLogger("workloads_etl.runai")
@@ -47,6 +65,9 @@ logger = logging.getLogger("workloads_etl.runai")
 Recorder = Callable[[RawResponse], None]
 
 TOKEN_PATH = "/api/v1/token"  # noqa: S105 - a URL path, not a secret
+MIB = 1024 * 1024
+# Headers that describe the body as sent on the wire, not the decoded body kept.
+_WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
 def _is_cert_error(exc: BaseException) -> bool:
@@ -62,6 +83,20 @@ def _is_cert_error(exc: BaseException) -> bool:
     return False
 
 
+class _BudgetSpent(stop_base):
+    """tenacity stop: the run's retry budget would be spent by the next wait."""
+
+    def __init__(self, budget: RetryBudget) -> None:
+        self.budget = budget
+        self.gave_up = False
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        if self.budget.left() - retry_state.upcoming_sleep <= 0:
+            self.gave_up = True
+            self.budget.give_up()
+        return self.gave_up
+
+
 class Session:
     """Connections, authentication, concurrency and retries shared by a client and its views.
 
@@ -69,9 +104,13 @@ class Session:
     """
 
     def __init__(
-        self, settings: RunaiSettings, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        settings: RunaiSettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        budget: RetryBudget | None = None,
     ) -> None:
         self.settings = settings
+        self.budget = budget if budget is not None else RetryBudget(settings.retry_budget)
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
         self._semaphore = asyncio.Semaphore(settings.max_concurrency)
@@ -153,12 +192,26 @@ class Session:
         async with self._semaphore:
             if self._limiter is not None:
                 await self._limiter.acquire()
+            deadline = self._attempt_deadline()
             t0 = time.perf_counter()
             try:
                 self.request_count += 1
-                resp = await self._http.request(
-                    method, path, params=params or None, json=json_body, headers=headers
+                async with asyncio.timeout(deadline):
+                    resp = await self._receive(method, path, params, json_body, headers)
+            except TimeoutError:
+                logger.warning(
+                    "%s %s params=%s -> no complete answer within %.1f s (attempt %d)",
+                    method,
+                    path,
+                    params,
+                    deadline,
+                    attempt,
                 )
+                raise DeadlineExceededError(
+                    f"{method} {path}: no complete answer within {deadline:.0f} s "
+                    "(the request deadline, RUNAI_REQUEST_DEADLINE)",
+                    deadline=deadline,
+                ) from None
             except httpx.TransportError as exc:
                 ms = (time.perf_counter() - t0) * 1000
                 if _is_cert_error(exc):
@@ -190,6 +243,52 @@ class Session:
             attempt,
         )
         return resp
+
+    def _attempt_deadline(self) -> float:
+        """The whole attempt's deadline: the configured one, or less when the control plane
+        has not answered for so long that only this much of the run's budget is left."""
+        s = self.settings
+        return min(s.request_deadline, max(self.budget.left(), s.connect_timeout))
+
+    async def _receive(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        json_body: Any,
+        headers: dict[str, str],
+    ) -> httpx.Response:
+        """Send one request and read its whole body, never more than the size limit."""
+        assert self._http is not None
+        limit = self.settings.max_response_bytes
+        request = self._http.build_request(
+            method, path, params=params or None, json=json_body, headers=headers
+        )
+        resp = await self._http.send(request, stream=True)
+        chunks: list[bytes] = []
+        try:
+            declared = resp.headers.get("content-length", "")
+            size = int(declared) if declared.isdigit() else 0
+            if size <= limit:
+                size = 0
+                async for chunk in resp.aiter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        break
+                    chunks.append(chunk)
+        finally:
+            await resp.aclose()
+        if size > limit:
+            logger.warning("%s %s -> answer above %d bytes; not read", method, path, limit)
+            raise ResponseTooLargeError(
+                f"{method} {path}: the answer is larger than {limit / MIB:.0f} MiB "
+                "(RUNAI_MAX_RESPONSE_MB)",
+                limit=limit,
+            )
+        kept = [(k, v) for k, v in resp.headers.multi_items() if k.lower() not in _WIRE_HEADERS]
+        return httpx.Response(
+            resp.status_code, headers=kept, content=b"".join(chunks), request=request
+        )
 
     def _error(self, resp: httpx.Response, method: str, path: str) -> errors.ApiError:
         code: int | None = None
@@ -261,7 +360,7 @@ class Session:
                 raise ProtocolError(f"{method} {path} -> unexpected HTTP {resp.status_code}")
             raise self._error(resp, method, path)
         try:
-            body = json.loads(resp.content)
+            body = json_body_codec.loads(resp.content)
         except ValueError:
             raise ProtocolError(
                 f"{method} {path} -> HTTP {resp.status_code} with a body that is not JSON"
@@ -285,8 +384,15 @@ class Session:
         """One logical request with retries. Returns (status, decoded JSON, body text)."""
         s = self.settings
         params = params or {}
+        budget = self.budget
+        budget_spent = _BudgetSpent(budget)
+
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(s.max_attempts) | stop_before_delay(s.max_total_retry_time),
+            stop=stop_any(
+                stop_after_attempt(s.max_attempts),
+                stop_before_delay(s.max_total_retry_time),
+                budget_spent,
+            ),
             wait=RetryAfterWait(s.min_retry_wait, s.max_retry_wait),
             retry=retry_if_exception(retryable),
             before_sleep=log_retry(method, path, s.max_attempts),
@@ -307,11 +413,20 @@ class Session:
         except RetryError as exc:
             last = exc.last_attempt.exception()
             n = exc.last_attempt.attempt_number
+            if budget_spent.gave_up:
+                raise ControlPlaneUnavailableError(
+                    f"{method} {path}: no successful answer from the control plane for "
+                    f"{budget.seconds:.0f} s (the run's retry budget, RUNAI_RETRY_BUDGET); "
+                    f"last error: {self.scrub(str(last))}",
+                    attempts=n,
+                    last_error=last,
+                ) from last
             raise RetryExhaustedError(
                 f"{method} {path} failed after {n} attempts: {self.scrub(str(last))}",
                 attempts=n,
                 last_error=last,
             ) from last
+        budget.success()
         text = resp.text
         if recorder is not None and operation != "grant_token":
             recorder(

@@ -68,6 +68,17 @@ class RunaiSettings(BaseModel):
     metrics_partial_retries: int = Field(default=3, ge=0)
     list_reconcile_passes: int = Field(default=1, ge=0)
     min_retry_wait: float = Field(default=0.1, ge=0)
+    # Connect, send and the whole body of one attempt must fit in this many seconds.
+    request_deadline: float = Field(default=60.0, gt=0)
+    max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    # A run stops retrying once this many seconds pass without one successful answer.
+    retry_budget: float = Field(default=90.0, gt=0)
+    # A listing may end this share below the count endpoint's figure (0: not at all).
+    list_tolerance: float = Field(default=0.0, ge=0, lt=1)
+    # Pages of a listing allowed beyond what the count endpoint's figure needs.
+    list_page_margin: float = Field(default=0.1, ge=0)
+    # Consecutive pages that bring no workload not seen before before a listing stops.
+    list_stall_pages: int = Field(default=3, ge=1)
 
     def __init__(self, **data: Any) -> None:
         try:
