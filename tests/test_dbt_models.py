@@ -39,8 +39,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from workloads_etl.ingest.metric_types import metric_columns
 from workloads_etl.lake.datasets import DATASETS
+from workloads_etl.lake.metric_types import metric_columns
 from workloads_etl.settings import DataPaths
 from workloads_etl.warehouse.dbt import DbtRunError, dbt_project_dir, dbt_vars, run_dbt, target_dir
 

@@ -240,7 +240,7 @@ def test_record_without_id_key_is_rejected() -> None:
             "updated_at: unparsable timestamp '2024-13-01T00:00:00Z'",
         ),
         ({"completedAt": 17}, "completed_at", "completedAt: expected date-time string, got int"),
-        ({"images": "alpine"}, "images", "images: expected array of strings"),
+        ({"images": "alpine"}, "images", "images: expected array of valid strings"),
     ],
 )
 def test_one_bad_field_keeps_the_row_with_that_field_null(
@@ -769,3 +769,175 @@ def test_property_metrics_account_for_every_point(measurements: list[dict[str, A
     inputs = [json.dumps(v, sort_keys=True) for m in measurements for v in m["values"]]
     for raw in q["raw_record"].to_pylist():
         assert json.dumps(json.loads(raw), sort_keys=True) in inputs
+
+
+# ------------------------------------------------------------ physical bounds, text, depth
+
+
+def _field_issues(q: pa.Table) -> dict[str, str]:
+    """``{workload id: reason}`` of field-issue quarantine rows."""
+    return {
+        json.loads(raw)["id"]: reason
+        for reason, raw in zip(q["reason"].to_pylist(), q["raw_record"].to_pylist(), strict=True)
+        if FIELD_ISSUE_MARK in reason
+    }
+
+
+@pytest.mark.parametrize(
+    ("over", "column", "reason"),
+    [
+        (
+            {"allocatedResources": {"gpu": -1}},
+            "allocated_gpu",
+            "allocatedResources.gpu: -1 is negative",
+        ),
+        (
+            {"allocatedResources": {"gpu": 1e308}},
+            "allocated_gpu",
+            "allocatedResources.gpu: 1e+308 is above the GPU ceiling",
+        ),
+        ({"totalRunningTimeSeconds": -1}, "total_running_time_seconds", "-1 is negative"),
+        ({"runningPods": -3}, "running_pods", "runningPods: -3 is negative"),
+        (
+            {"workloadRequestedResources": {"cpuMemory": {"request": "-1Gi"}}},
+            "requested_cpu_memory_request_bytes",
+            "requested_cpu_memory_request_bytes: '-1Gi' is negative",
+        ),
+        ({"name": "job\ud800"}, "name", "name: invalid Unicode (a lone surrogate)"),
+        ({"images": ["ok", "bad\udfff"]}, "images", "images: expected array of valid strings"),
+    ],
+)
+def test_values_no_cluster_can_have_are_quarantined_and_the_row_kept(
+    over: dict[str, Any], column: str, reason: str
+) -> None:
+    bad, good = workload(**over), workload(totalRunningTimeSeconds=60)
+    res = workloads_of(page([bad, good]))
+    rows = res.rows.to_pylist()
+    assert [r["workload_id"] for r in rows] == [bad["id"], good["id"]]  # still listed, charged
+    assert rows[0][column] is None and rows[1][column] is not None
+    assert reason in _field_issues(res.quarantine)[bad["id"]]
+    res.quarantine["raw_record"].to_pylist()[0].encode("utf-8")  # quarantine is valid UTF-8
+
+
+def test_the_gpu_ceiling_is_a_setting() -> None:
+    from workloads_etl.lake.bounds import Limits
+
+    big = workload(allocatedResources={"gpu": 16})
+    default = normalise_responses("workload_snapshots", [page([big])], DAY, "r")
+    assert default.rows["allocated_gpu"].to_pylist() == [16.0]
+    small = normalise_responses("workload_snapshots", [page([big])], DAY, "r", Limits(max_gpus=8))
+    assert small.rows["allocated_gpu"].to_pylist() == [None]
+    assert "16 is above the GPU ceiling" in small.quarantine["reason"][0].as_py()
+
+
+def test_a_value_nested_too_deep_is_quarantined_at_any_depth() -> None:
+    deep_ok = workload(additionalFields={"a": {"b": {"c": 1}}})
+    nested = workload()
+    text = json.dumps({"workloads": [deep_ok, nested], "next": 2})
+    # 100,000 levels: beyond what the standard decoder takes.
+    text = text.replace(
+        '"id": "' + nested["id"] + '"',
+        '"id": "' + nested["id"] + '", "hostile": ' + "[" * 100_000 + "]" * 100_000,
+    )
+    res = workloads_of(page([], text=text))
+    assert res.rows.num_rows == 2
+    assert res.rows["additional_fields_json"].to_pylist()[0] == '{"a":{"b":{"c":1}}}'
+    issues = _field_issues(res.quarantine)
+    assert list(issues) == [nested["id"]]
+    assert "hostile: nested deeper than 32 levels" in issues[nested["id"]]
+
+
+def test_a_json_field_with_a_lone_surrogate_is_kept_escaped() -> None:
+    w = workload(additionalFields={"note": "x\ud800"})
+    res = workloads_of(page([w]))
+    kept = res.rows["additional_fields_json"].to_pylist()[0]
+    assert json.loads(kept) == {"note": "x\ud800"} and kept.isascii()
+    assert res.quarantine.num_rows == 0
+
+
+def test_metric_values_outside_their_bounds_are_quarantined() -> None:
+    body = {
+        "measurements": [
+            {
+                "type": "GPU_UTILIZATION",
+                "values": [
+                    {"value": "50", "timestamp": "2024-12-20T01:00:00Z"},
+                    {"value": "150", "timestamp": "2024-12-20T01:01:00Z"},
+                    {"value": "-1", "timestamp": "2024-12-20T01:02:00Z"},
+                ],
+            },
+            {
+                "type": "GPU_ALLOCATION",
+                "values": [
+                    {"value": "1e308", "timestamp": "2024-12-20T01:00:00Z"},
+                    {"value": "2", "timestamp": "2024-12-20T01:01:00Z"},
+                ],
+            },
+            {
+                "type": "CPU_MEMORY_USAGE_BYTES",
+                "values": [{"value": "-5", "timestamp": "2024-12-20T01:00:00Z"}],
+            },
+            {
+                "type": "NEW_TYPE_OF_A_NEWER_API",
+                "values": [{"value": "-7", "timestamp": "2024-12-20T01:00:00Z"}],
+            },
+        ]
+    }
+    rows, q = normalise_metrics([metrics_resp(body)], DAY, "m")
+    kept = zip(rows["metric_type"].to_pylist(), rows["value"].to_pylist(), strict=True)
+    assert sorted(kept) == [
+        ("GPU_ALLOCATION", 2.0),
+        ("GPU_UTILIZATION", 50.0),
+        ("NEW_TYPE_OF_A_NEWER_API", -7.0),  # no declared bounds: kept as sent
+    ]
+    reasons = sorted(q["reason"].to_pylist())
+    assert len(reasons) == 4
+    assert any(r.startswith("value 150 is above 100 (") for r in reasons)
+    assert any(r.startswith("value -1 is negative (") for r in reasons)
+    assert any("value 1e+308 is above the GPU ceiling" in r for r in reasons)
+    assert any("-5 is negative" in r and "CPU_MEMORY_USAGE_BYTES" in r for r in reasons)
+
+
+def test_metric_labels_too_deep_or_with_bad_text_do_not_crash() -> None:
+    deep: Any = "x"
+    for _ in range(40):
+        deep = {"k": deep}
+    body = {
+        "measurements": [
+            {
+                "type": "GPU_UTILIZATION",
+                "labels": deep,
+                "values": [{"value": "5", "timestamp": "2024-12-20T01:00:00Z"}],
+            },
+            {
+                "type": "GPU_UTILIZATION",
+                "labels": {"gpu": "0\ud800"},
+                "values": [{"value": "6", "timestamp": "2024-12-20T01:00:00Z"}],
+            },
+            {"type": "GPU_\ud800", "values": [{"value": "7", "timestamp": "2024-12-20T01:00:00Z"}]},
+        ]
+    }
+    rows, q = normalise_metrics([metrics_resp(body)], DAY, "m")
+    assert rows["value"].to_pylist() == [6.0]
+    assert json.loads(rows["labels_json"][0].as_py()) == {"gpu": "0\ud800"}
+    reasons = q["reason"].to_pylist()
+    assert any("labels nested deeper than 32 levels" in r for r in reasons)
+    assert any("measurement type missing or not a valid string" in r for r in reasons)
+
+
+def test_a_negative_telemetry_value_is_quarantined() -> None:
+    body = {
+        "type": "GPU_ALLOCATION",
+        "timestamp": "2024-12-20T23:00:00Z",
+        "values": [
+            {"value": "3", "groups": [{"key": "department", "value": "d1", "name": "D1"}]},
+            {"value": "-5", "groups": [{"key": "department", "value": "d2", "name": "D2"}]},
+            {"value": "4", "groups": [{"key": "department", "value": "d\ud800", "name": "D3"}]},
+        ],
+    }
+    rows, q = normalise_telemetry([telemetry_resp(body)], DAY, "t")
+    assert rows["value"].to_pylist() == [3.0]
+    assert sorted(q["reason"].to_pylist()) == [
+        "groups.value: invalid Unicode (a lone surrogate)",
+        "value -5 is negative",
+    ]

@@ -8,17 +8,20 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from workloads_etl.ingest.lists import extract_workload_list
-from workloads_etl.ingest.metric_types import metric_type_names
 from workloads_etl.ingest.metrics import alive_workloads, extract_metrics
 from workloads_etl.ingest.recording import ExtractStats
 from workloads_etl.ingest.telemetry import extract_telemetry
+from workloads_etl.lake.bounds import Limits
 from workloads_etl.lake.datasets import WORKLOAD_LISTS
+from workloads_etl.lake.metric_types import metric_type_names
 from workloads_etl.lake.normalise.partition import NormaliseResult, normalise_partition
 from workloads_etl.lake.parquet import read_partition
 from workloads_etl.lake.quality import workloads_with_metrics
 from workloads_etl.lake.raw import RawLanding
 from workloads_etl.runai import RunaiClient
 from workloads_etl.settings import DataPaths
+
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass
@@ -68,10 +71,16 @@ def _result(stats: ExtractStats, norm: NormaliseResult) -> DayResult:
 
 
 async def workload_list_day(
-    client: RunaiClient, paths: DataPaths, day: date, run_id: str, *, deleted: bool
+    client: RunaiClient,
+    paths: DataPaths,
+    day: date,
+    run_id: str,
+    *,
+    deleted: bool,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> DayResult:
     stats = await extract_workload_list(client, RawLanding(paths.raw), day, run_id, deleted=deleted)
-    return _result(stats, normalise_partition(paths, stats.dataset, day, run_id))
+    return _result(stats, normalise_partition(paths, stats.dataset, day, run_id, limits=limits))
 
 
 def metrics_targets(paths: DataPaths, day: date) -> dict[str, str | None]:
@@ -90,6 +99,7 @@ async def metrics_day(
     step_seconds: int = 60,
     metric_types: Sequence[str] = metric_type_names(),
     progress: Callable[[int, int], None] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> DayResult:
     targets = metrics_targets(paths, day)
     stats = await extract_metrics(
@@ -102,12 +112,21 @@ async def metrics_day(
         metric_types=metric_types,
         progress=progress,
     )
-    result = _result(stats, normalise_partition(paths, "workload_metrics", day, run_id))
+    result = _result(
+        stats, normalise_partition(paths, "workload_metrics", day, run_id, limits=limits)
+    )
     result.extra["alive_workloads"] = len(targets)
     result.extra["workloads_with_metrics"] = workloads_with_metrics(paths.lake, day)
     return result
 
 
-async def telemetry_day(client: RunaiClient, paths: DataPaths, day: date, run_id: str) -> DayResult:
+async def telemetry_day(
+    client: RunaiClient,
+    paths: DataPaths,
+    day: date,
+    run_id: str,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+) -> DayResult:
     stats = await extract_telemetry(client, RawLanding(paths.raw), day, run_id)
-    return _result(stats, normalise_partition(paths, "telemetry", day, run_id))
+    return _result(stats, normalise_partition(paths, "telemetry", day, run_id, limits=limits))

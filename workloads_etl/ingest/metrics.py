@@ -1,5 +1,5 @@
 """Metrics of a day: every workload alive at any instant of the day, all metric types of
-:mod:`workloads_etl.ingest.metric_types` at a fixed step."""
+:mod:`workloads_etl.lake.metric_types` at a fixed step."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from datetime import date
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from workloads_etl.ingest.metric_types import metric_type_names, types_for
 from workloads_etl.ingest.recording import ExtractStats, day_bounds, recording
+from workloads_etl.lake.metric_types import metric_type_names, types_for
 from workloads_etl.lake.raw import RawLanding
 from workloads_etl.runai import RunaiClient
 from workloads_etl.runai.errors import NotFoundError

@@ -9,21 +9,35 @@ Dagster assets, command-line choices) is derived from this registry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
+from typing import Protocol
 
 import pyarrow as pa
 
 from workloads_etl.lake import schemas
+from workloads_etl.lake.bounds import Limits
 from workloads_etl.lake.normalise.metrics import normalise_metrics
 from workloads_etl.lake.normalise.records import Normalised
 from workloads_etl.lake.normalise.telemetry import normalise_telemetry
 from workloads_etl.lake.normalise.workloads import normalise_workloads
 from workloads_etl.runai.models import RawResponse
 
-# (dataset name, the answers of one raw run, day, run id) -> rows, quarantine and counts
-Normaliser = Callable[[str, Iterable[RawResponse], date, str], Normalised]
+
+class Normaliser(Protocol):
+    """(dataset name, the answers of one raw run, day, run id, the physical bounds) -> rows,
+    quarantine and counts."""
+
+    def __call__(
+        self,
+        dataset: str,
+        responses: Iterable[RawResponse],
+        day: date,
+        run_id: str,
+        *,
+        limits: Limits,
+    ) -> Normalised: ...
 
 
 @dataclass(frozen=True)

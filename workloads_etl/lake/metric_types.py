@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from workloads_etl.lake import bounds
 from workloads_etl.openapi import enum_values
 
 ALL = "all"
@@ -28,33 +29,38 @@ INFERENCE_WORKLOAD_TYPES = ("inference",)
 class MetricType:
     name: str  # the API's WorkloadMetricType
     column: str | None  # column of int_workload_metric_samples; None: a labelled series
+    kind: str  # the physical quantity (workloads_etl.lake.bounds) its values must respect
     scope: str = ALL  # the workloads it is fetched for: all, or inference ones
 
 
 METRIC_TYPES: tuple[MetricType, ...] = (
-    MetricType("GPU_ALLOCATION", "gpu_allocation"),
-    MetricType("GPU_UTILIZATION", "gpu_utilisation_pct"),
-    MetricType("GPU_MEMORY_USAGE_BYTES", "gpu_memory_usage_bytes"),
-    MetricType("GPU_MEMORY_REQUEST_BYTES", "gpu_memory_request_bytes"),
-    MetricType("CPU_REQUEST_CORES", "cpu_request_cores"),
-    MetricType("CPU_LIMIT_CORES", "cpu_limit_cores"),
-    MetricType("CPU_USAGE_CORES", "cpu_usage_cores"),
-    MetricType("CPU_MEMORY_REQUEST_BYTES", "cpu_memory_request_bytes"),
-    MetricType("CPU_MEMORY_LIMIT_BYTES", "cpu_memory_limit_bytes"),
-    MetricType("CPU_MEMORY_USAGE_BYTES", "cpu_memory_usage_bytes"),
-    MetricType("POD_COUNT", "pod_count"),
-    MetricType("RUNNING_POD_COUNT", "running_pod_count"),
-    MetricType("NVLINK_BANDWIDTH_TOTAL", "nvlink_bandwidth_bytes_per_second"),
-    MetricType("NIM_NUM_REQUESTS_RUNNING", "nim_requests_running", INFERENCE),
-    MetricType("NIM_NUM_REQUESTS_WAITING", "nim_requests_waiting", INFERENCE),
-    MetricType("NIM_NUM_REQUEST_MAX", "nim_request_max", INFERENCE),
-    MetricType("NIM_REQUEST_SUCCESS_TOTAL", "nim_request_success_total", INFERENCE),
-    MetricType("NIM_REQUEST_FAILURE_TOTAL", "nim_request_failure_total", INFERENCE),
-    MetricType("NIM_GPU_CACHE_USAGE_PERC", "nim_gpu_cache_usage", INFERENCE),
-    MetricType("NIM_TIME_TO_FIRST_TOKEN_SECONDS", "nim_ttft_seconds", INFERENCE),
-    MetricType("NIM_E2E_REQUEST_LATENCY_SECONDS", "nim_e2e_latency_seconds", INFERENCE),
-    MetricType("NIM_TIME_TO_FIRST_TOKEN_SECONDS_PERCENTILES", None, INFERENCE),
-    MetricType("NIM_E2E_REQUEST_LATENCY_SECONDS_PERCENTILES", None, INFERENCE),
+    MetricType("GPU_ALLOCATION", "gpu_allocation", bounds.GPUS),
+    MetricType("GPU_UTILIZATION", "gpu_utilisation_pct", bounds.PERCENT),
+    MetricType("GPU_MEMORY_USAGE_BYTES", "gpu_memory_usage_bytes", bounds.BYTES),
+    MetricType("GPU_MEMORY_REQUEST_BYTES", "gpu_memory_request_bytes", bounds.BYTES),
+    MetricType("CPU_REQUEST_CORES", "cpu_request_cores", bounds.CORES),
+    MetricType("CPU_LIMIT_CORES", "cpu_limit_cores", bounds.CORES),
+    MetricType("CPU_USAGE_CORES", "cpu_usage_cores", bounds.CORES),
+    MetricType("CPU_MEMORY_REQUEST_BYTES", "cpu_memory_request_bytes", bounds.BYTES),
+    MetricType("CPU_MEMORY_LIMIT_BYTES", "cpu_memory_limit_bytes", bounds.BYTES),
+    MetricType("CPU_MEMORY_USAGE_BYTES", "cpu_memory_usage_bytes", bounds.BYTES),
+    MetricType("POD_COUNT", "pod_count", bounds.COUNT),
+    MetricType("RUNNING_POD_COUNT", "running_pod_count", bounds.COUNT),
+    MetricType(
+        "NVLINK_BANDWIDTH_TOTAL", "nvlink_bandwidth_bytes_per_second", bounds.BYTES_PER_SECOND
+    ),
+    MetricType("NIM_NUM_REQUESTS_RUNNING", "nim_requests_running", bounds.COUNT, INFERENCE),
+    MetricType("NIM_NUM_REQUESTS_WAITING", "nim_requests_waiting", bounds.COUNT, INFERENCE),
+    MetricType("NIM_NUM_REQUEST_MAX", "nim_request_max", bounds.COUNT, INFERENCE),
+    MetricType("NIM_REQUEST_SUCCESS_TOTAL", "nim_request_success_total", bounds.COUNT, INFERENCE),
+    MetricType("NIM_REQUEST_FAILURE_TOTAL", "nim_request_failure_total", bounds.COUNT, INFERENCE),
+    MetricType("NIM_GPU_CACHE_USAGE_PERC", "nim_gpu_cache_usage", bounds.PERCENT, INFERENCE),
+    MetricType("NIM_TIME_TO_FIRST_TOKEN_SECONDS", "nim_ttft_seconds", bounds.SECONDS, INFERENCE),
+    MetricType(
+        "NIM_E2E_REQUEST_LATENCY_SECONDS", "nim_e2e_latency_seconds", bounds.SECONDS, INFERENCE
+    ),
+    MetricType("NIM_TIME_TO_FIRST_TOKEN_SECONDS_PERCENTILES", None, bounds.SECONDS, INFERENCE),
+    MetricType("NIM_E2E_REQUEST_LATENCY_SECONDS_PERCENTILES", None, bounds.SECONDS, INFERENCE),
 )
 
 # What the cost, utilisation and held-resources rules are computed from.
@@ -70,6 +76,11 @@ REQUIRED = frozenset(
     }
 )
 _BY_NAME = {m.name: m for m in METRIC_TYPES}
+
+
+def metric_kinds() -> dict[str, str]:
+    """``{metric type: kind of quantity}``, for the bounds its values are checked against."""
+    return {m.name: m.kind for m in METRIC_TYPES}
 
 
 def metric_type_names() -> tuple[str, ...]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from workloads_etl.lake import bounds
 from workloads_etl.runai import values
 
 SCHEMA_VERSION = 1
@@ -42,6 +43,8 @@ class Column:
     ``strings`` (an array of strings), ``json`` (any value, kept as canonical JSON text) or
     ``id`` (the workload's uuid, without which a record cannot be a row). ``enum`` names the
     spec schema whose enum the value belongs to (values outside it are kept and counted).
+    ``kind`` names the physical quantity (:mod:`workloads_etl.lake.bounds`) whose bounds the
+    value must respect.
     """
 
     name: str
@@ -50,6 +53,7 @@ class Column:
     parse: str = ""
     nullable: bool = True
     enum: str | None = None
+    kind: str | None = None
 
     @property
     def field(self) -> pa.Field:
@@ -60,8 +64,17 @@ def _str(name: str, source: str, enum: str | None = None) -> Column:
     return Column(name, pa.string(), source, "string", enum=enum)
 
 
-def _int(name: str, source: str) -> Column:
-    return Column(name, pa.int64(), source, "integer")
+def _int(name: str, source: str, kind: str | None = None) -> Column:
+    return Column(name, pa.int64(), source, "integer", kind=kind)
+
+
+def _num(name: str, source: str, kind: str) -> Column:
+    return Column(name, pa.float64(), source, "number", kind=kind)
+
+
+def _qty(name: str, source: str) -> Column:
+    """A Kubernetes quantity of memory, parsed to bytes."""
+    return Column(name, pa.float64(), source, "quantity", kind=bounds.BYTES)
 
 
 def _ts(name: str, source: str) -> Column:
@@ -74,17 +87,16 @@ def _json(name: str, source: str) -> Column:
 
 def _resources(prefix: str, obj: str) -> list[Column]:
     """Flattened ``WorkloadRequestResources`` (requested by the workload or by its pods)."""
-    f64 = pa.float64()
     return [
         _str(f"{prefix}_gpu_request_type", f"{obj}.gpuRequestType", "GpuRequestType"),
-        Column(f"{prefix}_gpu_request", f64, f"{obj}.gpu.request", "number"),
-        Column(f"{prefix}_gpu_limit", f64, f"{obj}.gpu.limit", "number"),
-        Column(f"{prefix}_gpu_memory_request_bytes", f64, f"{obj}.gpuMemory.request", "quantity"),
-        Column(f"{prefix}_gpu_memory_limit_bytes", f64, f"{obj}.gpuMemory.limit", "quantity"),
-        Column(f"{prefix}_cpu_request_cores", f64, f"{obj}.cpu.request", "number"),
-        Column(f"{prefix}_cpu_limit_cores", f64, f"{obj}.cpu.limit", "number"),
-        Column(f"{prefix}_cpu_memory_request_bytes", f64, f"{obj}.cpuMemory.request", "quantity"),
-        Column(f"{prefix}_cpu_memory_limit_bytes", f64, f"{obj}.cpuMemory.limit", "quantity"),
+        _num(f"{prefix}_gpu_request", f"{obj}.gpu.request", bounds.GPUS),
+        _num(f"{prefix}_gpu_limit", f"{obj}.gpu.limit", bounds.GPUS),
+        _qty(f"{prefix}_gpu_memory_request_bytes", f"{obj}.gpuMemory.request"),
+        _qty(f"{prefix}_gpu_memory_limit_bytes", f"{obj}.gpuMemory.limit"),
+        _num(f"{prefix}_cpu_request_cores", f"{obj}.cpu.request", bounds.CORES),
+        _num(f"{prefix}_cpu_limit_cores", f"{obj}.cpu.limit", bounds.CORES),
+        _qty(f"{prefix}_cpu_memory_request_bytes", f"{obj}.cpuMemory.request"),
+        _qty(f"{prefix}_cpu_memory_limit_bytes", f"{obj}.cpuMemory.limit"),
         _json(f"{prefix}_extended_resources_json", f"{obj}.extendedResources"),
     ]
 
@@ -117,7 +129,7 @@ WORKLOAD_COLUMNS: tuple[Column, ...] = (
     _str("priority_class_name", "priorityClassName"),
     Column("preemptible", pa.bool_(), "preemptible", "boolean"),
     _str("distributed_framework", "distributedFramework"),
-    _int("running_pods", "runningPods"),
+    _int("running_pods", "runningPods", bounds.COUNT),
     _ts("created_at", "createdAt"),
     _ts("updated_at", "updatedAt"),
     _ts("phase_updated_at", "phaseUpdatedAt"),
@@ -125,26 +137,26 @@ WORKLOAD_COLUMNS: tuple[Column, ...] = (
     _ts("completed_at", "completedAt"),
     _ts("deleted_at", "deletedAt"),
     _ts("guaranteed_runtime_ends_at", "guaranteedRuntimeEndsAt"),
-    _int("idle_gpus", "idleGpus"),
-    Column("idle_allocated_gpus", pa.float64(), "idleAllocatedGpus", "number"),
-    _int("total_pending_time_seconds", "totalPendingTimeSeconds"),
-    _int("total_running_time_seconds", "totalRunningTimeSeconds"),
+    _int("idle_gpus", "idleGpus", bounds.GPUS),
+    _num("idle_allocated_gpus", "idleAllocatedGpus", bounds.GPUS),
+    _int("total_pending_time_seconds", "totalPendingTimeSeconds", bounds.SECONDS),
+    _int("total_running_time_seconds", "totalRunningTimeSeconds", bounds.SECONDS),
     _str("ai_application_id", "aiApplicationId"),
     _str("ai_application_name", "aiApplicationName"),
     Column("requested_node_pools", pa.list_(pa.string()), "requestedNodePools", "strings"),
     Column("current_node_pools", pa.list_(pa.string()), "currentNodePools", "strings"),
     Column("images", pa.list_(pa.string()), "images", "strings"),
-    _int("requested_pods_number", "requestedPods.number"),
-    _int("requested_pods_min", "requestedPods.min"),
-    _int("requested_pods_max", "requestedPods.max"),
-    _int("requested_pods_parallelism", "requestedPods.parallelism"),
-    _int("requested_pods_completions", "requestedPods.completions"),
+    _int("requested_pods_number", "requestedPods.number", bounds.COUNT),
+    _int("requested_pods_min", "requestedPods.min", bounds.COUNT),
+    _int("requested_pods_max", "requestedPods.max", bounds.COUNT),
+    _int("requested_pods_parallelism", "requestedPods.parallelism", bounds.COUNT),
+    _int("requested_pods_completions", "requestedPods.completions", bounds.COUNT),
     *_resources("requested", "workloadRequestedResources"),
     *_resources("pods_requested", "podsRequestedResources"),
-    Column("allocated_gpu", pa.float64(), "allocatedResources.gpu", "number"),
-    Column("allocated_gpu_memory_bytes", pa.float64(), "allocatedResources.gpuMemory", "quantity"),
-    Column("allocated_cpu_cores", pa.float64(), "allocatedResources.cpu", "number"),
-    Column("allocated_cpu_memory_bytes", pa.float64(), "allocatedResources.cpuMemory", "quantity"),
+    _num("allocated_gpu", "allocatedResources.gpu", bounds.GPUS),
+    _qty("allocated_gpu_memory_bytes", "allocatedResources.gpuMemory"),
+    _num("allocated_cpu_cores", "allocatedResources.cpu", bounds.CORES),
+    _qty("allocated_cpu_memory_bytes", "allocatedResources.cpuMemory"),
     _json("allocated_extended_resources_json", "allocatedResources.extendedResources"),
     _json("conditions_json", "conditions"),
     _json("actions_support_json", "actionsSupport"),

@@ -20,7 +20,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 
-from workloads_etl.ingest.metric_types import metric_columns
+from workloads_etl.lake.metric_types import metric_columns
 from workloads_etl.settings import DataPaths
 
 PROFILE = "workloads_etl"

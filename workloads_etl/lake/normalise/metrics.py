@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from workloads_etl.lake.bounds import Limits
+from workloads_etl.lake.metric_types import metric_kinds
 from workloads_etl.lake.normalise.records import (
     Normalised,
     Quarantine,
@@ -65,6 +67,7 @@ _VALUE_REASON = {
     UNPARSABLE: "value is not numeric",
 }
 _TS_BITS = 37  # microseconds of one day < 2**37
+DEFAULT_LIMITS = Limits()
 
 
 def _dense_ranks(names: Sequence[str]) -> np.ndarray:
@@ -73,7 +76,12 @@ def _dense_ranks(names: Sequence[str]) -> np.ndarray:
 
 
 def normalise_metrics(
-    dataset: str, responses: Iterable[RawResponse], day: date, run_id: str
+    dataset: str,
+    responses: Iterable[RawResponse],
+    day: date,
+    run_id: str,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Normalised:
     """The metrics answers of one raw run -> long rows and quarantine."""
     quarantine = Quarantine(dataset, day, run_id)
@@ -148,19 +156,26 @@ def normalise_metrics(
     ts_ok = ts_code == OK
     in_window = ts_ok & (offset >= 0) & (offset < day_us)
     out_of_window = int(np.count_nonzero(ts_ok & ~in_window))
-    value_ok = (value_code == OK) & np.isfinite(value)
+    mtypes = t["metric_type"].combine_chunks().dictionary.to_pylist()
+    mtype_idx = t["metric_type"].combine_chunks().indices.to_numpy()
+    # The physical bounds of each point's metric type (none for a type not declared).
+    declared = metric_kinds()
+    kinds = np.array([declared.get(m, "") for m in mtypes], dtype=object)[mtype_idx]
+    finite = np.isfinite(value)
+    outside = finite & limits.outside(value, kinds)
+    value_ok = (value_code == OK) & finite & ~outside
     bad = ~ts_ok | (in_window & ~value_ok)
     pos = t["pos"].to_numpy()
     source = t["source"].to_numpy()
-    mtypes = t["metric_type"].combine_chunks().dictionary.to_pylist()
-    mtype_idx = t["metric_type"].combine_chunks().indices.to_numpy()
     for i in np.flatnonzero(bad).tolist():
         if ts_code[i] != OK:
             why = _TS_REASON[int(ts_code[i])]
         elif value_code[i] != OK:
             why = _VALUE_REASON[int(value_code[i])]
-        else:
+        elif not finite[i]:
             why = "value is not finite"
+        else:
+            why = f"value {limits.problem(float(value[i]), str(kinds[i]))}"
         src = int(source[i])
         quarantine.add(
             f"{why} (workload {wids[src]}, {mtypes[mtype_idx[i]]})",

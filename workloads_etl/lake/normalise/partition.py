@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
+from workloads_etl.lake.bounds import Limits
 from workloads_etl.lake.datasets import DATASETS
 from workloads_etl.lake.normalise.records import Normalised
 from workloads_etl.lake.parquet import Manifest, write_partition
@@ -15,6 +16,7 @@ from workloads_etl.runai.models import RawResponse
 from workloads_etl.settings import DataPaths
 
 log = logging.getLogger(__name__)
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass
@@ -41,13 +43,17 @@ class NormaliseResult:
 
 
 def normalise_responses(
-    dataset: str, responses: Iterable[RawResponse], day: date, run_id: str
+    dataset: str,
+    responses: Iterable[RawResponse],
+    day: date,
+    run_id: str,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Normalised:
     """Normalise the responses of one raw run of ``dataset`` (rows, quarantine and counts)."""
     ds = DATASETS[dataset]
     if ds.normalise is None:
         raise ValueError(f"no normaliser for dataset {dataset!r}")
-    return ds.normalise(dataset, responses, day, run_id)
+    return ds.normalise(dataset, responses, day, run_id, limits=limits)
 
 
 def _check_accounting(r: NormaliseResult) -> None:
@@ -67,7 +73,12 @@ def _check_accounting(r: NormaliseResult) -> None:
 
 
 def normalise_partition(
-    paths: DataPaths, dataset: str, day: date, run_id: str | None = None
+    paths: DataPaths,
+    dataset: str,
+    day: date,
+    run_id: str | None = None,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> NormaliseResult:
     """Normalise one raw run (the latest by default) into the lake partition of ``day``.
 
@@ -80,7 +91,7 @@ def normalise_partition(
     wanted = DATASETS[dataset].operations
     # Other responses of the run (e.g. the count asked for completeness) stay in raw only.
     responses = [r for r in landing.read(dataset, day, run) if r.operation in wanted]
-    res = normalise_responses(dataset, responses, day, run)
+    res = normalise_responses(dataset, responses, day, run, limits)
     manifest = write_partition(paths.lake, dataset, res.rows, day, run)
     q_manifest = write_partition(
         paths.lake, "quarantine", res.quarantine, day, run, extra_keys={"dataset": dataset}

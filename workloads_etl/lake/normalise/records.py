@@ -3,7 +3,6 @@ body, and the time a response was observed."""
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from workloads_etl.lake.schemas import QUARANTINE, TS
+from workloads_etl.runai import body as body_codec
 from workloads_etl.runai.models import RawResponse
 from workloads_etl.runai.values import parse_http_date, utc
 
@@ -84,12 +84,12 @@ class Quarantine:
 
 
 def dumps(value: Any) -> str:
-    """A record for ``raw_record``: compact JSON, keys in the order received."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """A record for ``raw_record``: compact JSON, keys in the order received, valid UTF-8."""
+    return body_codec.dumps(value)
 
 
 def dumps_canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return body_codec.dumps(value, sort_keys=True)
 
 
 def canonical(value: Any) -> str | None:
@@ -115,6 +115,8 @@ def typed(value: Any, kind: str, where: str) -> Any:
         return None
     if kind in ("string", "date-time", "quantity"):
         if isinstance(value, str):
+            if not body_codec.valid_text(value):
+                raise RecordError(f"{where}: invalid Unicode (a lone surrogate)")
             return value
     elif kind == "integer":
         if isinstance(value, float) and value.is_integer():
@@ -138,7 +140,7 @@ def decode_body(resp: RawResponse, key: str) -> tuple[Any, str | None]:
     if not 200 <= resp.status < 300:
         return None, f"HTTP status {resp.status}"
     try:
-        doc = json.loads(resp.text)
+        doc = body_codec.loads(resp.text)
     except ValueError as exc:
         return None, f"body is not JSON: {exc}"
     if not isinstance(doc, dict):

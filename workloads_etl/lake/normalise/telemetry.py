@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from workloads_etl.lake.bounds import COUNT, Limits
 from workloads_etl.lake.normalise.records import (
     Normalised,
     Quarantine,
@@ -26,10 +27,18 @@ from workloads_etl.runai.values import parse_timestamps
 
 # The key of a telemetry value within a day's partition (the partition key aside).
 _KEY = TELEMETRY_KEY[1:]
+# Telemetry values count workloads or GPUs of a whole cluster: never negative.
+TELEMETRY_KIND = COUNT
+DEFAULT_LIMITS = Limits()
 
 
 def normalise_telemetry(
-    dataset: str, responses: Iterable[RawResponse], day: date, run_id: str
+    dataset: str,
+    responses: Iterable[RawResponse],
+    day: date,
+    run_id: str,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Normalised:
     """The telemetry answers of one raw run -> rows and quarantine."""
     quarantine = Quarantine(dataset, day, run_id)
@@ -63,6 +72,9 @@ def normalise_telemetry(
                     raise RecordError(f"value is not numeric: {value!r}") from exc
                 if not math.isfinite(number):
                     raise RecordError(f"value is not finite: {value!r}")
+                problem = limits.problem(number, TELEMETRY_KIND)
+                if problem is not None:
+                    raise RecordError(f"value {problem}")
                 groups = item.get("groups") or []
                 if not isinstance(groups, list) or len(groups) > 2:
                     raise RecordError("groups must be an array of at most 2 items")

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from workloads_etl.lake.bounds import Limits
 from workloads_etl.lake.normalise.records import (
     FIELD_ISSUE_SUFFIX,
     FIELDS_ISSUE_SUFFIX,
@@ -36,6 +37,7 @@ from workloads_etl.lake.normalise.records import (
 from workloads_etl.lake.quantity import parse_quantity_array
 from workloads_etl.lake.schemas import WORKLOAD_COLUMNS, WORKLOADS, Column
 from workloads_etl.openapi import enum_values
+from workloads_etl.runai.body import MAX_VALUE_DEPTH, too_deep, valid_text
 from workloads_etl.runai.models import RawResponse
 from workloads_etl.runai.values import parse_timestamps, utc
 
@@ -69,30 +71,46 @@ _TOP_LEVEL_HANDLED = {"id"}
 _QUANTITY_COLUMNS = frozenset(c.name for c in WORKLOAD_COLUMNS if c.parse == "quantity")
 _TIME_COLUMNS = frozenset(c.name for c in WORKLOAD_COLUMNS if c.parse == "date-time")
 _ENUM_COLUMNS = {c.name: c.enum for c in WORKLOAD_COLUMNS if c.enum}
+DEFAULT_LIMITS = Limits()
 
 
 class _Fields:
     """Field-level checks of one record: a bad value becomes null and its problem is noted."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
         # (problem, whether it nulls several columns: a whole nested object)
         self.problems: list[tuple[str, bool]] = []
 
+    def json(self, value: Any, where: str) -> tuple[bool, str | None]:
+        """A value kept as JSON text: ``(ok, text)``; too deep a value is not kept."""
+        if too_deep(value):
+            self.problems.append((f"{where}: nested deeper than {MAX_VALUE_DEPTH} levels", False))
+            return False, None
+        return True, canonical(value)
+
     def value(self, column: Column, value: Any, where: str) -> Any:
         if column.parse == "json":
-            return canonical(value)
+            return self.json(value, where)[1]
         if column.parse == "strings":
             if value is None or (
-                isinstance(value, list) and all(isinstance(x, str) for x in value)
+                isinstance(value, list) and all(isinstance(x, str) and valid_text(x) for x in value)
             ):
                 return value
-            self.problems.append((f"{where}: expected array of strings", False))
+            self.problems.append((f"{where}: expected array of valid strings", False))
             return None
         try:
-            return typed(value, column.parse, where)
+            value = typed(value, column.parse, where)
         except RecordError as exc:
             self.problems.append((str(exc), False))
             return None
+        # Quantities are still text here; they are bounded once parsed, column-wise.
+        if column.kind is not None and value is not None and column.parse != "quantity":
+            problem = self.limits.problem(float(value), column.kind)
+            if problem is not None:
+                self.problems.append((f"{where}: {problem}", False))
+                return None
+        return value
 
     def object(self, value: Any, where: str) -> dict[str, Any]:
         if value is None:
@@ -122,10 +140,13 @@ def _walk(
             continue
         if not prefix and key in _TOP_LEVEL_HANDLED:
             continue
-        extra[prefix + key] = value
+        if fields.json(value, prefix + key)[0]:
+            extra[prefix + key] = value
 
 
-def flatten_workload(rec: Any) -> tuple[dict[str, Any], list[tuple[str, bool]]]:
+def flatten_workload(
+    rec: Any, limits: Limits = DEFAULT_LIMITS
+) -> tuple[dict[str, Any], list[tuple[str, bool]]]:
     """One workload object -> (column values, field problems).
 
     Timestamps and quantities are still strings here. Raises :class:`RecordError` only when
@@ -139,7 +160,7 @@ def flatten_workload(rec: Any) -> tuple[dict[str, Any], list[tuple[str, bool]]]:
         raise RecordError("missing required field id")
     if not is_uuid(rec["id"]):
         raise RecordError("id is not a uuid")
-    fields = _Fields()
+    fields = _Fields(limits)
     row: dict[str, Any] = {"workload_id": rec["id"]}
     extra: dict[str, Any] = {}
     _walk(_RECORD, rec, "", row, extra, fields)
@@ -153,6 +174,8 @@ def normalise_workloads(
     day: date,
     run_id: str,
     snapshot_at: datetime | None = None,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Normalised:
     """Pages of ``GET /api/v1/workloads`` (or of the deleted list) of one raw run."""
     quarantine = Quarantine(dataset, day, run_id)
@@ -174,7 +197,7 @@ def normalise_workloads(
         for rec in doc["workloads"]:
             records += 1
             try:
-                row, issues = flatten_workload(rec)
+                row, issues = flatten_workload(rec, limits)
             except RecordError as exc:
                 rejected += 1
                 quarantine.add(str(exc), dumps(rec), received)
@@ -211,6 +234,11 @@ def normalise_workloads(
         else:
             arrays[f.name] = pa.array(values, f.type)
             continue
+        if f.name in _QUANTITY_COLUMNS:  # memory: never negative
+            negative = pc.fill_null(pc.less(parsed, 0), False)
+            for i in np.flatnonzero(negative.to_numpy(zero_copy_only=False)):
+                problems[i].append((f"{f.name}: {values[i]!r} is negative", False))
+            parsed = pc.if_else(negative, pa.scalar(None, parsed.type), parsed)
         arrays[f.name] = parsed  # unparsable values are null already
         for i in np.flatnonzero(bad.to_numpy(zero_copy_only=False)):
             problems[i].append((f"{f.name}: unparsable {what} {values[i]!r}", False))
