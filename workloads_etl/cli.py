@@ -100,6 +100,38 @@ def _quiet_library_warnings() -> None:
         warnings.filterwarnings("ignore", category=category)
 
 
+def _could_not_start(settings: PipelineSettings, exc: BaseException) -> str:
+    """One line naming why a run could not start; the traceback goes to a log file when the
+    data directory can take one."""
+    import traceback
+
+    from workloads_etl.failures import describe
+
+    message = "the run could not start: " + safe(describe(exc))
+    try:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        path = settings.paths.logs / f"start-{stamp}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+    except OSError:
+        return message
+    return f"{message}\n  details: {safe(path)}"
+
+
+def _ensure_data_dir(settings: PipelineSettings) -> None:
+    """The data directory exists and is writable, or a usage error says why."""
+    try:
+        settings.paths.ensure()
+    except SettingsError as exc:
+        raise click.UsageError(f"configuration: {exc}") from None
+
+
+def retry_policy_line(runai: Any) -> str:
+    from workloads_etl.defs.resources import retry_policy_line as line
+
+    return str(line(runai))
+
+
 def days_between(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
@@ -140,13 +172,16 @@ def _run(settings: PipelineSettings, days: list[date], resources: dict[str, Any]
                 task, total=p.total_steps, completed=len(p.done_steps), description=safe(p.current)
             )
 
-        outcome = run_days(
-            settings,
-            days,
-            dagster_home=settings.dagster_home,
-            on_progress=show,
-            resources=resources,
-        )
+        try:
+            outcome = run_days(
+                settings,
+                days,
+                dagster_home=settings.dagster_home,
+                on_progress=show,
+                resources=resources,
+            )
+        except Exception as exc:  # the run could not start: say why, keep the traceback
+            raise PipelineFailed(_could_not_start(settings, exc)) from None
         bar.update(task, description="done")
     console.print(Text(f"run log: {outcome.log_path}"))
     if not outcome.success:
@@ -271,13 +306,15 @@ def demo(settings: PipelineSettings, n_days: int, workloads: int, seed: int) -> 
         f"Simulated Run:ai control plane: {workloads} workloads, "
         f"clock frozen at {today:%Y-%m-%d %H:%M} UTC"
     )
-    paths = settings.paths.ensure()
+    _ensure_data_dir(settings)
+    paths = settings.paths
     with SimulatorServer(config, in_process=False) as sim:
         console.print(f"  serving at {sim.base_url}")
         # The simulator's documented demo credentials, handed to the run explicitly.
         runai = RunaiResource(
             base_url=sim.base_url, client_id=sim.client_id, client_secret=sim.client_secret
         )
+        console.print(Text(retry_policy_line(runai.settings())))
         console.print(Text(f"Running the pipeline for {days[0]} .. {days[-1]} into {paths.root}"))
         run_id = _run(settings, days, {"runai": runai})
     _print_summary(settings, days[0], days[-1])
@@ -315,10 +352,11 @@ def run(settings: PipelineSettings, start: date, end: date) -> None:
     if end >= datetime.now(UTC).date():
         raise click.BadParameter("days must be complete: --end must be before today (UTC)")
     try:
-        RunaiEnvironment.read().settings()
+        runai = RunaiEnvironment.read().settings()
     except ConfigurationError as exc:
         raise click.UsageError(f"control plane configuration: {exc}") from None
-    settings.paths.ensure()
+    _ensure_data_dir(settings)
+    console.print(Text(retry_policy_line(runai)))
     run_id = _run(settings, days_between(start, end), None)
     _print_summary(settings, start, end)
     out.print(Text(f"run: {run_id}"))
@@ -350,7 +388,7 @@ def renormalise(
 
     paths = settings.paths
     try:
-        result = normalise_partition(paths, dataset, day, run_id)
+        result = normalise_partition(paths, dataset, day, run_id, limits=settings.limits)
     except RawRunNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
     out.print(Text(f"{dataset} {day}: {result.rows} rows, {result.quarantined} quarantined"))

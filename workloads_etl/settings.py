@@ -13,6 +13,7 @@ the locations); nothing else reads ``os.environ`` or writes to it.
 from __future__ import annotations
 
 import re
+import tempfile
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -22,7 +23,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as EnvironmentParseError
 
-from workloads_etl.ingest.metric_types import check_selection, metric_type_names
+from workloads_etl.lake.bounds import DEFAULT_MAX_GPUS, Limits
+from workloads_etl.lake.metric_types import check_selection, metric_type_names
 from workloads_etl.runai.errors import ConfigurationError
 from workloads_etl.runai.settings import RunaiSettings, describe_validation_error
 
@@ -64,6 +66,10 @@ class RunaiEnvironment(BaseSettings):
     timeout: float | None = Field(default=None, gt=0)
     max_concurrency: int | None = Field(default=None, ge=1)
     requests_per_second: float | None = Field(default=None, gt=0)
+    request_deadline: float | None = Field(default=None, gt=0)
+    max_response_mb: float | None = Field(default=None, gt=0)
+    retry_budget: float | None = Field(default=None, gt=0)
+    list_tolerance: float | None = Field(default=None, ge=0, lt=1)
 
     @classmethod
     def read(cls) -> RunaiEnvironment:
@@ -91,6 +97,12 @@ class RunaiEnvironment(BaseSettings):
                 "timeout": self.timeout,
                 "max_concurrency": self.max_concurrency,
                 "requests_per_second": self.requests_per_second,
+                "request_deadline": self.request_deadline,
+                "max_response_bytes": (
+                    int(self.max_response_mb * 1024 * 1024) if self.max_response_mb else None
+                ),
+                "retry_budget": self.retry_budget,
+                "list_tolerance": self.list_tolerance,
             }.items()
             if v is not None and not (k == "verify" and v is True)
         }
@@ -107,7 +119,28 @@ class RunaiEnvironment(BaseSettings):
             **self.tuning(),
             **overrides,
         }
-        return RunaiSettings(**{k: v for k, v in values.items() if v is not None})
+        try:
+            return RunaiSettings(**{k: v for k, v in values.items() if v is not None})
+        except ConfigurationError as exc:
+            raise ConfigurationError(_name_variables(str(exc))) from None
+
+
+_FIELD_PATTERN = re.compile(r"^(\w+): ")
+_RUNAI_VARIABLES = {"verify": "RUNAI_CA_BUNDLE", "max_response_bytes": "RUNAI_MAX_RESPONSE_MB"}
+
+
+def _name_variables(message: str) -> str:
+    """A client settings message naming what the user set (``RUNAI_BASE_URL``), not the
+    client's field (``base_url``)."""
+    parts = []
+    for part in message.split("; "):
+        match = _FIELD_PATTERN.match(part)
+        if match and match.group(1) in RunaiSettings.model_fields:
+            field = match.group(1)
+            variable = _RUNAI_VARIABLES.get(field, RUNAI_PREFIX + field.upper())
+            part = f"{variable}: {part[match.end() :]}"
+        parts.append(part)
+    return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -144,8 +177,19 @@ class DataPaths:
         return self.root / ".dbt"
 
     def ensure(self) -> DataPaths:
-        for p in (self.root, self.raw, self.lake):
-            p.mkdir(parents=True, exist_ok=True)
+        """Create the directories, and prove the data directory writable; raises
+        :class:`SettingsError` saying why not."""
+        try:
+            for p in (self.root, self.raw, self.lake):
+                p.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.root):
+                pass
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise SettingsError(
+                f"the data directory {self.root} is not writable ({reason}); "
+                "set WORKLOADS_ETL_DATA_DIR or --data-dir to a directory you can write"
+            ) from None
         return self
 
 
@@ -153,7 +197,7 @@ class PipelineSettings(BaseSettings):
     """``WORKLOADS_ETL_*`` as set in the environment."""
 
     model_config = SettingsConfigDict(
-        env_prefix=PIPELINE_PREFIX, extra="ignore", env_ignore_empty=True
+        env_prefix=PIPELINE_PREFIX, extra="ignore", env_ignore_empty=True, allow_inf_nan=False
     )
 
     data_dir: Path = Field(default=Path("data"), description="raw/, lake/, warehouse.duckdb")
@@ -162,6 +206,10 @@ class PipelineSettings(BaseSettings):
     dbt_vars: dict[str, Any] = Field(default_factory=dict)
     # The metric types fetched, comma-separated (default: every type the API offers).
     metric_types: Annotated[tuple[str, ...], NoDecode] = Field(default_factory=metric_type_names)
+    # How long a run waits for another process writing the warehouse before failing (s).
+    lock_wait: float = Field(default=300.0, ge=0)
+    # The most GPUs one workload can hold: a larger value from the API is quarantined.
+    max_gpus: float = Field(default=DEFAULT_MAX_GPUS, gt=0)
     # Dagster's own variable: a persistent instance (runs shown in the UI, concurrency pools).
     dagster_home: Path | None = Field(default=None, validation_alias="DAGSTER_HOME")
 
@@ -193,3 +241,8 @@ class PipelineSettings(BaseSettings):
     @property
     def paths(self) -> DataPaths:
         return DataPaths(self.data_dir.expanduser().resolve())
+
+    @property
+    def limits(self) -> Limits:
+        """The physical bounds values from the API are checked against."""
+        return Limits(max_gpus=self.max_gpus)

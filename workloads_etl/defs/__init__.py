@@ -34,8 +34,8 @@ def build_definitions(
     paths = settings.paths
     partitions = daily_partitions(settings.start_date)
     project = dbt_project(paths)
-    extracted = build_ingest_assets(partitions, settings.metric_types)
-    loaded = build_warehouse_assets(partitions)
+    extracted = build_ingest_assets(partitions, settings.metric_types, settings.limits)
+    loaded = build_warehouse_assets(partitions, settings.lock_wait)
     checks, sensor = build_freshness_checks([*extracted, *loaded])
     job, nightly = build_job_and_schedule(checks)
     models = build_dbt_assets(project, paths, partitions, settings.dbt_vars)

@@ -3,6 +3,7 @@ progress followed from the event log, its failures and failed checks collected."
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 import time
@@ -81,11 +82,12 @@ def run_days(
     job = build_definitions(settings, resources).resolve_job_def(JOB_NAME)
     run_id = str(uuid.uuid4())
     tags = {RANGE_START_TAG: days[0].isoformat(), RANGE_END_TAG: days[-1].isoformat()}
-    # Every event, warnings included, stays in the Dagster event log (the UI, with a home).
-    run_config = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    # Every event, warnings included, stays in the Dagster event log (the UI, with a home)
+    # and is written to the run's log file; nothing of it reaches the terminal.
+    run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     log_path = settings.paths.logs / f"run-{run_id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with dagster_instance(dagster_home) as instance:
+    with dagster_instance(dagster_home) as instance, _logging_to(log_path):
         result: dict[str, Any] = {}
 
         def execute() -> None:
@@ -100,7 +102,7 @@ def run_days(
             except BaseException as exc:  # reported below, in the calling thread
                 result["e"] = exc
 
-        with log_path.open("w", encoding="utf-8") as log_file, redirect_stdout(log_file):
+        with log_path.open("a", encoding="utf-8") as log_file, redirect_stdout(log_file):
             worker = threading.Thread(target=execute, name="pipeline-run", daemon=True)
             worker.start()
             progress = Progress(total_steps=len(job.graph.node_defs))
@@ -115,12 +117,57 @@ def run_days(
         if "e" in result:
             raise RuntimeError(f"the run could not start: {result['e']}") from result["e"]
         run = result["r"]
-        failures = [
-            f"{e.step_key}: {e.event_specific_data.error.message.strip()}"
-            for e in run.all_events
-            if e.is_step_failure and e.event_specific_data and e.event_specific_data.error
-        ]
+        _write_event_log(instance, run_id, log_path)
+        failures = [_failure_line(e) for e in run.all_events if e.is_step_failure]
         return RunOutcome(run_id, run.success, failures, _failed_checks(instance, run_id), log_path)
+
+
+@contextmanager
+def _logging_to(path: Path) -> Iterator[None]:
+    """Python logging (warnings of the client, of libraries) into the run's log file for the
+    duration of the run, instead of the terminal."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    previous_level = root.level
+    # One line per HTTP request is noise at scale; the client logs what went wrong.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    root.addHandler(handler)
+    root.setLevel(min(previous_level or logging.INFO, logging.INFO))
+    logging.captureWarnings(True)
+    try:
+        yield
+    finally:
+        logging.captureWarnings(False)
+        root.removeHandler(handler)
+        root.setLevel(previous_level)
+        handler.close()
+
+
+def _failure_line(event: Any) -> str:
+    """``<step>: <cause>``: the named cause of a step's ``Failure``, else the error's first
+    line."""
+    data = event.event_specific_data
+    described = getattr(getattr(data, "user_failure_data", None), "description", None)
+    if described:
+        return f"{event.step_key}: {described}"
+    error = getattr(data, "error", None)
+    first = error.message.strip().splitlines()[0] if error and error.message.strip() else "failed"
+    return f"{event.step_key}: {first}"
+
+
+def _write_event_log(instance: dg.DagsterInstance, run_id: str, path: Path) -> None:
+    """The run's event log, failures with their whole tracebacks, appended to its log file."""
+    with path.open("a", encoding="utf-8") as out:
+        out.write(f"\n--- Dagster event log of run {run_id} ---\n")
+        for entry in instance.all_logs(run_id):
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(entry.timestamp))
+            step = entry.step_key or "-"
+            out.write(f"{when} {logging.getLevelName(entry.level)} {step}: {entry.message}\n")
+            event = entry.dagster_event
+            error = getattr(getattr(event, "event_specific_data", None), "error", None)
+            if error is not None:
+                out.write(error.to_string() + "\n")
 
 
 def _advance(progress: Progress, records: Sequence[Any], seen: int) -> int:

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from workloads_etl.runai import RunaiClient, RunaiSettings
+from workloads_etl.runai.retry import RetryBudget
 from workloads_etl.settings import DataPaths, RunaiEnvironment
 
 
@@ -25,7 +26,26 @@ class RunaiResource(dg.ConfigurableResource):
     timeout: float | None = Field(default=None, description="Read timeout per request (s)")
     max_concurrency: int | None = Field(default=None, description="Requests in flight")
     requests_per_second: float | None = Field(default=None, description="Request budget")
+    request_deadline: float | None = Field(
+        default=None, description="Whole-request deadline: connect, send, entire body (s)"
+    )
+    max_response_mb: float | None = Field(default=None, description="Largest answer (MiB)")
+    retry_budget: float | None = Field(
+        default=None, description="A run stops retrying after this long with no success (s)"
+    )
+    list_tolerance: float | None = Field(
+        default=None, description="Share a listing may end below the count endpoint"
+    )
     metrics_step_seconds: int = Field(default=60, description="Metric sample step (s)")
+    _budget: RetryBudget | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """One retry budget for the whole run (every step of an in-process run shares it),
+        stated once in the run's log."""
+        settings = self.settings()
+        self._budget = RetryBudget(settings.retry_budget)
+        if context.log is not None:
+            context.log.info(retry_policy_line(settings))
 
     def settings(self) -> RunaiSettings:
         """The client's settings, validated like every other path to them."""
@@ -39,11 +59,27 @@ class RunaiResource(dg.ConfigurableResource):
             "timeout": self.timeout,
             "max_concurrency": self.max_concurrency,
             "requests_per_second": self.requests_per_second,
+            "request_deadline": self.request_deadline,
+            "max_response_bytes": (
+                int(self.max_response_mb * 1024 * 1024) if self.max_response_mb else None
+            ),
+            "retry_budget": self.retry_budget,
+            "list_tolerance": self.list_tolerance,
         }
         return RunaiSettings(**{k: v for k, v in values.items() if v is not None})
 
     def client(self) -> RunaiClient:
-        return RunaiClient(self.settings())
+        """A client of the run's control plane, sharing the run's retry budget."""
+        return RunaiClient(self.settings(), budget=self._budget)
+
+
+def retry_policy_line(settings: RunaiSettings) -> str:
+    """The run's retrying, in one line."""
+    return (
+        f"retries: up to {settings.max_attempts} attempts per request, each within "
+        f"{settings.request_deadline:g} s; the run stops retrying after "
+        f"{settings.retry_budget:g} s without a successful answer (RUNAI_RETRY_BUDGET)"
+    )
 
 
 class DataDirResource(dg.ConfigurableResource):
@@ -76,6 +112,10 @@ def runai_resource_from_env(env: RunaiEnvironment) -> RunaiResource:
         "timeout": env.timeout,
         "max_concurrency": env.max_concurrency,
         "requests_per_second": env.requests_per_second,
+        "request_deadline": env.request_deadline,
+        "max_response_mb": env.max_response_mb,
+        "retry_budget": env.retry_budget,
+        "list_tolerance": env.list_tolerance,
     }
     if env.ca_bundle:
         tuning["ca_bundle"] = dg.EnvVar("RUNAI_CA_BUNDLE")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -126,9 +127,11 @@ class Warehouse:
                     raise
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    holder = re.search(r"\(PID (\d+)\)", str(exc))
                     raise WarehouseLockedError(
-                        f"the warehouse {paths.warehouse} is locked by another process "
-                        f"(waited {wait_seconds:g}s). Only one process may write at a time: "
+                        f"the warehouse {paths.warehouse} is locked by another process"
+                        + (f" (PID {holder.group(1)})" if holder else "")
+                        + f" (waited {wait_seconds:g}s). Only one process may write at a time: "
                         "wait for the other run to finish (the Parquet lake under "
                         f"{paths.lake} stays readable meanwhile)"
                     ) from None

@@ -10,10 +10,12 @@ from datetime import date
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from workloads_etl.defs.failure import named_failure
 from workloads_etl.defs.partitions import partition_days, single_run
 from workloads_etl.defs.resources import DataDirResource, RunaiResource
 from workloads_etl.ingest import day as ingest_day
 from workloads_etl.ingest.day import DayResult
+from workloads_etl.lake.bounds import Limits
 from workloads_etl.lake.datasets import DATASETS
 from workloads_etl.lake.parquet import read_partition
 from workloads_etl.lake.quality import duplicate_keys
@@ -22,10 +24,8 @@ from workloads_etl.settings import DataPaths
 
 GROUP = "runai_extract"
 KINDS = {"python", "parquet"}
-# Extraction talks to a remote API: retry the step (idempotent by construction).
-RETRY = dg.RetryPolicy(
-    max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
-)
+# No step retries: the client retries what retrying can fix, within the run's retry
+# budget; a step failure is final and names its cause.
 # Quarantined records above this share of a day's records fail the quality check.
 MAX_QUARANTINE_SHARE = 0.01
 # Share of alive workloads that must have metrics for the coverage check to pass.
@@ -70,7 +70,8 @@ def _run_days(
                 out.append(result)
         return out
 
-    return asyncio.run(run())
+    with named_failure():
+        return asyncio.run(run())
 
 
 def _materialization(
@@ -117,14 +118,13 @@ def _quality(
 
 
 def _workload_list_asset(
-    name: str, deleted: bool, partitions: dg.PartitionsDefinition
+    name: str, deleted: bool, partitions: dg.PartitionsDefinition, limits: Limits
 ) -> dg.AssetsDefinition:
     @dg.asset(
         key=_key(name),
         group_name=GROUP,
         partitions_def=partitions,
         backfill_policy=single_run,
-        retry_policy=RETRY,
         kinds=KINDS,
         description=DATASETS[name].description,
         check_specs=_checks(name, "completeness"),
@@ -136,7 +136,7 @@ def _workload_list_asset(
 
         async def step(client: RunaiClient, p: DataPaths, day: date) -> DayResult:
             return await ingest_day.workload_list_day(
-                client, p, day, context.run.run_id, deleted=deleted
+                client, p, day, context.run.run_id, deleted=deleted, limits=limits
             )
 
         results = _run_days(context, runai, step, paths)
@@ -167,7 +167,7 @@ def _workload_list_asset(
 
 
 def _metrics_asset(
-    partitions: dg.PartitionsDefinition, metric_types: Sequence[str]
+    partitions: dg.PartitionsDefinition, metric_types: Sequence[str], limits: Limits
 ) -> dg.AssetsDefinition:
     @dg.asset(
         key=_key("workload_metrics"),
@@ -175,7 +175,6 @@ def _metrics_asset(
         deps=[_key("workload_snapshots"), _key("deleted_workloads")],
         partitions_def=partitions,
         backfill_policy=single_run,
-        retry_policy=RETRY,
         kinds=KINDS,
         description=DATASETS["workload_metrics"].description,
         check_specs=_checks("workload_metrics", "metrics_coverage", "metric_types_complete"),
@@ -198,6 +197,7 @@ def _metrics_asset(
                 step_seconds=runai.metrics_step_seconds,
                 metric_types=metric_types,
                 progress=progress,
+                limits=limits,
             )
 
         results = _run_days(context, runai, step, paths)
@@ -246,13 +246,12 @@ def _metrics_asset(
     return workload_metrics
 
 
-def _telemetry_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def _telemetry_asset(partitions: dg.PartitionsDefinition, limits: Limits) -> dg.AssetsDefinition:
     @dg.asset(
         key=_key("telemetry"),
         group_name=GROUP,
         partitions_def=partitions,
         backfill_policy=single_run,
-        retry_policy=RETRY,
         kinds=KINDS,
         description=DATASETS["telemetry"].description,
         check_specs=_checks("telemetry"),
@@ -263,7 +262,7 @@ def _telemetry_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
         paths = data.paths()
 
         async def step(client: RunaiClient, p: DataPaths, day: date) -> DayResult:
-            return await ingest_day.telemetry_day(client, p, day, context.run.run_id)
+            return await ingest_day.telemetry_day(client, p, day, context.run.run_id, limits=limits)
 
         results = _run_days(context, runai, step, paths)
         yield _materialization(
@@ -275,13 +274,14 @@ def _telemetry_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition
 
 
 def build_ingest_assets(
-    partitions: dg.PartitionsDefinition, metric_types: Sequence[str]
+    partitions: dg.PartitionsDefinition, metric_types: Sequence[str], limits: Limits
 ) -> list[dg.AssetsDefinition]:
     """One asset per extracted dataset, each a daily-partitioned step with its checks;
-    ``metric_types`` are the types fetched (those that apply to each workload)."""
+    ``metric_types`` are the types fetched (those that apply to each workload), ``limits``
+    the physical bounds values are checked against."""
     return [
-        _workload_list_asset("workload_snapshots", False, partitions),
-        _workload_list_asset("deleted_workloads", True, partitions),
-        _metrics_asset(partitions, metric_types),
-        _telemetry_asset(partitions),
+        _workload_list_asset("workload_snapshots", False, partitions, limits),
+        _workload_list_asset("deleted_workloads", True, partitions, limits),
+        _metrics_asset(partitions, metric_types, limits),
+        _telemetry_asset(partitions, limits),
     ]

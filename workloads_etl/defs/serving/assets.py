@@ -9,6 +9,7 @@ from datetime import timedelta
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from workloads_etl.defs.failure import named_failure
 from workloads_etl.defs.partitions import partition_days, single_run
 from workloads_etl.defs.resources import DataDirResource
 from workloads_etl.defs.warehouse.assets import WRITER_POOL
@@ -46,7 +47,8 @@ def build_serving_assets(
     def serving_warehouse(
         context: AssetExecutionContext, data: DataDirResource
     ) -> dg.MaterializeResult:
-        publication = publish(data.paths(), run_id=context.run.run_id)
+        with named_failure():
+            publication = publish(data.paths(), run_id=context.run.run_id)
         return dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(str(publication.path)),
@@ -76,7 +78,8 @@ def build_serving_assets(
         paths = data.paths()
         end = partition_days(context)[-1]
         start = end - timedelta(days=REPORT_DAYS - 1)
-        path = write_report(paths, start, end, paths.serving / "report.html")
+        with named_failure():
+            path = write_report(paths, start, end, paths.serving / "report.html")
         return dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(str(path)),

@@ -41,6 +41,16 @@ class WarehouseTranslator(DagsterDbtTranslator):
         return f"dbt_{fqn[1]}" if len(fqn) > 2 else "dbt"
 
 
+def failed_nodes(run_results: Mapping[str, Any]) -> list[str]:
+    """The nodes of a dbt invocation that failed or errored, by name."""
+    # unique_id: <resource type>.<package>.<name>[.<hash of a test>]
+    return [
+        [*str(r.get("unique_id") or "?").split("."), "?", "?"][2]
+        for r in run_results.get("results", [])
+        if r.get("status") in ("error", "fail", "runtime error")
+    ]
+
+
 def build_dbt_assets(
     project: DbtProject,
     paths: DataPaths,
@@ -63,10 +73,22 @@ def build_dbt_assets(
         """One ``dbt build`` for the run's days: the daily models reprocess only those days.
         It keeps its target (partial parse) between runs."""
         variables = dbt_vars(partition_days(context), **(user_vars or {}))
-        yield from dbt.cli(
+        invocation = dbt.cli(
             ["build", "--vars", json.dumps(variables)],
             context=context,
             target_path=project.target_path,
-        ).stream()
+            raise_on_error=False,
+        )
+        yield from invocation.stream()
+        if not invocation.is_successful():
+            failed = failed_nodes(invocation.get_artifact("run_results.json"))
+            raise dg.Failure(
+                description=(
+                    f"dbt build: {len(failed)} failed ({', '.join(failed[:5])}"
+                    + (", ..." if len(failed) > 5 else "")
+                    + "); nothing was published, the serving database is the last good build"
+                ),
+                allow_retries=False,
+            )
 
     return [warehouse_models]

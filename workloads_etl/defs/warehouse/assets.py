@@ -9,6 +9,7 @@ from datetime import date
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from workloads_etl.defs.failure import named_failure
 from workloads_etl.defs.partitions import partition_days, single_run
 from workloads_etl.defs.resources import DataDirResource
 from workloads_etl.lake.datasets import DATASETS, EXTRACTED
@@ -19,16 +20,17 @@ GROUP = "warehouse"
 # Only one process may write the DuckDB file: every writing step takes a slot of this pool
 # (limit 1, see dagster.yaml); a second run waits for the slot instead of failing.
 WRITER_POOL = "duckdb_writer"
-# How long a load waits for another process holding the DuckDB file before failing.
-LOCK_WAIT_SECONDS = 300.0
 
 
 def raw_table_key(dataset: str) -> dg.AssetKey:
     return dg.AssetKey(["raw", dataset])
 
 
-def build_warehouse_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    """One multi-asset loading every extracted dataset's days into ``raw.<dataset>``."""
+def build_warehouse_assets(
+    partitions: dg.PartitionsDefinition, lock_wait: float
+) -> list[dg.AssetsDefinition]:
+    """One multi-asset loading every extracted dataset's days into ``raw.<dataset>``; a load
+    waits up to ``lock_wait`` seconds for another process holding the warehouse."""
 
     @dg.multi_asset(
         specs=[
@@ -63,7 +65,7 @@ def build_warehouse_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
         paths = data.paths()
         days = partition_days(context)
         selected = [ds for ds in EXTRACTED if raw_table_key(ds) in context.selected_asset_keys]
-        with Warehouse.open(paths, wait_seconds=LOCK_WAIT_SECONDS) as wh:
+        with named_failure(), Warehouse.open(paths, wait_seconds=lock_wait) as wh:
             for ds in selected:
                 loads = [wh.load_partition(ds, day) for day in days]
                 per_day = {str(r.day): r.rows for r in loads}
