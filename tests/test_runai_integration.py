@@ -25,7 +25,7 @@ NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 TYPES = ["GPU_UTILIZATION", "CPU_USAGE_CORES", "GPU_MEMORY_USAGE_BYTES"]
 READ_TIMEOUT = 0.25  # seconds; answers slower than this are abandoned and retried
 ALL_FAULTS = FaultConfig(
-    seed=11,
+    seed=13,
     latency_ms=10,  # every answer is delayed by 10 ms ...
     jitter_ms=300,  # ... plus up to 300 ms: about one answer in six overruns READ_TIMEOUT
     error_rate=0.2,  # 500 / 502 / 503 mixed
@@ -35,6 +35,7 @@ ALL_FAULTS = FaultConfig(
     drop_rate=0.05,  # connections dropped mid-response
     token_ttl=3,  # tokens expire every few seconds
     list_drift=0.5,  # offset paging over a growing list repeats rows
+    list_skip=0.2,  # ... and over a shrinking one skips rows (the list is read again)
     partial_rate=0.3,  # 207 with some metric types missing
     metrics_timestamp_format="space",  # the other timestamp form of the spec
 )

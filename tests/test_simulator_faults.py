@@ -11,6 +11,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from spec_conformance import assert_conforms, assert_error_body, assert_schema
 from starlette.testclient import TestClient
@@ -180,7 +181,9 @@ def test_short_lived_tokens(cluster: Cluster) -> None:
     assert token["expiresIn"] == 1
     auth = {"Authorization": f"Bearer {token['accessToken']}"}
     assert client.get("/api/v1/workloads/count", headers=auth).status_code == 200
-    time.sleep(1.05)
+    claims = jwt.decode(token["accessToken"], options={"verify_signature": False})
+    assert 1 <= claims["exp"] - claims["iat"] <= 2  # whole seconds, at least expiresIn
+    time.sleep(max(0.0, claims["exp"] - time.time()) + 0.05)
     r = client.get("/api/v1/workloads/count", headers=auth)
     assert assert_error_body(r, 401)["message"] == "Token has expired"
 

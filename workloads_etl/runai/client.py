@@ -219,11 +219,14 @@ class RunaiClient:
 
         The count operation is asked first (with the same filters) and bounds the pages.
         Offset paging over a list that changes between pages may repeat rows (dropped here)
-        or skip them: after the last page the count is asked again and, when it reports more
-        workloads than were seen, the list is read once more (``list_reconcile_passes``)
-        yielding only unseen ones. A listing that still ends more than ``list_tolerance``
-        below the count raises :class:`IncompleteListError`: an incomplete list would bill
-        less than was used.
+        or skip them: after the last page the count is asked again and, while it reports
+        more workloads than distinct ids were seen, the list is read again from offset 0, at
+        most ``list_reconcile_passes`` times (2 by default), and the readings are united by
+        id: only ids not seen before are yielded. Every page is still recorded as received,
+        so copies of one id (identical, or with different content) reach the normaliser,
+        which keeps one. A listing that still ends more than ``list_tolerance`` below the
+        count raises :class:`IncompleteListError`: an incomplete list would bill less than
+        was used.
         """
         base = self._list_params(deleted, filter_by, search)
         if sort_by:
@@ -245,9 +248,12 @@ class RunaiClient:
                 break
             passes += 1
             logger.info(
-                "GET /api/v1/workloads: count says %d, listing gave %d; reading the list again",
+                "GET /api/v1/workloads: count says %d, listing gave %d; reading the list "
+                "again (%d of at most %d)",
                 counted,
                 len(seen),
+                passes,
+                self.settings.list_reconcile_passes,
             )
             async for page in self._list_pass(base, seen, passes, counted):
                 yield page

@@ -66,7 +66,8 @@ class RunaiSettings(BaseModel):
     max_total_retry_time: float = Field(default=300.0, gt=0)
     page_size: int = Field(default=500, ge=1, le=500)
     metrics_partial_retries: int = Field(default=3, ge=0)
-    list_reconcile_passes: int = Field(default=1, ge=0)
+    # Readings of a listing after the first while it ends below the count endpoint's figure.
+    list_reconcile_passes: int = Field(default=2, ge=0)
     min_retry_wait: float = Field(default=0.1, ge=0)
     # Connect, send and the whole body of one attempt must fit in this many seconds.
     request_deadline: float = Field(default=60.0, gt=0)

@@ -4,11 +4,13 @@
 the spec's Error body (``responses``) and adds the fault injection and ``Date`` header
 middleware. With ``config.admin`` it also serves ``POST /_simulator/clock`` (body
 ``{"now": "<ISO 8601>"}``; answer ``{"now": "<iso>"}``), which sets the cluster clock
-(``Cluster.set_now``): no token needed, never faulted; without ``admin`` it is 404 like
-any unknown path. The parts: ``params`` (query parameters), ``responses`` (JSON, Error body,
-value and timestamp formatting), ``telemetry`` (aggregating a snapshot into telemetry
-values) and ``handlers`` (the endpoints, with the choices made where the contract leaves
-room).
+(``Cluster.set_now``), and ``GET /_simulator/faults``, the log of every fault decision
+taken (``FaultState.to_json``: ``{"decisions": [{"key", "attempt", "fault", "result"}],
+"decisionsDropped", "counts"}``): no token needed, never faulted; without ``admin`` both
+are 404 like any unknown path. The parts: ``params`` (query parameters), ``responses``
+(JSON, Error body, value and timestamp formatting), ``telemetry`` (aggregating a snapshot
+into telemetry values) and ``handlers`` (the endpoints, with the choices made where the
+contract leaves room).
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ from workloads_etl.simulator import filters
 from workloads_etl.simulator.auth import AuthError
 from workloads_etl.simulator.cluster import Cluster
 from workloads_etl.simulator.config import SimulatorConfig
-from workloads_etl.simulator.faults import CLOCK_PATH, DroppedConnection, FaultMiddleware
+from workloads_etl.simulator.faults import (
+    CLOCK_PATH,
+    FAULTS_PATH,
+    DroppedConnection,
+    FaultMiddleware,
+)
 from workloads_etl.simulator.handlers import Simulator
 from workloads_etl.simulator.responses import ApiError, JSONResponse, error_response, iso_z
 
@@ -58,6 +65,13 @@ def create_app(config: SimulatorConfig, cluster: Cluster | None = None) -> Starl
     ]
     if config.admin:
         routes.append(Route(CLOCK_PATH, _clock_endpoint(cluster), methods=["POST"]))
+        routes.append(
+            Route(
+                FAULTS_PATH,
+                lambda request: JSONResponse(sim.fault_state.to_json()),
+                methods=["GET"],
+            )
+        )
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
@@ -96,7 +110,7 @@ def create_app(config: SimulatorConfig, cluster: Cluster | None = None) -> Starl
     app.state.cluster = cluster
     app.state.simulator = sim
     app.state.config = config
-    app.add_middleware(FaultMiddleware, config=sim.faults, clock=cluster.now)
+    app.add_middleware(FaultMiddleware, config=sim.faults, clock=cluster.now, state=sim.fault_state)
     app.add_middleware(ClusterDateMiddleware, cluster=cluster)
     return app
 

@@ -1,13 +1,20 @@
 """Injected faults of the simulated control plane: latency, 429, 5xx, dropped connections,
-short-lived tokens, list drift, 207 partial metrics and malformed records.
+short-lived tokens, list drift (repeated and skipped rows), 207 partial metrics and
+malformed records.
 
-Every decision is a pure function of ``(fault seed, fault name, request identity, attempt)``.
-The request identity is the method, the path and the raw query string (never the
-``Authorization`` header); ``attempt`` counts how often that identity has been seen before.
-Two clients issuing different requests concurrently therefore see the same outcomes as if
-they had run one after the other, and a run is reproducible from the seed.
+Every decision is a pure function of ``(fault seed, fault name, request key, attempt)``.
+The request key (``request_key``) is the method, the path, the query parameters sorted and
+a digest of the body (never the ``Authorization`` header); ``attempt`` counts how often
+that same key has been seen before. However many clients send requests, concurrently and in
+whatever order, the same requests get the same set of ``(key, attempt, fault)`` decisions,
+and a run is reproducible from the seed. The token endpoint is never faulted twice in a row
+for one key: attempt ``n`` is not faulted when attempt ``n - 1`` was, still a function of
+the key and the attempt only.
 Record-level faults (malformed records) depend on ``(seed, workload id)`` only, so a
 re-fetch returns the same malformed record.
+
+``FaultState`` holds what the decisions are counted from (attempts per key) and, when asked
+to, a log of every decision made (served by the admin endpoint ``GET /_simulator/faults``).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -34,7 +42,8 @@ RETRY_AFTER_FORMS = ("seconds", "date", "mixed")
 METRICS_TIMESTAMP_FORMATS = ("iso", "space")
 TOKEN_PATH = "/api/v1/token"  # noqa: S105 - a URL path
 CLOCK_PATH = "/_simulator/clock"  # the admin clock endpoint (see app)
-UNFAULTED_PATHS = frozenset({"/healthz", CLOCK_PATH})
+FAULTS_PATH = "/_simulator/faults"  # the admin fault decision log (see app)
+UNFAULTED_PATHS = frozenset({"/healthz", CLOCK_PATH, FAULTS_PATH})
 ERROR_STATUSES = (500, 502, 503)
 ERROR_MESSAGES = {
     500: "Something went wrong.",
@@ -53,6 +62,11 @@ class FaultConfig:
 
     Rates are probabilities in ``[0, 1]``; ``drop_rate + rate_limit_rate + error_rate`` must
     not exceed 1 because the three are mutually exclusive outcomes of one draw.
+    ``list_drift`` is the chance, per page boundary of a listing, that rows were inserted
+    before the cursor (the next pages repeat rows); ``list_skip`` the chance that rows
+    before the cursor went away (the next pages skip rows, while the count still has
+    them). Skips are drawn per attempt of a page request, so a listing read again skips
+    other rows, or none.
     """
 
     seed: int = 0
@@ -65,6 +79,7 @@ class FaultConfig:
     drop_rate: float = 0.0
     token_ttl: int | None = None
     list_drift: float = 0.0
+    list_skip: float = 0.0
     partial_rate: float = 0.0
     malformed_rate: float = 0.0
     metrics_timestamp_format: str = "iso"
@@ -75,6 +90,7 @@ class FaultConfig:
             "rate_limit_rate",
             "drop_rate",
             "list_drift",
+            "list_skip",
             "partial_rate",
             "malformed_rate",
         ):
@@ -151,6 +167,28 @@ def unit_draw(seed: int, *parts: object) -> float:
     return int.from_bytes(h, "big") / 2**64
 
 
+def request_key(method: str, path: str, query: str, body: bytes = b"") -> str:
+    """The stable key of a request: method, path, sorted query parameters, body digest.
+    The digest leaves out fields whose name holds "secret", so that no key (nor the decision
+    log that shows keys) is derived from a credential."""
+    items = sorted(parse_qsl(query, keep_blank_values=True))
+    key = f"{method} {path}?{urlencode(items)}"
+    if body:
+        key += "#" + hashlib.blake2b(_without_secrets(body), digest_size=8).hexdigest()
+    return key
+
+
+def _without_secrets(body: bytes) -> bytes:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(value, dict):
+        return body
+    kept = {k: v for k, v in value.items() if "secret" not in str(k).lower()}
+    return json.dumps(kept, sort_keys=True).encode()
+
+
 @dataclass(frozen=True)
 class RequestFaultKey:
     """Identity of one request for fault decisions: what was asked and the how-many-th time."""
@@ -177,6 +215,85 @@ class AttemptCounter:
                 self._counts.clear()
             self._counts[identity] = n + 1
             return n
+
+
+@dataclass(frozen=True)
+class FaultDecision:
+    """One decision: for request ``key`` at ``attempt``, ``fault`` came out as ``result``
+    (``"none"`` when nothing was injected)."""
+
+    key: str
+    attempt: int
+    fault: str
+    result: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "attempt": self.attempt,
+            "fault": self.fault,
+            "result": self.result,
+        }
+
+
+class FaultState:
+    """What one simulator's fault decisions are counted from, and what they were.
+
+    ``attempts`` numbers the requests of each key; ``counts`` tallies the injected
+    request-level faults. With ``record`` every decision is kept in ``decisions`` (at most
+    ``max_decisions``; later ones are dropped and counted in ``decisions_dropped``).
+    """
+
+    def __init__(self, record: bool = False, max_decisions: int = 100_000) -> None:
+        self.attempts = AttemptCounter()
+        self.counts: dict[str, int] = {}
+        self.record = record
+        self.decisions: list[FaultDecision] = []
+        self.decisions_dropped = 0
+        self._max_decisions = max_decisions
+        self._token_chains: dict[str, list[str | None]] = {}
+        self._lock = threading.Lock()
+
+    def note(self, key: RequestFaultKey, fault: str, result: str | None) -> None:
+        """Record a decision (when recording); ``None`` stands for no fault."""
+        if not self.record:
+            return
+        with self._lock:
+            if len(self.decisions) >= self._max_decisions:
+                self.decisions_dropped += 1
+                return
+            outcome = "none" if result is None else result
+            self.decisions.append(FaultDecision(key.identity, key.attempt, fault, outcome))
+
+    def count(self, what: str) -> None:
+        with self._lock:
+            self.counts[what] = self.counts.get(what, 0) + 1
+
+    def token_outcome(
+        self, key: RequestFaultKey, draw: Callable[[RequestFaultKey], str | None]
+    ) -> str | None:
+        """The token endpoint's outcome: ``draw``'s, except right after a faulted attempt.
+
+        ``outcome(n) = None if outcome(n - 1) is a fault else draw(n)``, computed from
+        attempt 0 and remembered per key, so it depends on the key and the attempt only.
+        """
+        with self._lock:
+            if key.identity not in self._token_chains and len(self._token_chains) >= 10_000:
+                self._token_chains.clear()  # recomputed from attempt 0 when asked again
+            chain = self._token_chains.setdefault(key.identity, [])
+            while len(chain) <= key.attempt:
+                n = len(chain)
+                faulted_before = n > 0 and chain[n - 1] is not None
+                chain.append(None if faulted_before else draw(RequestFaultKey(key.identity, n)))
+            return chain[key.attempt]
+
+    def to_json(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "decisions": [d.as_json() for d in self.decisions],
+                "decisionsDropped": self.decisions_dropped,
+                "counts": dict(self.counts),
+            }
 
 
 # Set while a connection is dropped on purpose so the server's error log can ignore it.
@@ -221,11 +338,14 @@ def retry_after_value(config: FaultConfig, key: RequestFaultKey, now: datetime) 
 class FaultMiddleware:
     """Pure ASGI middleware applying request-level faults before the app sees the request.
 
-    The fault key is stored in ``scope["state"]["fault_key"]`` so endpoints can take their own
-    reproducible decisions (list drift, partial metrics) from the same identity.
-    The token endpoint is faulted too, but never twice in a row, so a client that retries
-    always obtains a token. ``clock`` is the clock HTTP-date ``Retry-After`` values count
-    from; pass the one the responses' ``Date`` header tells (the app passes the cluster's).
+    The request's body is read here (and handed on unchanged) so that its digest is part of
+    the request key. The fault key is stored in ``scope["state"]["fault_key"]`` so endpoints
+    can take their own reproducible decisions (list drift, partial metrics) from the same
+    identity. The token endpoint is faulted too, but never twice in a row for one key, so a
+    client that retries always obtains a token. ``clock`` is the clock HTTP-date
+    ``Retry-After`` values count from; pass the one the responses' ``Date`` header tells
+    (the app passes the cluster's). ``state`` is shared with the endpoints (a fresh one when
+    not given).
     """
 
     def __init__(
@@ -233,24 +353,23 @@ class FaultMiddleware:
         app: ASGIApp,
         config: FaultConfig,
         clock: Callable[[], datetime] | None = None,
+        state: FaultState | None = None,
     ) -> None:
         self.app = app
         self.config = config
-        self.attempts = AttemptCounter()
+        self.state = state if state is not None else FaultState()
+        self.attempts = self.state.attempts
+        self.counts = self.state.counts
         self.clock = clock or (lambda: datetime.now(UTC))
-        self._token_faulted_last = False
-        self.counts: dict[str, int] = {}
-
-    def _count(self, what: str) -> None:
-        self.counts[what] = self.counts.get(what, 0) + 1
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in UNFAULTED_PATHS:
             await self.app(scope, receive, send)
             return
         cfg = self.config
+        body, receive = await _buffer_body(receive)
         query = scope.get("query_string", b"").decode("latin-1")
-        identity = f"{scope['method']} {scope['path']}?{query}"
+        identity = request_key(scope["method"], scope["path"], query, body)
         key = RequestFaultKey(identity, self.attempts.next(identity))
         scope.setdefault("state", {})["fault_key"] = key
 
@@ -258,11 +377,15 @@ class FaultMiddleware:
             delay = cfg.latency_ms + cfg.jitter_ms * key.draw(cfg.seed, "jitter")
             await asyncio.sleep(delay / 1000.0)
 
-        outcome = self._outcome(key, scope["path"] == TOKEN_PATH)
+        if scope["path"] == TOKEN_PATH:
+            outcome = self.state.token_outcome(key, self._outcome)
+        else:
+            outcome = self._outcome(key)
+        self.state.note(key, "request", outcome)
         if outcome is None:
             await self.app(scope, receive, send)
             return
-        self._count(outcome)
+        self.state.count(outcome)
         if outcome == "drop":
             await self._drop(send)
         elif outcome == "429":
@@ -277,25 +400,20 @@ class FaultMiddleware:
             body = _error_body(status, ERROR_MESSAGES[status])
             await _send_simple(send, status, [(b"content-type", b"application/json")], body)
 
-    def _outcome(self, key: RequestFaultKey, is_token: bool) -> str | None:
+    def _outcome(self, key: RequestFaultKey) -> str | None:
+        """The request-level fault drawn for ``key``: drop, 429, a 5xx status, or None."""
         cfg = self.config
         if not (cfg.drop_rate or cfg.rate_limit_rate or cfg.error_rate):
             return None
-        if is_token and self._token_faulted_last:
-            self._token_faulted_last = False
-            return None
         u = key.draw(cfg.seed, "outcome")
-        outcome: str | None = None
         if u < cfg.drop_rate:
-            outcome = "drop"
-        elif u < cfg.drop_rate + cfg.rate_limit_rate:
-            outcome = "429"
-        elif u < cfg.drop_rate + cfg.rate_limit_rate + cfg.error_rate:
+            return "drop"
+        if u < cfg.drop_rate + cfg.rate_limit_rate:
+            return "429"
+        if u < cfg.drop_rate + cfg.rate_limit_rate + cfg.error_rate:
             pick = int(key.draw(cfg.seed, "error_status") * len(ERROR_STATUSES))
-            outcome = str(ERROR_STATUSES[pick])
-        if is_token:
-            self._token_faulted_last = outcome is not None
-        return outcome
+            return str(ERROR_STATUSES[pick])
+        return None
 
     async def _drop(self, send: Send) -> None:
         """Start a response, then abort: the client sees the connection close mid-response."""
@@ -312,6 +430,29 @@ class FaultMiddleware:
         )
         await send({"type": "http.response.body", "body": b'{"work', "more_body": True})
         raise DroppedConnection("connection dropped by fault injection")
+
+
+async def _buffer_body(receive: Receive) -> tuple[bytes, Receive]:
+    """Read a request's whole body; returns it and a ``receive`` that hands it on again."""
+    chunks: list[bytes] = []
+    pending: list[Message] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away: let the app see it
+            pending.append(message)
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    pending.insert(0, {"type": "http.request", "body": body, "more_body": False})
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return body, replay
 
 
 async def _send_simple(

@@ -4,7 +4,8 @@ Choices where the contract leaves room (the contract wins wherever it is explici
 
 * ``POST /api/v1/token`` lists only 400/500/503, so wrong credentials are answered with
   400 ``Invalid client credentials`` (not 401). Grant types other than
-  ``client_credentials`` and the deprecated ``app_token`` are 400.
+  ``client_credentials`` and the deprecated ``app_token`` are 400. Body keys are matched to
+  the TokenRequest fields ignoring case, and tokens are signed JWTs (see ``auth``).
 * ``GET /api/v1/workloads`` and ``/count`` list no 400, yet invalid input (limit out of
   1..500, malformed ``filterBy``, unknown ``sortBy``) is still answered with 400 and an
   Error body rather than silently ignored.
@@ -47,6 +48,7 @@ from workloads_etl.simulator.cluster import Cluster
 from workloads_etl.simulator.config import SimulatorConfig
 from workloads_etl.simulator.faults import (
     FaultConfig,
+    FaultState,
     RequestFaultKey,
     corrupt_record,
     malformed_kind,
@@ -148,6 +150,7 @@ class Simulator:
         self.cluster = cluster
         faults = config.faults if isinstance(config.faults, FaultConfig) else FaultConfig()
         self.faults = faults
+        self.fault_state = FaultState(record=config.admin)
         ttl = faults.token_ttl if faults.token_ttl is not None else config.token_ttl_seconds
         self.tokens = TokenStore(Credentials(config.client_id, config.client_secret), ttl)
 
@@ -213,7 +216,7 @@ class Simulator:
         at = self.now()
         table, positions = self._selection(request, at)
         ordered = filters.sort_positions(table, positions, sort_by, sort_order == "desc")
-        start = max(0, offset - self._drift(request, offset, limit, len(ordered)))
+        start = max(0, offset + self._list_shift(request, offset, limit, len(ordered)))
         page = ordered[start : start + limit]
         indexes = table.column("index").take(pa.array(page, type=pa.int64())).to_pylist()
         body: dict[str, Any] = {"workloads": [self.workload_record(i, at) for i in indexes]}
@@ -221,26 +224,52 @@ class Simulator:
             body["next"] = offset + limit
         return JSONResponse(body)
 
-    def _drift(self, request: Request, offset: int, limit: int, total: int) -> int:
-        """Rows the list has 'grown' ahead of ``offset`` since the listing began.
+    def _list_shift(self, request: Request, offset: int, limit: int, total: int) -> int:
+        """Where the page at ``offset`` starts relative to ``offset`` under list drift.
 
-        Non-decreasing in ``offset`` for one listing (same query apart from offset), so pages
-        overlap and repeat rows but never skip any, as if workloads had been inserted ahead
-        of the cursor between page requests.
+        ``list_drift``: rows the list has 'grown' before ``offset`` since the listing began
+        (moves the page back, so it repeats rows of the one before). It depends on the
+        listing (the query apart from ``offset``) and the offset only, non-decreasing in
+        ``offset``, so the repeats are the same however often the listing is read.
+
+        ``list_skip``: rows before ``offset`` that went away (moves the page on, so rows
+        between it and the one before are never listed; the count still has them). It
+        depends on the listing, the offset and the attempt of this very page request, so a
+        listing read again skips other rows, or none.
+
+        Both add up one draw per page boundary before ``offset``: with the rate's chance,
+        1 to ``limit // 5`` rows.
         """
-        rate = self.faults.list_drift
-        if not rate or offset <= 0:
+        if offset <= 0 or not (self.faults.list_drift or self.faults.list_skip):
             return 0
         listing = "&".join(
             sorted(f"{k}={v}" for k, v in request.query_params.multi_items() if k != "offset")
         )
-        seed = self.faults.seed
+        pages = min(offset, total + limit) // limit
         step = max(1, limit // 5)
-        drift = 0
-        for page in range(1, min(offset, total + limit) // limit + 1):
-            if unit_draw(seed, "drift", listing, page) < rate:
-                drift += 1 + int(unit_draw(seed, "drift_size", listing, page) * step)
-        return min(drift, offset)
+        seed = self.faults.seed
+        key = _fault_key(request)
+
+        def rows(rate: float, name: str, *salt: object) -> int:
+            shift = 0
+            for page in range(1, pages + 1):
+                if unit_draw(seed, name, listing, page, *salt) < rate:
+                    shift += 1 + int(unit_draw(seed, f"{name}_size", listing, page, *salt) * step)
+            return shift
+
+        shift = 0
+        if self.faults.list_drift:
+            drift = min(rows(self.faults.list_drift, "drift"), offset)
+            shift -= drift
+            if key is not None:
+                self.fault_state.note(key, "list_drift", str(drift) if drift else None)
+        if self.faults.list_skip:
+            attempt = key.attempt if key is not None else 0
+            skip = rows(self.faults.list_skip, "skip", attempt)
+            shift += skip
+            if key is not None:
+                self.fault_state.note(key, "list_skip", str(skip) if skip else None)
+        return shift
 
     async def count_workloads(self, request: Request) -> Response:
         self.authorize(request)
@@ -279,6 +308,10 @@ class Simulator:
                 "PENDING_TIME_DISTRIBUTION accepts at most one groupBy field"
                 if pending
                 else "groupBy accepts at most two fields",
+                "PENDING_TIME_DISTRIBUTION values are grouped by their pending-time bucket "
+                "first, and a telemetry value carries at most two groups"
+                if pending
+                else None,
             )
         phases = query_list(request, "filterByPhases")
         if phases:
@@ -343,15 +376,17 @@ class Simulator:
         status = 200
         key = _fault_key(request)
         partial = self.faults.partial_rate
-        if key is not None and len(types) >= 2 and key.draw(self.faults.seed, "partial") < partial:
-            keep = [
-                t
-                for t in types
-                if unit_draw(self.faults.seed, "partial_keep", key.identity, t) < 0.5
-            ]
-            if len(keep) == len(types):
-                keep = keep[:-1]
-            types, status = keep, 207
+        if key is not None and len(types) >= 2 and partial:
+            if key.draw(self.faults.seed, "partial") < partial:
+                keep = [
+                    t
+                    for t in types
+                    if unit_draw(self.faults.seed, "partial_keep", key.identity, t) < 0.5
+                ]
+                if len(keep) == len(types):
+                    keep = keep[:-1]
+                types, status = keep, 207
+            self.fault_state.note(key, "partial", "207" if status == 207 else None)
 
         instants = sample_instants(start, end, samples)
         stamps = format_timestamps(instants, self.faults.metrics_timestamp_format)
