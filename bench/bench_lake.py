@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 
 from workloads_etl.lake.normalise.metrics import normalise_metrics
-from workloads_etl.lake.parquet import DATA_FILE, file_schema, partition_path, write_partition
+from workloads_etl.lake.parquet import file_path, file_schema, write_partition
 from workloads_etl.runai.measurements import parse_measurements
 from workloads_etl.runai.models import RawResponse
 from workloads_etl.settings import DataPaths
@@ -92,9 +92,8 @@ def main() -> None:
         result = normalise_metrics("workload_metrics", resps, DAY, "bench")
         rows, quarantine = result.rows, result.quarantine
         t1 = time.perf_counter()
-        manifest = write_partition(paths.lake, "workload_metrics", rows, DAY, "bench")
-        write_partition(
-            paths.lake, "quarantine", quarantine, DAY, "bench", {"dataset": "workload_metrics"}
+        manifest = write_partition(
+            paths.lake, "workload_metrics", rows, DAY, "bench", quarantine=quarantine
         )
         t2 = time.perf_counter()
         assert rows.num_rows == points, (rows.num_rows, points)
@@ -108,7 +107,8 @@ def main() -> None:
         assert parsed == points, (parsed, points)
         print(f"client parse (1/answer){b - a:>10.2f} s  {points / (b - a):>12,.0f} points/s")
 
-        file = partition_path(paths.lake, "workload_metrics", DAY) / DATA_FILE
+        (data_file,) = manifest.data_files
+        file = file_path(paths.lake, data_file)
         cols = ", ".join(
             f'"{f.name}" {duckdb_type(f.type)}' for f in file_schema("workload_metrics")
         )

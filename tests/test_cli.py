@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from tests.conftest import PipelineRun, read_only
 from workloads_etl.cli import main, summary_table
-from workloads_etl.lake.parquet import partition_path
+from workloads_etl.lake.parquet import file_path, read_manifest
 from workloads_etl.settings import PipelineSettings
 
 RUNAI_ENV = ("RUNAI_BASE_URL", "RUNAI_CLIENT_ID", "RUNAI_CLIENT_SECRET", "RUNAI_TOKEN")
@@ -82,7 +82,9 @@ def test_renormalise_rebuilds_a_partition_identically(
     runner: CliRunner, pipeline_run: PipelineRun
 ) -> None:
     day = pipeline_run.days[0]
-    data_file = partition_path(pipeline_run.paths.lake, "workload_snapshots", day) / "data.parquet"
+    manifest = read_manifest(pipeline_run.paths.lake, "workload_snapshots", day)
+    assert manifest is not None
+    data_file = file_path(pipeline_run.paths.lake, manifest.data_files[0])
     before = pq.read_table(data_file)
     data_file.unlink()
     result = runner.invoke(
@@ -100,7 +102,8 @@ def test_renormalise_rebuilds_a_partition_identically(
     )
     assert result.exit_code == 0, result.output
     assert f"workload_snapshots {day}: {before.num_rows} rows" in result.output
-    assert pq.read_table(data_file).equals(before)
+    assert pq.read_table(data_file).equals(before)  # the same name: the same content
+    assert read_manifest(pipeline_run.paths.lake, "workload_snapshots", day) is not None
 
 
 def test_summary_totals_match_the_fact_table(pipeline_run: PipelineRun) -> None:

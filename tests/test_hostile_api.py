@@ -287,5 +287,6 @@ def test_errors_of_our_own_side_are_named(tmp_path: Any) -> None:
     from_dbt = DbtRunError(["build"], ["[Errno 30] Read-only file system: 'target'"])
     assert explain(from_dbt).kind == "disk error"
     locked = WarehouseLockedError("the warehouse w.duckdb is locked by another process (PID 42)")
-    assert explain(locked).detail == "another process (PID 42) holds the warehouse's write lock"
+    assert explain(locked).detail == str(locked)
+    assert explain(locked).kind == "locked warehouse"
     assert explain(ValueError("odd")).line() == "error: ValueError: odd; see the run log"

@@ -292,7 +292,7 @@ def test_a_full_disk_is_named_and_not_retried(poisoned: Poisoned) -> None:
     assert _serving(poisoned.data) == before
 
 
-def test_a_locked_warehouse_names_the_process_holding_it(poisoned: Poisoned) -> None:
+def test_a_reader_holding_the_warehouse_is_named_as_a_reader(poisoned: Poisoned) -> None:
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -319,7 +319,10 @@ def test_a_locked_warehouse_names_the_process_holding_it(poisoned: Poisoned) -> 
         holder.wait()
     text = out.stdout + out.stderr
     assert out.code == 1, text
-    assert f"locked warehouse: another process (PID {holder.pid}) holds" in text, text
+    flat = " ".join(text.split())
+    assert f"is held open by a reader, PID {holder.pid} (" in flat, text
+    assert "not by a run" in flat and "serving" in flat, text
+    assert "Traceback" not in text
 
 
 # --- configuration, checked before any work -----------------------------------------------

@@ -20,15 +20,23 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from workloads_etl.lake.datasets import DATASETS
+from workloads_etl.lake.housekeeping import STALE_SECONDS, collect_garbage
 from workloads_etl.lake.normalise.partition import normalise_partition
 from workloads_etl.lake.parquet import (
+    PartitionNotFoundError,
+    file_path,
+    lake_files,
     list_partitions,
     partition_path,
     prepare_table,
+    quarantine_path,
     read_manifest,
     read_partition,
+    verify_files,
     write_partition,
 )
+from workloads_etl.lake.quality import duplicate_keys
 from workloads_etl.lake.raw import RawLanding
 from workloads_etl.lake.schemas import SCHEMA_VERSION, WORKLOAD_METRICS
 from workloads_etl.runai.models import RawResponse
@@ -36,6 +44,7 @@ from workloads_etl.settings import DataPaths
 
 DAY = date(2024, 12, 20)
 AT = datetime(2024, 12, 20, 23, 0, tzinfo=UTC)
+V1_FIXTURE = Path(__file__).parent / "fixtures" / "schema_v1"
 
 
 def sha(p: Path) -> str:
@@ -79,8 +88,9 @@ def metric_table(n: int) -> pa.Table:
                 pa.int64(),
             ).cast(pa.timestamp("us", tz="UTC")),
             "value": pa.array([float(i % 100) for i in range(n)]),
-            "step_seconds": pa.array([60] * n, pa.int32()),
+            "step_seconds": pa.array([60] * n, pa.int64()),
             "run_id": pa.array(["r"] * n),
+            "fetched_at": pa.array([AT] * n, pa.timestamp("us", tz="UTC")),
         },
         schema=WORKLOAD_METRICS,
     )
@@ -127,18 +137,39 @@ def test_raw_rejects_bad_names(tmp_path: Path) -> None:
         landing.writer("nope", DAY, "r")
 
 
+def data_file(lake: Path, dataset: str, day: date = DAY) -> Path:
+    """The one data file the partition's manifest names."""
+    manifest = read_manifest(lake, dataset, day)
+    assert manifest is not None
+    (f,) = manifest.data_files
+    return file_path(lake, f)
+
+
 def test_write_partition_layout_manifest_and_determinism(tmp_path: Path) -> None:
     t = metric_table(1000)
     shuffled = t.take(pa.array(list(range(999, -1, -1))))
     m1 = write_partition(tmp_path, "workload_metrics", t, DAY, "r")
-    f = partition_path(tmp_path, "workload_metrics", DAY) / "data.parquet"
+    f = data_file(tmp_path, "workload_metrics")
     assert f.parent == tmp_path / "workload_metrics" / "usage_date=2024-12-20"
     h1 = sha(f)
+    assert f.name == f"part-{h1[:16]}.parquet"  # content-addressed
     m2 = write_partition(tmp_path, "workload_metrics", shuffled, DAY, "r")
-    assert sha(f) == h1 == m1.sha256 == m2.sha256
+    assert data_file(tmp_path, "workload_metrics") == f
+    assert sha(f) == h1 == m1.data_files[0].sha256 == m2.data_files[0].sha256
+    assert sorted(p.name for p in f.parent.iterdir()) == ["_manifest.json", f.name]
     man = read_manifest(tmp_path, "workload_metrics", DAY)
     assert man is not None
-    assert (man.rows, man.schema_version, man.run_id) == (1000, SCHEMA_VERSION, "r")
+    assert (man.rows, man.schema_version, man.run_id, man.format) == (1000, SCHEMA_VERSION, "r", 2)
+    doc = json.loads((f.parent / "_manifest.json").read_text())
+    assert doc["files"] == [
+        {
+            "path": "workload_metrics/usage_date=2024-12-20/" + f.name,
+            "role": "data",
+            "rows": 1000,
+            "bytes": f.stat().st_size,
+            "sha256": h1,
+        }
+    ]
     assert "usage_date" not in pq.read_schema(f).names  # Hive: partition value in the path
     assert pq.ParquetFile(f).metadata.row_group(0).column(0).compression == "ZSTD"
     back = read_partition(tmp_path, "workload_metrics", DAY)
@@ -158,15 +189,114 @@ def test_lake_readable_by_duckdb_and_pandas_ignoring_temp_files(tmp_path: Path) 
         "r",
     )
     # a leftover temp file from a crashed writer must not be picked up
-    (partition_path(tmp_path, "workload_metrics", DAY) / ".data.parquet.123.tmp").write_bytes(b"x")
+    (partition_path(tmp_path, "workload_metrics", DAY) / ".part.123.tmp").write_bytes(b"x")
     con = duckdb.connect()
     n, days = con.execute(
         "SELECT count(*), count(DISTINCT usage_date) FROM read_parquet(?, hive_partitioning=true)",
         [f"{tmp_path}/workload_metrics/**/*.parquet"],
     ).fetchall()[0]
     assert (n, days) == (15, 2)
+    named = [str(p) for p in lake_files(tmp_path, "workload_metrics")]
+    assert len(named) == 2
+    n = con.execute(
+        "SELECT count(*) FROM read_parquet(?, hive_partitioning=true)", [named]
+    ).fetchall()[0][0]
+    assert n == 15
     df = pd.read_parquet(tmp_path / "workload_metrics")
     assert len(df) == 15
+
+
+def test_one_commit_names_data_and_quarantine_files(tmp_path: Path) -> None:
+    quarantine = pa.table(
+        {
+            "dataset": ["workload_metrics"] * 2,
+            "quarantine_date": pa.array([DAY] * 2, pa.date32()),
+            "reason": ["b", "a"],
+            "raw_record": ["{}", "{}"],
+            "run_id": ["r", "r"],
+            "quarantined_at": pa.array([AT] * 2, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    m1 = write_partition(
+        tmp_path, "workload_metrics", metric_table(10), DAY, "r1", quarantine=quarantine
+    )
+    assert [f.role for f in m1.files] == ["data", "quarantine"]
+    (q1,) = m1.quarantine_files
+    assert q1.path.startswith(
+        "quarantine/dataset=workload_metrics/quarantine_date=2024-12-20/part-"
+    )
+    assert (m1.rows, m1.quarantined) == (10, 2)
+    q = read_partition(tmp_path, "quarantine", DAY, {"dataset": "workload_metrics"})
+    assert q["reason"].to_pylist() == ["a", "b"]
+    assert list_partitions(tmp_path, "quarantine") == [
+        {"dataset": "workload_metrics", "quarantine_date": "2024-12-20"}
+    ]
+    # the next commit has other rows and no quarantine: the previous files are gone
+    m2 = write_partition(tmp_path, "workload_metrics", metric_table(4), DAY, "r2")
+    assert [f.role for f in m2.files] == ["data"]
+    lake_parquet = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.parquet"))
+    assert lake_parquet == [m2.files[0].path]
+    assert (
+        read_partition(tmp_path, "quarantine", DAY, {"dataset": "workload_metrics"}).num_rows == 0
+    )
+    assert list_partitions(tmp_path, "quarantine") == []
+    verify_files(tmp_path, m2)
+
+
+def test_readers_trust_only_the_manifest(tmp_path: Path) -> None:
+    write_partition(tmp_path, "workload_metrics", metric_table(10), DAY, "r")
+    directory = partition_path(tmp_path, "workload_metrics", DAY)
+    # a file of no commit (a crash between writing and committing) is not read
+    write_partition(tmp_path / "other", "workload_metrics", metric_table(3), DAY, "x")
+    stray = data_file(tmp_path / "other", "workload_metrics")
+    shutil.copy(stray, directory / stray.name)
+    assert read_partition(tmp_path, "workload_metrics", DAY).num_rows == 10
+    assert [p.name for p in lake_files(tmp_path, "workload_metrics")] != [stray.name]
+    assert duplicate_keys(tmp_path, "workload_metrics", DAY) == 0
+    # a manifest is what makes a partition: without one there is none
+    (directory / "_manifest.json").unlink()
+    assert list_partitions(tmp_path, "workload_metrics") == []
+    with pytest.raises(PartitionNotFoundError, match=r"_manifest\.json is missing"):
+        read_partition(tmp_path, "workload_metrics", DAY)
+
+
+def test_format_1_manifests_are_still_read(tmp_path: Path) -> None:
+    """A lake of format-1 manifests (data.parquet, the quarantine with its own manifest):
+    read as one commit, and replaced whole by the next commit."""
+    shutil.copytree(V1_FIXTURE / "lake", tmp_path / "lake")
+    lake = tmp_path / "lake"
+    m = read_manifest(lake, "workload_metrics", DAY)
+    assert m is not None
+    assert (m.format, m.schema_version, m.run_id, m.rows, m.quarantined) == (
+        1,
+        1,
+        "v1-fixture",
+        24,
+        1,
+    )
+    assert [f.path for f in m.files] == [
+        "workload_metrics/usage_date=2024-12-20/data.parquet",
+        "quarantine/dataset=workload_metrics/quarantine_date=2024-12-20/data.parquet",
+    ]
+    verify_files(lake, m)
+    rows = read_partition(lake, "workload_metrics", DAY)
+    assert rows.schema == DATASETS["workload_metrics"].schema
+    assert rows.num_rows == 24
+    assert rows["fetched_at"].null_count == 24  # not in version 1
+    q = read_partition(lake, "quarantine", DAY, {"dataset": "workload_metrics"})
+    assert q["reason"].to_pylist() == [
+        "value is not numeric (workload 00000000-0000-0000-0000-000000000001, GPU_UTILIZATION)"
+    ]
+    assert list_partitions(lake, "workload_metrics") == [
+        {"usage_date": "2024-12-20"},
+        {"usage_date": "2024-12-21"},
+    ]
+    # the next commit replaces the data file, the quarantine file and its manifest
+    write_partition(lake, "workload_metrics", metric_table(3), DAY, "r2")
+    q_dir = lake / "quarantine" / "dataset=workload_metrics" / "quarantine_date=2024-12-20"
+    assert list(q_dir.iterdir()) == []
+    names = sorted(p.name for p in partition_path(lake, "workload_metrics", DAY).iterdir())
+    assert names == ["_manifest.json", data_file(lake, "workload_metrics").name]
 
 
 def test_write_rejects_rows_of_another_day(tmp_path: Path) -> None:
@@ -176,55 +306,110 @@ def test_write_rejects_rows_of_another_day(tmp_path: Path) -> None:
 
 _KILL_WRITER = textwrap.dedent(
     """
-    import os, sys, time
-    from datetime import date
+    import os, pathlib, sys, time
+    from datetime import date, datetime, timezone
     import pyarrow as pa
     from workloads_etl.lake import parquet
+    stop, calls = sys.argv[2], {"replace": 0}
     real_replace = os.replace
-    def hang(src, dst):
+    def hang():
         print("READY", flush=True)
         time.sleep(60)
-    os.replace = hang
-    n = int(sys.argv[2])
-    t = pa.table({"usage_date": pa.array([date(2024, 12, 20)] * n, pa.date32()),
+    def replace(src, dst):
+        calls["replace"] += 1
+        if stop == f"replace{calls['replace']}":
+            hang()
+        real_replace(src, dst)
+    os.replace = replace
+    if stop == "unlink":  # the commit is done, the previous files are not yet deleted
+        pathlib.Path.unlink = lambda self, missing_ok=False: hang()
+    n, day = 500, date(2024, 12, 20)
+    at = datetime(2024, 12, 20, 23, tzinfo=timezone.utc)
+    ts = pa.timestamp("us", tz="UTC")
+    t = pa.table({"usage_date": pa.array([day] * n, pa.date32()),
         "workload_id": pa.array(["new"] * n), "metric_type": pa.array(["X"] * n),
         "labels_json": pa.array([None] * n, pa.string()),
-        "ts": pa.array(range(n), pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-        "value": pa.array([1.0] * n), "step_seconds": pa.array([60] * n, pa.int32()),
-        "run_id": pa.array(["killed"] * n)})
-    parquet.write_partition(sys.argv[1], "workload_metrics", t, date(2024, 12, 20), "killed")
+        "ts": pa.array(range(n), pa.int64()).cast(ts),
+        "value": pa.array([1.0] * n), "step_seconds": pa.array([60] * n, pa.int64()),
+        "run_id": pa.array(["killed"] * n), "fetched_at": pa.array([at] * n, ts)})
+    q = pa.table({"dataset": ["workload_metrics"], "quarantine_date": pa.array([day], pa.date32()),
+        "reason": ["new"], "raw_record": ["{}"], "run_id": ["killed"],
+        "quarantined_at": pa.array([at], ts)})
+    parquet.write_partition(sys.argv[1], "workload_metrics", t, day, "killed", quarantine=q)
     """
+)
+OLD_QUARANTINE = pa.table(
+    {
+        "dataset": ["workload_metrics"],
+        "quarantine_date": pa.array([DAY], pa.date32()),
+        "reason": ["old"],
+        "raw_record": ["{}"],
+        "run_id": ["old"],
+        "quarantined_at": pa.array([AT], pa.timestamp("us", tz="UTC")),
+    }
 )
 
 
-def test_killed_writer_leaves_previous_partition_intact(tmp_path: Path) -> None:
-    write_partition(tmp_path, "workload_metrics", metric_table(100), DAY, "old")
-    f = partition_path(tmp_path, "workload_metrics", DAY) / "data.parquet"
-    before = sha(f)
+def kill_writer_at(lake: Path, stop: str) -> None:
+    """Run a writer of the partition in another process and SIGKILL it at ``stop``."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", _KILL_WRITER, str(tmp_path), "200000"],
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-c", _KILL_WRITER, str(lake), stop], stdout=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "READY"  # temp file fully written, not renamed
+        assert proc.stdout.readline().strip() == "READY"
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
-    assert sha(f) == before
-    assert read_partition(tmp_path, "workload_metrics", DAY).num_rows == 100
-    man = read_manifest(tmp_path, "workload_metrics", DAY)
-    assert man is not None
-    assert man.run_id == "old"
-    n = (
-        duckdb.connect()
-        .execute(
-            "SELECT count(*) FROM read_parquet(?)", [f"{tmp_path}/workload_metrics/**/*.parquet"]
-        )
-        .fetchall()[0][0]
+
+
+@pytest.mark.parametrize(
+    ("stop", "committed"),
+    [
+        ("replace1", "old"),  # the data file is written, not yet renamed
+        ("replace2", "old"),  # the data file is in place, the quarantine file is not
+        ("replace3", "old"),  # both files in place, the manifest not yet renamed
+        ("unlink", "killed"),  # committed; the previous commit's files not yet deleted
+    ],
+)
+def test_a_writer_killed_anywhere_leaves_one_whole_commit(
+    tmp_path: Path, stop: str, committed: str
+) -> None:
+    paths = DataPaths(tmp_path)
+    lake = paths.lake
+    old = write_partition(
+        lake, "workload_metrics", metric_table(100), DAY, "old", quarantine=OLD_QUARANTINE
     )
-    assert n == 100
+    kill_writer_at(lake, stop)
+    man = read_manifest(lake, "workload_metrics", DAY)
+    assert man is not None
+    assert man.run_id == committed
+    verify_files(lake, man)  # every file it names is there, whole
+    rows = read_partition(lake, "workload_metrics", DAY)
+    q = read_partition(lake, "quarantine", DAY, {"dataset": "workload_metrics"})
+    if committed == "old":
+        assert man == old
+        assert (rows.num_rows, q["reason"].to_pylist()) == (100, ["old"])
+    else:
+        assert set(rows["run_id"].to_pylist()) == {"killed"}
+        assert (rows.num_rows, q["reason"].to_pylist()) == (500, ["new"])
+    named = [str(p) for p in lake_files(lake, "workload_metrics")]
+    n = duckdb.connect().execute("SELECT count(*) FROM read_parquet(?)", [named]).fetchall()[0][0]
+    assert n == rows.num_rows
+    # gc takes the killed writer's leftovers, and only those
+    leftovers = (
+        {p for p in lake.rglob("*") if p.is_file()}
+        - {file_path(lake, f) for f in man.files}
+        - {partition_path(lake, "workload_metrics", DAY) / "_manifest.json"}
+    )
+    assert leftovers  # a temp file, files of no commit or of the previous one
+    report = collect_garbage(paths, dry_run=False, now=time.time() + 2 * STALE_SECONDS)
+    assert set(report.temp_files.paths) | set(report.lake_files.paths) == leftovers
+    assert read_manifest(lake, "workload_metrics", DAY) == man
+    assert read_partition(lake, "workload_metrics", DAY).equals(rows)
+    glob = f"{lake}/workload_metrics/**/*.parquet"
+    n = duckdb.connect().execute("SELECT count(*) FROM read_parquet(?)", [glob]).fetchall()[0][0]
+    assert n == rows.num_rows  # a glob sees exactly the commit again
 
 
 def test_renormalise_from_raw_is_identical(tmp_path: Path) -> None:
@@ -238,10 +423,9 @@ def test_renormalise_from_raw_is_identical(tmp_path: Path) -> None:
     assert (res.records, res.rows, res.rejected, res.quarantined) == (56, 50, 3, 4)
     assert (res.duplicates_dropped, res.field_issues, res.out_of_window) == (3, 1, 0)
     assert res.rows + res.rejected + res.duplicates_dropped == res.records
-    data = partition_path(paths.lake, "workload_snapshots", DAY) / "data.parquet"
-    qfile = partition_path(paths.lake, "quarantine", DAY, {"dataset": "workload_snapshots"}) / (
-        "data.parquet"
-    )
+    assert res.manifest is not None
+    data, qfile = (file_path(paths.lake, f) for f in res.manifest.files)
+    assert qfile.parent == quarantine_path(paths.lake, "workload_snapshots", DAY)
     hashes = (sha(data), sha(qfile))
     first = read_partition(paths.lake, "workload_snapshots", DAY)
     shutil.rmtree(paths.lake)
@@ -249,7 +433,8 @@ def test_renormalise_from_raw_is_identical(tmp_path: Path) -> None:
     assert (sha(data), sha(qfile)) == hashes
     assert read_partition(paths.lake, "workload_snapshots", DAY).equals(first)
     assert res2.manifest is not None
-    assert res2.manifest.sha256 == hashes[0]
+    assert [f.sha256 for f in res2.manifest.files] == list(hashes)
+    assert res2.manifest.files == res.manifest.files
     q = read_partition(paths.lake, "quarantine", DAY, {"dataset": "workload_snapshots"})
     assert sorted(q["reason"].to_pylist()) == [
         "allocated_gpu_memory_bytes: unparsable quantity '12 gigs' (row kept, field set to null)",

@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import PipelineRun, marts_content, read_only
 from workloads_etl.lake.datasets import EXTRACTED
-from workloads_etl.lake.parquet import partition_path
+from workloads_etl.lake.parquet import read_partition
 
 STEP = 60
 pytestmark = pytest.mark.slow
@@ -138,11 +138,9 @@ def _assert_same_content(
 
 
 def _lake_fingerprint(run: PipelineRun, day: date) -> dict[str, Any]:
-    import pyarrow.parquet as pq
-
     out = {}
     for ds in EXTRACTED:
-        table = pq.read_table(partition_path(run.paths.lake, ds, day) / "data.parquet")
+        table = read_partition(run.paths.lake, ds, day)
         keep = [c for c in table.column_names if c not in ("run_id", "fetched_at")]
         out[ds] = table.select(keep)
     return out

@@ -14,6 +14,7 @@ import pytest
 from workloads_etl.lake.datasets import DATASETS
 from workloads_etl.lake.normalise.partition import normalise_partition
 from workloads_etl.lake.raw import RawLanding
+from workloads_etl.lake.schemas import SCHEMA_VERSION
 from workloads_etl.runai.models import RawResponse
 from workloads_etl.settings import DataPaths
 from workloads_etl.warehouse.loader import (
@@ -87,7 +88,8 @@ def test_ddl_types() -> None:
     assert '"images" VARCHAR[]' in ddl
     assert '"tenant_id" BIGINT' in ddl
     assert '"preemptible" BOOLEAN' in ddl
-    assert '"step_seconds" INTEGER NOT NULL' in table_ddl("workload_metrics")
+    assert '"step_seconds" BIGINT NOT NULL' in table_ddl("workload_metrics")
+    assert '"fetched_at" TIMESTAMPTZ' in table_ddl("workload_metrics")
 
 
 def test_load_is_idempotent_and_audited(tmp_path: Path) -> None:
@@ -129,13 +131,14 @@ def test_load_is_idempotent_and_audited(tmp_path: Path) -> None:
         ]
     )
     assert ws == [(str(uuid.UUID(int=1)), ["x:1"], "2023-06-06 12:09:18.211+00")]
+    v = SCHEMA_VERSION
     assert [row[:5] for row in loads] == [
-        ("workload_metrics", "usage_date=2024-12-20", 2, "m1", 1),
-        ("quarantine", "dataset=workload_metrics/quarantine_date=2024-12-20", 1, "m1", 1),
-        ("workload_metrics", "usage_date=2024-12-20", 2, "m1", 1),
-        ("quarantine", "dataset=workload_metrics/quarantine_date=2024-12-20", 1, "m1", 1),
-        ("workload_snapshots", "snapshot_date=2024-12-20", 1, "w1", 1),
-        ("quarantine", "dataset=workload_snapshots/quarantine_date=2024-12-20", 1, "w1", 1),
+        ("workload_metrics", "usage_date=2024-12-20", 2, "m1", v),
+        ("quarantine", "dataset=workload_metrics/quarantine_date=2024-12-20", 1, "m1", v),
+        ("workload_metrics", "usage_date=2024-12-20", 2, "m1", v),
+        ("quarantine", "dataset=workload_metrics/quarantine_date=2024-12-20", 1, "m1", v),
+        ("workload_snapshots", "snapshot_date=2024-12-20", 1, "w1", v),
+        ("quarantine", "dataset=workload_snapshots/quarantine_date=2024-12-20", 1, "w1", v),
     ]
     assert all(len(row[5]) == 64 for row in loads)
     ro = Warehouse.connect_read_only(paths)
@@ -175,7 +178,7 @@ def test_missing_partition_is_a_clear_error(tmp_path: Path) -> None:
                 "SELECT table_name FROM information_schema.tables WHERE table_schema='raw'"
             ).fetchall()
         }
-    assert tables == {*DATASETS, "_loads"}
+    assert tables == {*DATASETS, "_loads", "_schema_versions"}
 
 
 _HOLD = textwrap.dedent(
@@ -203,9 +206,11 @@ def test_second_writer_waits_then_fails_clearly(tmp_path: Path) -> None:
         with pytest.raises(WarehouseLockedError) as err:
             Warehouse.open(paths, wait_seconds=1.0)
         assert time.monotonic() - t0 >= 1.0
-        assert str(paths.warehouse) in str(err.value)
-        assert "only one process may write" in str(err.value).lower()
-        assert str(paths.lake) in str(err.value)
+        message = str(err.value)
+        assert str(paths.warehouse) in message
+        # Not a run of this data directory: a reader, named with its command line.
+        assert f"held open by a reader, PID {holder.pid} (" in message
+        assert "waited 1 s" in message
     finally:
         holder.kill()
         holder.wait(timeout=30)
@@ -223,3 +228,56 @@ def test_second_writer_gets_the_lock_when_released(tmp_path: Path) -> None:
             assert wh.con.execute("SELECT 1").fetchall() == [(1,)]
     finally:
         holder.wait(timeout=30)
+
+
+def _flip_one_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _warehouse_state(wh: Warehouse) -> tuple[list[tuple[object, ...]], ...]:
+    return tuple(
+        wh.con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()  # noqa: S608
+        for table in ("raw.workload_metrics", "raw.quarantine", "raw._loads")
+    )
+
+
+@pytest.mark.parametrize("role", ["data", "quarantine"])
+def test_a_corrupt_lake_file_is_refused_naming_the_rebuild(tmp_path: Path, role: str) -> None:
+    from click.testing import CliRunner
+
+    from workloads_etl.cli import main
+    from workloads_etl.lake.parquet import LakeIntegrityError, file_path
+
+    paths = DataPaths(tmp_path).ensure()
+    land_metrics(paths, "m1", ["1", "2", "x"])
+    normalise_partition(paths, "workload_metrics", DAY)
+    with Warehouse.open(paths) as wh:
+        wh.load_partition("workload_metrics", DAY)
+        before = _warehouse_state(wh)
+    time.sleep(0.01)
+    land_metrics(paths, "m2", ["5", "6", "y"])
+    manifest = normalise_partition(paths, "workload_metrics", DAY).manifest
+    assert manifest is not None
+    (victim,) = [f for f in manifest.files if f.role == role]
+    path = file_path(paths.lake, victim)
+    _flip_one_byte(path)
+    with Warehouse.open(paths) as wh:
+        with pytest.raises(LakeIntegrityError) as err:
+            wh.load_partition("workload_metrics", DAY)
+        assert _warehouse_state(wh) == before  # nothing deleted, nothing half-loaded
+    message = str(err.value)
+    command = "workloads-etl renormalise --dataset workload_metrics --day 2024-12-20 --run-id m2"
+    assert "\n" not in message
+    assert str(path) in message
+    assert message.endswith(command)
+    # the command it names rebuilds the partition from the raw run, and loads it
+    args = command.split()[1:]
+    result = CliRunner().invoke(main, ["--data-dir", str(tmp_path), *args])
+    assert result.exit_code == 0, result.output
+    with Warehouse.open(paths) as wh:
+        values = wh.con.execute("SELECT value FROM raw.workload_metrics ORDER BY ts").fetchall()
+        reasons = wh.con.execute("SELECT reason FROM raw.quarantine").fetchall()
+    assert values == [(5.0,), (6.0,)]
+    assert [r[0].split(" (")[0] for r in reasons] == ["value is not numeric"]

@@ -1,13 +1,19 @@
 """The product stands alone: a wheel built from this repository, installed with its
 dependencies into a fresh virtual environment, runs the demo and a real run from an empty
-directory, with no checkout on its path."""
+directory, with no checkout on its path.
+
+The installation is read-only, as in a system or container site-packages: nothing is
+writable in it, and the commands run as an unprivileged user (``nobody``, when the tests run
+as root), so the pipeline must write only under its data directory."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,9 +28,56 @@ from tests.tools import ROOT, run, uv
 pytestmark = pytest.mark.slow
 
 
+NOBODY = 65534
+
+
+def _usable_by_anyone(path: Path) -> bool:
+    """Every directory above ``path`` can be entered by any user, and it can be run."""
+    path = path.resolve()
+    return all(os.stat(p).st_mode & 0o001 for p in path.parents) and bool(
+        os.stat(path).st_mode & 0o001
+    )
+
+
+def _interpreter() -> str:
+    """A Python for the venv that an unprivileged user can run too."""
+    minor = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in (Path(sys.executable), Path("/usr/bin") / minor):
+        if candidate.exists() and (os.geteuid() != 0 or _usable_by_anyone(candidate)):
+            return str(candidate)
+    pytest.skip(f"no {minor} that an unprivileged user can run")
+
+
+def unprivileged() -> list[str]:
+    """The command prefix that runs as ``nobody`` when the tests run as root (root ignores
+    file permissions); nothing otherwise."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv is needed to run as an unprivileged user")
+    return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
+
+def _writable_dir(tmp_path: Path) -> Path:
+    """An empty directory the unprivileged user can write, reachable from /."""
+    work = Path(tempfile.mkdtemp(prefix="workloads-etl-work-"))
+    work.chmod(0o777)
+    return work
+
+
+def _snapshot(directory: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in directory.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    }
+
+
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtual environment holding the wheel and the locked dependencies; its bin dir."""
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A virtual environment holding the wheel and the locked dependencies, made read-only;
+    its bin dir. At the end, nothing in it may have changed."""
     tmp = tmp_path_factory.mktemp("wheel")
     uv_bin = uv()
     run([uv_bin, "build", "--wheel", "-o", tmp / "dist"], cwd=ROOT)
@@ -43,8 +96,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ],
         cwd=ROOT,
     )
-    venv = tmp / "venv"
-    run([uv_bin, "venv", "-q", "--python", sys.executable, venv])
+    # Outside pytest's private temporary directory, so that an unprivileged user reaches it.
+    base = Path(tempfile.mkdtemp(prefix="workloads-etl-install-"))
+    base.chmod(0o755)
+    venv = base / "venv"
+    run([uv_bin, "venv", "-q", "--python", _interpreter(), venv])
     run(
         [
             uv_bin,
@@ -58,7 +114,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             wheel,
         ]
     )
-    return venv / "bin"
+    subprocess.run(["chmod", "-R", "a-w", str(venv)], check=True)
+    before = _snapshot(venv)
+    try:
+        yield venv / "bin"
+        assert _snapshot(venv) == before, "nothing may be written inside the installation"
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(base)], check=False)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _clean_env(bin_dir: Path, **extra: str) -> dict[str, str]:
@@ -87,8 +150,13 @@ def _printed_total(output: str) -> float:
 
 def test_the_package_comes_from_the_wheel(installed: Path, tmp_path: Path) -> None:
     proc = run(
-        [installed / "python", "-c", "import workloads_etl; print(workloads_etl.__file__)"],
-        cwd=tmp_path,
+        [
+            *unprivileged(),
+            installed / "python",
+            "-c",
+            "import workloads_etl; print(workloads_etl.__file__)",
+        ],
+        cwd=_writable_dir(tmp_path),
         env=_clean_env(installed),
     )
     location = Path(proc.stdout.strip())
@@ -99,12 +167,11 @@ def test_the_package_comes_from_the_wheel(installed: Path, tmp_path: Path) -> No
 
 
 def test_demo_runs_from_an_empty_directory(installed: Path, tmp_path: Path) -> None:
-    work = tmp_path / "empty"
-    work.mkdir()
+    work = _writable_dir(tmp_path)
     proc = run(
-        [installed / "workloads-etl", "demo", "--days", "1", "--workloads", "60"],
+        [*unprivileged(), installed / "workloads-etl", "demo", "--days", "1", "--workloads", "60"],
         cwd=work,
-        env=_clean_env(installed),
+        env=_clean_env(installed, HOME=str(work)),
     )
     output = proc.stdout + proc.stderr
     assert "GPU usage and cost per department" in output
@@ -130,6 +197,7 @@ def simulator(installed: Path, tmp_path: Path) -> Iterator[tuple[str, datetime]]
     now = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     proc = subprocess.Popen(
         [
+            *unprivileged(),
             str(installed / "workloads-etl"),
             "simulate",
             "--port",
@@ -141,7 +209,7 @@ def simulator(installed: Path, tmp_path: Path) -> Iterator[tuple[str, datetime]]
             "--now",
             now.isoformat(),
         ],
-        cwd=tmp_path,
+        cwd=_writable_dir(tmp_path),
         env=_clean_env(installed),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -169,16 +237,18 @@ def test_run_against_a_control_plane_from_an_empty_directory(
 ) -> None:
     url, now = simulator
     day = (now - timedelta(days=1)).date().isoformat()
-    work = tmp_path / "empty"
-    work.mkdir()
+    work = _writable_dir(tmp_path)
     env = _clean_env(
         installed,
+        HOME=str(work),
         RUNAI_BASE_URL=url,
         RUNAI_CLIENT_ID="workloads-etl-demo",
         RUNAI_CLIENT_SECRET="demo-secret-change-me",  # the simulator's documented default
     )
     proc = run(
-        [installed / "workloads-etl", "run", "--start", day, "--end", day], cwd=work, env=env
+        [*unprivileged(), installed / "workloads-etl", "run", "--start", day, "--end", day],
+        cwd=work,
+        env=env,
     )
     assert f"{day} to {day}" in proc.stdout
     assert _printed_total(proc.stdout) == pytest.approx(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -31,7 +32,12 @@ from rich.table import Table
 from rich.text import Text
 
 from workloads_etl.lake.datasets import EXTRACTED
-from workloads_etl.settings import PipelineSettings, RunaiEnvironment, SettingsError
+from workloads_etl.settings import (
+    DAYS_PER_RUN,
+    PipelineSettings,
+    RunaiEnvironment,
+    SettingsError,
+)
 
 # Reports keep their columns when written to a file or a pipe.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 120, highlight=False)
@@ -44,6 +50,23 @@ _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if c no
 
 class PipelineFailed(click.ClickException):
     exit_code = 1
+
+
+class PipelineCancelled(click.ClickException):
+    """Stopped by SIGINT or SIGTERM (the shell's convention: 128 + SIGINT)."""
+
+    exit_code = 130
+
+
+def _stop_on_signals() -> None:
+    """SIGINT and SIGTERM stop a command cleanly, as Ctrl-C does, even when started in the
+    background (where a shell starts commands with SIGINT ignored)."""
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def safe(value: Any) -> str:
@@ -87,6 +110,7 @@ def main(ctx: click.Context, data_dir: Path | None) -> None:
     except SettingsError as exc:
         raise click.UsageError(f"configuration: {exc}") from None
     _quiet_library_warnings()
+    _stop_on_signals()
 
 
 def _quiet_library_warnings() -> None:
@@ -148,8 +172,9 @@ def _serving_errors() -> tuple[type[Exception], ...]:
 
 
 def _run(settings: PipelineSettings, days: list[date], resources: dict[str, Any] | None) -> str:
-    """Run the graph for ``days`` with a progress display; returns the run id."""
-    from workloads_etl.defs.launch import run_days
+    """Run the graph for ``days`` with a progress display; returns the last run's id. A long
+    range runs as several runs of at most a month each, oldest first."""
+    from workloads_etl.defs.launch import run_range
 
     # The run's own output (dbt's included) goes to its log file, never to the terminal:
     # the progress display must not capture stdout and print it.
@@ -169,31 +194,56 @@ def _run(settings: PipelineSettings, days: list[date], resources: dict[str, Any]
 
         def show(p: Any) -> None:
             bar.update(
-                task, total=p.total_steps, completed=len(p.done_steps), description=safe(p.current)
+                task,
+                total=p.total_steps,
+                completed=len(p.done_steps),
+                description=safe(p.part + p.current),
             )
 
         try:
-            outcome = run_days(
+            outcomes = run_range(
                 settings,
                 days,
                 dagster_home=settings.dagster_home,
                 on_progress=show,
                 resources=resources,
             )
+        except KeyboardInterrupt:
+            raise PipelineCancelled(
+                "cancelled; nothing was published. Run the same days again to finish them"
+            ) from None
         except Exception as exc:  # the run could not start: say why, keep the traceback
             raise PipelineFailed(_could_not_start(settings, exc)) from None
-        bar.update(task, description="done")
-    console.print(Text(f"run log: {outcome.log_path}"))
-    if not outcome.success:
-        raise PipelineFailed(
-            "the run failed:\n  " + "\n  ".join(safe(f) for f in outcome.failures or ["see log"])
+        last = outcomes[-1]
+        bar.update(task, description="cancelled" if last.cancelled else "done")
+    for line in (line for o in outcomes for line in o.reaped):
+        console.print(Text(safe(line), style="yellow"))
+    console.print(Text(f"run log: {last.log_path}"))
+    done = [o for o in outcomes if o.success and not o.cancelled]
+    kept = (
+        f" Days {days[0]}..{days[0] + timedelta(days=len(done) * DAYS_PER_RUN - 1)} are done"
+        " and published."
+        if done
+        else ""
+    )
+    if last.cancelled:
+        raise PipelineCancelled(
+            f"cancelled: run {last.run_id} stopped and marked cancelled; nothing of it was "
+            f"published.{kept} Run the same days again to finish them"
         )
-    if outcome.failed_checks:
+    if not last.success:
+        raise PipelineFailed(
+            "the run failed:\n  "
+            + "\n  ".join(safe(f) for f in last.failures or ["see log"])
+            + (f"\n {kept}" if kept else "")
+        )
+    checks = [c for o in outcomes for c in o.failed_checks]
+    if checks:
         console.print(
             Text("checks that did not pass: ", style="yellow")
-            + Text(", ".join(safe(c) for c in outcome.failed_checks))
+            + Text(", ".join(safe(c) for c in sorted(set(checks))))
         )
-    return outcome.run_id
+    return last.run_id
 
 
 def summary_table(settings: PipelineSettings, start: date, end: date) -> Table:
@@ -351,6 +401,12 @@ def run(settings: PipelineSettings, start: date, end: date) -> None:
         raise click.BadParameter("--end is before --start", param_hint="--end")
     if end >= datetime.now(UTC).date():
         raise click.BadParameter("days must be complete: --end must be before today (UTC)")
+    if start < settings.start_date:
+        raise click.BadParameter(
+            f"{start} is before the first daily partition, {settings.start_date} "
+            "(WORKLOADS_ETL_START_DATE); move --start or set WORKLOADS_ETL_START_DATE earlier",
+            param_hint="--start",
+        )
     try:
         runai = RunaiEnvironment.read().settings()
     except ConfigurationError as exc:
@@ -396,6 +452,55 @@ def renormalise(
         with Warehouse.open(paths) as wh:
             loaded = wh.load_partition(dataset, day)
         out.print(Text(f"raw.{dataset} {day}: {loaded.rows} rows loaded"))
+
+
+@main.command("gc")
+@click.option(
+    "--keep-raw-days",
+    default=30,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Raw runs superseded by the run their partition was built from are kept this many "
+    "days (by file time).",
+)
+@click.option("--dry-run", is_flag=True, help="Report what would be removed; remove nothing.")
+@click.pass_obj
+def gc_command(settings: PipelineSettings, keep_raw_days: int, dry_run: bool) -> None:
+    """Remove what no partition needs: superseded raw runs, stale temporary files and lake
+    files no manifest names.
+
+    The raw run a partition was built from is never removed, nor the runs of a day the lake
+    has no partition of. It refuses to start while a run writes the data directory.
+
+    \b
+    Examples:
+      workloads-etl gc --dry-run
+      workloads-etl gc --keep-raw-days 90
+    """
+    from workloads_etl.lake.housekeeping import collect_garbage
+    from workloads_etl.writer import WriterBusyError
+
+    try:
+        report = collect_garbage(settings.paths, keep_raw_days, dry_run=dry_run)
+    except WriterBusyError as exc:
+        raise click.ClickException(safe(exc)) from None
+    table = Table(title=Text("would be removed (dry run)" if dry_run else "removed"))
+    table.add_column("what")
+    table.add_column("files", justify="right")
+    table.add_column("bytes", justify="right")
+    for c in report.categories:
+        table.add_row(Text(c.label), f"{c.files:,}", f"{c.bytes:,}")
+    table.add_section()
+    table.add_row("total", f"{report.files:,}", f"{report.bytes:,}", style="bold")
+    out.print(table)
+    out.print(
+        Text(
+            f"kept: {report.kept_named_runs} raw runs that partitions were built from, "
+            f"{report.kept_unpartitioned_runs} of days not in the lake"
+        )
+    )
+    for path in report.unreadable:
+        console.print(Text(f"unreadable manifest, its partition left alone: {safe(path)}"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -676,8 +781,24 @@ def dev(settings: PipelineSettings, port: int, workloads: int) -> None:
         )
         dagster = Path(sys.executable).with_name("dagster")
         cmd = [str(dagster), "dev", "-m", "workloads_etl.defs", "-h", "127.0.0.1", "-p", str(port)]
-        with suppress(KeyboardInterrupt):
-            subprocess.run(cmd, env=env, check=False)
+        _supervise(subprocess.Popen(cmd, env=env, start_new_session=True))
+
+
+def _supervise(child: subprocess.Popen[bytes], grace: float = 8.0) -> None:
+    """Wait for ``child``, the leader of its own process group. On SIGINT or SIGTERM, pass
+    SIGTERM to its whole group, and kill what is left of it after ``grace`` seconds."""
+    import os
+
+    try:
+        child.wait()
+    except KeyboardInterrupt:
+        with suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGTERM)
+        with suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=grace)
+        with suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
 
 
 def _simulate_command() -> click.Command:

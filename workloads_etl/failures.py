@@ -18,10 +18,16 @@ from dataclasses import dataclass
 import duckdb
 import httpx
 
+from workloads_etl.lake.parquet import LakeIntegrityError
 from workloads_etl.runai import errors as api
 from workloads_etl.settings import SettingsError
 from workloads_etl.warehouse.dbt import DbtRunError
-from workloads_etl.warehouse.loader import WarehouseLockedError
+from workloads_etl.warehouse.loader import (
+    LakeSchemaError,
+    WarehouseLockedError,
+    WarehouseSchemaError,
+)
+from workloads_etl.writer import WriterBusyError, process_line
 
 _DISK_ERRNOS = {
     errno.ENOSPC: "no space left on the device",
@@ -172,14 +178,20 @@ def explain(exc: BaseException) -> Cause:
             )
         if isinstance(e, api.ConfigurationError | SettingsError):
             return Cause("configuration", _first_line(e), "")
-        if isinstance(e, WarehouseLockedError) or (
-            isinstance(e, duckdb.IOException) and "Could not set lock" in str(e)
-        ):
+        if isinstance(e, WarehouseLockedError):
+            return Cause("locked warehouse", _first_line(e), "then run again")
+        if isinstance(e, WriterBusyError):
+            return Cause("another run", _first_line(e), "")
+        if isinstance(e, LakeIntegrityError):
+            return Cause("lake integrity", _first_line(e), "")
+        if isinstance(e, WarehouseSchemaError | LakeSchemaError):
+            return Cause("schema version", _first_line(e), "")
+        if isinstance(e, duckdb.IOException) and "Could not set lock" in str(e):
             pid = _PID.search(str(e))
-            holder = f" (PID {pid.group(1)})" if pid else ""
+            holder = process_line(int(pid.group(1))) if pid else "another process"
             return Cause(
                 "locked warehouse",
-                f"another process{holder} holds the warehouse's write lock",
+                f"{holder} holds the warehouse's write lock",
                 "wait for it to finish, or stop it",
             )
         if isinstance(e, DbtRunError):

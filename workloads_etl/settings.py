@@ -32,6 +32,8 @@ RUNAI_PREFIX = "RUNAI_"
 PIPELINE_PREFIX = "WORKLOADS_ETL_"
 DEFAULT_START_DATE = date(2025, 1, 1)
 # dbt vars every invocation gets from the pipeline (its metric types, the run's days).
+# The most days one run covers: a longer range runs as several runs, oldest first.
+DAYS_PER_RUN = 31
 RESERVED_DBT_VARS = frozenset({"metric_columns", "start_date", "end_date"})
 
 

@@ -22,7 +22,7 @@ from workloads_etl.defs.transform.assets import build_dbt_assets
 from workloads_etl.defs.transform.project import dbt_project
 from workloads_etl.defs.warehouse.assets import build_warehouse_assets
 from workloads_etl.settings import PipelineSettings, RunaiEnvironment
-from workloads_etl.warehouse.dbt import dbt_executable
+from workloads_etl.warehouse.dbt import dbt_launcher
 
 
 def build_definitions(
@@ -43,7 +43,7 @@ def build_definitions(
     defaults: dict[str, object] = {
         "runai": runai_resource_from_env(RunaiEnvironment.read()),
         "data": DataDirResource(data_dir=str(paths.root)),
-        "dbt": DbtCliResource(project_dir=project, dbt_executable=dbt_executable()),
+        "dbt": DbtCliResource(project_dir=project, dbt_executable=dbt_launcher()),
     }
     return dg.Definitions(
         assets=[*extracted, *loaded, *models, *served],

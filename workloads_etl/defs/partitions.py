@@ -6,9 +6,14 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-# A backfill of any range runs as one run: extraction loops over its days, the warehouse
-# loads each day in its own transaction, and dbt is invoked once for the whole range.
-single_run = dg.BackfillPolicy.single_run()
+from workloads_etl.settings import DAYS_PER_RUN
+
+# A backfill runs in runs of at most DAYS_PER_RUN days, oldest first: within one, extraction
+# loops over its days, the warehouse loads each day in its own transaction, and dbt is
+# invoked once for them all. Each run publishes what it built, so a long backfill shows its
+# first month within minutes, keeps what it finished if stopped, and never plans years of
+# events before its first request.
+backfill_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN)
 
 
 def daily_partitions(start: date) -> dg.DailyPartitionsDefinition:

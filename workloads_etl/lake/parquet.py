@@ -1,18 +1,44 @@
-"""The Parquet lake: one ``data.parquet`` plus ``_manifest.json`` per Hive partition.
+"""The Parquet lake: Hive partitions whose content is exactly what their manifest names.
 
 Layout (Hive style, readable as is by DuckDB, Spark, Trino, pandas/pyarrow)::
 
-    <lake>/<dataset>/<key>=<value>/data.parquet
-    <lake>/quarantine/dataset=<source dataset>/quarantine_date=<day>/data.parquet
+    <lake>/<dataset>/<key>=<day>/part-<sha256 prefix>.parquet     the partition's rows
+    <lake>/<dataset>/<key>=<day>/_manifest.json                   the partition's commit
+    <lake>/quarantine/dataset=<dataset>/quarantine_date=<day>/part-<sha256 prefix>.parquet
 
 Following the Hive convention the partition columns live in the directory names only, not
 inside the files (``read_parquet(..., hive_partitioning=true)`` adds them back).
 
-Writes are atomic and deterministic: rows are sorted by the primary key, the file is written
-to ``.data.parquet.<pid>.tmp`` in the partition directory (no ``*.parquet`` glob matches it),
-fsynced and renamed over ``data.parquet``; a crash leaves the previous version intact. The
-file holds no wall-clock time, so the same table gives a byte-identical file. The manifest
-(rows, schema version, run id, sha256 of the file, ``written_at``) is written after the data.
+**One commit per partition.** A dataset-day and its quarantine rows are written as one
+commit:
+
+1. every file is written to ``.part.<pid>.tmp`` beside its final place (no ``*.parquet``
+   glob matches it), fsynced and renamed to ``part-<first 16 hex digits of its
+   sha256>.parquet``: a new name, so nothing the current manifest names is touched;
+2. the directories are fsynced, then ONE manifest (format 2) naming every file of the
+   commit (path relative to the lake, role, rows, bytes, sha256) is written to a temporary
+   file, fsynced and renamed over ``_manifest.json``. That rename is the commit point;
+3. the files of the previous commit that the new manifest no longer names are deleted.
+
+A crash before step 2 leaves the previous commit (and files no manifest names); a crash
+after it, the new one (and the previous commit's files). Readers trust only what the
+manifest names; ``workloads-etl gc`` (:mod:`workloads_etl.lake.housekeeping`) removes the
+files no manifest names.
+
+**Quarantine files stay in the quarantine tree**, under content-addressed names like the
+data: the quarantine remains a Hive dataset of its own (a glob over
+``quarantine/**/*.parquet`` gives its ``dataset`` and ``quarantine_date`` columns), a glob
+of a dataset never counts quarantine rows, and the source partition's manifest names them,
+since each source partition owns its quarantine rows. A day without quarantine rows has no
+quarantine file.
+
+Writes are deterministic: rows are sorted by the primary key and the files hold no
+wall-clock time, so the same table gives byte-identical files under the same names, and
+re-running a day rewrites the same files. The manifest is a list so that a partition may
+hold several data files; today each holds one.
+
+Manifests of format 1 (one ``file`` and ``sha256``, ``data.parquet``, and the quarantine
+partition with a manifest of its own) are still read, as if they were one commit.
 """
 
 from __future__ import annotations
@@ -20,9 +46,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -30,35 +56,128 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from workloads_etl.lake.datasets import DATASETS, Dataset
+from workloads_etl.lake.datasets import DATASETS, EXTRACTED, Dataset
 from workloads_etl.lake.raw import fsync_dir
 from workloads_etl.lake.schemas import SCHEMA_VERSION
 
-DATA_FILE = "data.parquet"
 MANIFEST_FILE = "_manifest.json"
+MANIFEST_FORMAT = 2
+PART_PREFIX = "part-"
+PART_SUFFIX = ".parquet"
+DATA = "data"  # the role of a file holding the partition's rows
+QUARANTINE = "quarantine"  # the role of a file holding its quarantine rows
 ROW_GROUP_SIZE = 512 * 1024
 ZSTD_LEVEL = 3
 
 
+class ManifestError(ValueError):
+    """A manifest that cannot be read: not JSON, an unknown format, a path outside the lake."""
+
+
+class PartitionNotFoundError(FileNotFoundError):
+    """The lake has no committed partition (no manifest) for the dataset and day."""
+
+
+class LakeIntegrityError(RuntimeError):
+    """A file a manifest names is missing or does not match its recorded sha256."""
+
+
+def rebuild_command(dataset: str, day: date, run_id: str | None = None) -> str:
+    """The command that rebuilds a partition (and its quarantine rows) from its raw run."""
+    run = f" --run-id {run_id}" if run_id else ""
+    return f"workloads-etl renormalise --dataset {dataset} --day {day.isoformat()}{run}"
+
+
+@dataclass(frozen=True)
+class ManifestFile:
+    """One file of a partition commit."""
+
+    path: str  # relative to the lake root, "/"-separated
+    role: str  # DATA or QUARANTINE
+    rows: int
+    bytes: int
+    sha256: str
+
+
 @dataclass(frozen=True)
 class Manifest:
+    """One partition commit: every file of a dataset-day, its quarantine file included."""
+
     dataset: str
     partition: dict[str, str]
-    rows: int
+    rows: int  # rows of the data files
     schema_version: int
-    run_id: str
+    run_id: str  # the raw run the partition was normalised from
     written_at: str
-    file: str
-    sha256: str
-    bytes: int
+    files: tuple[ManifestFile, ...]
     columns: list[str] = field(default_factory=list)
+    format: int = MANIFEST_FORMAT
+
+    @property
+    def data_files(self) -> tuple[ManifestFile, ...]:
+        return tuple(f for f in self.files if f.role == DATA)
+
+    @property
+    def quarantine_files(self) -> tuple[ManifestFile, ...]:
+        return tuple(f for f in self.files if f.role == QUARANTINE)
+
+    @property
+    def quarantined(self) -> int:
+        return sum(f.rows for f in self.quarantine_files)
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of the data files."""
+        return sum(f.bytes for f in self.data_files)
+
+    @property
+    def day(self) -> date:
+        return date.fromisoformat(self.partition[DATASETS[self.dataset].partition_key])
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        doc = {
+            "format": self.format,
+            "dataset": self.dataset,
+            "partition": self.partition,
+            "rows": self.rows,
+            "quarantined": self.quarantined,
+            "schema_version": self.schema_version,
+            "run_id": self.run_id,
+            "written_at": self.written_at,
+            "columns": self.columns,
+            "files": [asdict(f) for f in self.files],
+        }
+        return json.dumps(doc, indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Manifest:
-        return cls(**d)
+    def from_dict(cls, d: dict[str, Any], directory: str) -> Manifest:
+        """A manifest of either format; ``directory`` is its partition's, relative to the lake
+        (format 1 names its file relative to it)."""
+        fmt = int(d.get("format", 1))
+        if fmt > MANIFEST_FORMAT:
+            raise ManifestError(f"manifest format {fmt} is newer than this version reads")
+        if fmt == 1:
+            role = QUARANTINE if d["dataset"] == "quarantine" else DATA
+            only = ManifestFile(
+                f"{directory}/{d['file']}", role, int(d["rows"]), int(d["bytes"]), d["sha256"]
+            )
+            files: tuple[ManifestFile, ...] = (only,)
+        else:
+            files = tuple(
+                ManifestFile(f["path"], f["role"], int(f["rows"]), int(f["bytes"]), f["sha256"])
+                for f in d["files"]
+            )
+        return cls(
+            dataset=d["dataset"],
+            partition=dict(d["partition"]),
+            rows=int(d["rows"]),
+            schema_version=int(d["schema_version"]),
+            run_id=d["run_id"],
+            written_at=d["written_at"],
+            files=files,
+            columns=list(d.get("columns") or []),
+            format=fmt,
+        )
 
 
 def _partition_values(ds: Dataset, day: date, extra_keys: dict[str, str] | None) -> dict[str, str]:
@@ -108,11 +227,16 @@ def _sha256(path: Path) -> str:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
 
 
 def prepare_table(dataset: str, table: pa.Table, day: date) -> pa.Table:
@@ -178,24 +302,14 @@ def _is_sorted(codes: list[np.ndarray]) -> bool:
     return bool(ok.all())
 
 
-def write_partition(
-    lake_dir: Path | str,
-    dataset: str,
-    table: pa.Table,
-    day: date,
-    run_id: str,
-    extra_keys: dict[str, str] | None = None,
-) -> Manifest:
-    """Atomically replace one partition with ``table``; return its manifest."""
-    directory = partition_path(lake_dir, dataset, day, extra_keys)
+def _write_file(lake: Path, directory: Path, table: pa.Table, role: str) -> ManifestFile:
+    """Write ``table`` under its content-addressed name in ``directory`` (fsynced)."""
     directory.mkdir(parents=True, exist_ok=True)
-    prepared = prepare_table(dataset, table, day)
-    final = directory / DATA_FILE
-    tmp = directory / f".{DATA_FILE}.{os.getpid()}.tmp"
+    tmp = directory / f".part.{os.getpid()}.tmp"
     try:
         with tmp.open("wb") as sink:
             pq.write_table(
-                prepared,
+                table,
                 sink,
                 row_group_size=ROW_GROUP_SIZE,
                 compression="zstd",
@@ -208,44 +322,178 @@ def write_partition(
             os.fsync(sink.fileno())
         digest = _sha256(tmp)
         size = tmp.stat().st_size
+        final = directory / f"{PART_PREFIX}{digest[:16]}{PART_SUFFIX}"
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return ManifestFile(final.relative_to(lake).as_posix(), role, table.num_rows, size, digest)
+
+
+def _fsync_up_to(lake: Path, directory: Path) -> None:
+    """Make the files renamed into ``directory``, and the directories made for it, durable."""
     fsync_dir(directory)
+    for parent in directory.relative_to(lake).parents:
+        fsync_dir(lake / parent)
+
+
+def quarantine_path(lake_dir: Path | str, dataset: str, day: date) -> Path:
+    """The quarantine directory of a dataset-day."""
+    return partition_path(lake_dir, "quarantine", day, {"dataset": dataset})
+
+
+def write_partition(
+    lake_dir: Path | str,
+    dataset: str,
+    table: pa.Table,
+    day: date,
+    run_id: str,
+    quarantine: pa.Table | None = None,
+) -> Manifest:
+    """Replace one partition and its quarantine rows with one commit; return its manifest.
+
+    ``quarantine`` holds the rows of the quarantine schema (None: the day has none).
+    """
+    if dataset not in DATASETS or not DATASETS[dataset].extracted:
+        raise ValueError(f"{dataset!r} is not a dataset of its own partitions")
+    lake = Path(lake_dir)
+    directory = partition_path(lake, dataset, day)
+    q_directory = quarantine_path(lake, dataset, day)
+    try:
+        previous = read_manifest(lake, dataset, day)
+    except ManifestError:
+        previous = None  # unreadable: replaced; its files are left to gc
+    prepared = prepare_table(dataset, table, day)
+    files = [_write_file(lake, directory, prepared, DATA)]
+    if quarantine is not None and quarantine.num_rows:
+        q_prepared = prepare_table("quarantine", quarantine, day)
+        files.append(_write_file(lake, q_directory, q_prepared, QUARANTINE))
+        _fsync_up_to(lake, q_directory)
+    _fsync_up_to(lake, directory)
     manifest = Manifest(
         dataset=dataset,
-        partition=_partition_values(DATASETS[dataset], day, extra_keys),
+        partition=_partition_values(DATASETS[dataset], day, None),
         rows=prepared.num_rows,
         schema_version=SCHEMA_VERSION,
         run_id=run_id,
         written_at=datetime.now(UTC).isoformat(),
-        file=DATA_FILE,
-        sha256=digest,
-        bytes=size,
+        files=tuple(files),
         columns=prepared.column_names,
     )
-    _atomic_write_text(directory / MANIFEST_FILE, manifest.to_json())
+    _atomic_write_text(directory / MANIFEST_FILE, manifest.to_json())  # the commit
+    if previous is not None:
+        _drop_previous(lake, previous, manifest)
     return manifest
 
 
-def read_manifest(
-    lake_dir: Path | str, dataset: str, day: date, extra_keys: dict[str, str] | None = None
-) -> Manifest | None:
-    path = partition_path(lake_dir, dataset, day, extra_keys) / MANIFEST_FILE
-    if not path.is_file():
+def _drop_previous(lake: Path, previous: Manifest, current: Manifest) -> None:
+    """Delete the files of ``previous`` that ``current`` no longer names (after the commit)."""
+    named = {f.path for f in current.files}
+    stale = [file_path(lake, f) for f in previous.files if f.path not in named]
+    if previous.format == 1:  # the quarantine partition had a manifest of its own
+        stale.append(quarantine_path(lake, previous.dataset, previous.day) / MANIFEST_FILE)
+    for path in stale:
+        path.unlink(missing_ok=True)
+
+
+def file_path(lake_dir: Path | str, f: ManifestFile) -> Path:
+    """Where a file a manifest names lives; refuses paths outside the lake."""
+    rel = PurePosixPath(f.path)
+    if not rel.parts or rel.is_absolute() or ".." in rel.parts:
+        raise ManifestError(f"a manifest names a path outside the lake: {f.path!r}")
+    return Path(lake_dir, *rel.parts)
+
+
+def _load_manifest(lake: Path, directory: Path) -> Manifest | None:
+    path = directory / MANIFEST_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return None
-    return Manifest.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    try:
+        manifest = Manifest.from_dict(json.loads(text), directory.relative_to(lake).as_posix())
+        for f in manifest.files:
+            file_path(lake, f)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ManifestError(f"{path}: not a readable manifest ({exc})") from None
+    return manifest
+
+
+def read_manifest(lake_dir: Path | str, dataset: str, day: date) -> Manifest | None:
+    """The committed manifest of a dataset-day (None: no partition), its quarantine file
+    included. A format-1 partition is read with its quarantine partition's manifest."""
+    if dataset == "quarantine":
+        raise ValueError("quarantine rows are committed with their source partition's manifest")
+    lake = Path(lake_dir)
+    manifest = _load_manifest(lake, partition_path(lake, dataset, day))
+    if manifest is None or manifest.format > 1:
+        return manifest
+    q_manifest = _load_manifest(lake, quarantine_path(lake, dataset, day))
+    if q_manifest is None:
+        return manifest
+    files = manifest.files + tuple(
+        ManifestFile(f.path, QUARANTINE, f.rows, f.bytes, f.sha256) for f in q_manifest.files
+    )
+    return replace(manifest, files=files)
+
+
+def verify_files(lake_dir: Path | str, manifest: Manifest) -> None:
+    """Check every file the manifest names against its size and sha256; raise
+    :class:`LakeIntegrityError` naming the file and the command that rebuilds it."""
+    fix = rebuild_command(manifest.dataset, manifest.day, manifest.run_id)
+    for f in manifest.files:
+        path = file_path(lake_dir, f)
+        if not path.is_file():
+            raise LakeIntegrityError(
+                f"lake file {path} is missing, yet the manifest of {manifest.dataset} "
+                f"{manifest.day} names it; rebuild the partition: {fix}"
+            )
+        digest = _sha256(path)
+        if digest != f.sha256:
+            raise LakeIntegrityError(
+                f"lake file {path} does not match its manifest (sha256 {digest[:12]}..., "
+                f"expected {f.sha256[:12]}...); rebuild the partition: {fix}"
+            )
+
+
+def conform(table: pa.Table, target: pa.Schema) -> pa.Table:
+    """``table`` in ``target``'s columns and types: a column a file of an older schema
+    version lacks is null, a narrower type is widened."""
+    columns = [
+        table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
+        for f in target
+    ]
+    return pa.Table.from_arrays(columns, schema=target)
+
+
+def _read_files(lake: Path, files: tuple[ManifestFile, ...], dataset: str) -> pa.Table:
+    target = file_schema(dataset).remove_metadata()
+    tables = [conform(pq.ParquetFile(file_path(lake, f)).read(), target) for f in files]
+    return pa.concat_tables(tables) if tables else target.empty_table()
 
 
 def read_partition(
     lake_dir: Path | str, dataset: str, day: date, extra_keys: dict[str, str] | None = None
 ) -> pa.Table:
-    """The partition's rows with the partition columns added back (full dataset schema)."""
+    """The partition's rows with the partition columns added back (full dataset schema),
+    read from the files its manifest names; older schema versions are conformed.
+
+    The quarantine rows of a dataset-day: ``read_partition(lake, "quarantine", day,
+    {"dataset": <dataset>})``."""
+    lake = Path(lake_dir)
     ds = DATASETS[dataset]
-    directory = partition_path(lake_dir, dataset, day, extra_keys)
-    table = pq.ParquetFile(directory / DATA_FILE).read()
     values = _partition_values(ds, day, extra_keys)
+    if dataset == "quarantine":
+        source = read_manifest(lake, values["dataset"], day)
+        table = _read_files(lake, source.quarantine_files if source else (), dataset)
+    else:
+        manifest = read_manifest(lake, dataset, day)
+        if manifest is None:
+            raise PartitionNotFoundError(
+                f"no lake partition {dataset} {day.isoformat()}: "
+                f"{partition_path(lake, dataset, day) / MANIFEST_FILE} is missing"
+            )
+        table = _read_files(lake, manifest.data_files, dataset)
     for key in ds.partition_by:
         typ = ds.schema.field(key).type
         scalar = pa.scalar(day, typ) if key == ds.partition_key else pa.scalar(values[key], typ)
@@ -253,13 +501,44 @@ def read_partition(
     return table.select(ds.schema.names).cast(ds.schema)
 
 
-def list_partitions(lake_dir: Path | str, dataset: str) -> list[dict[str, str]]:
-    """Partitions of ``dataset`` that hold a data file, as ``{key: value}``, sorted."""
+def _manifests(lake: Path, dataset: str) -> list[Manifest]:
     ds = DATASETS[dataset]
-    base = Path(lake_dir) / dataset
-    pattern = "/".join(f"{k}=*" for k in ds.partition_by) + f"/{DATA_FILE}"
+    base = lake / dataset
+    pattern = "/".join(f"{k}=*" for k in ds.partition_by) + f"/{MANIFEST_FILE}"
     found = []
     for p in base.glob(pattern):
-        rel = p.parent.relative_to(base).parts
-        found.append(dict(part.split("=", 1) for part in rel))
-    return sorted(found, key=lambda d: [d[k] for k in ds.partition_by])
+        try:
+            day = date.fromisoformat(p.parent.name.split("=", 1)[1])
+        except ValueError:
+            continue  # not a partition of this lake
+        manifest = read_manifest(lake, dataset, day)
+        if manifest is not None:
+            found.append(manifest)
+    return sorted(found, key=lambda m: m.day)
+
+
+def manifests(lake_dir: Path | str, dataset: str | None = None) -> list[Manifest]:
+    """The committed manifests of a dataset (default: of every dataset), by day."""
+    names = [dataset] if dataset else list(EXTRACTED)
+    return [m for name in names for m in _manifests(Path(lake_dir), name)]
+
+
+def list_partitions(lake_dir: Path | str, dataset: str) -> list[dict[str, str]]:
+    """Committed partitions of ``dataset`` as ``{key: value}``, sorted; for the quarantine,
+    the dataset-days whose commit has quarantine rows."""
+    if dataset == "quarantine":
+        return [
+            {"dataset": m.dataset, "quarantine_date": m.day.isoformat()}
+            for m in sorted(manifests(lake_dir), key=lambda m: (m.dataset, m.day))
+            if m.quarantine_files
+        ]
+    return [dict(m.partition) for m in manifests(lake_dir, dataset)]
+
+
+def lake_files(lake_dir: Path | str, dataset: str) -> list[Path]:
+    """Every file of ``dataset`` the manifests name, by day: what a reader should read
+    (``read_parquet([...])``) rather than a glob, which may see files of no commit."""
+    lake = Path(lake_dir)
+    if dataset == "quarantine":
+        return [file_path(lake, f) for m in manifests(lake) for f in m.quarantine_files]
+    return [file_path(lake, f) for m in manifests(lake, dataset) for f in m.data_files]

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 
 from workloads_etl.lake.datasets import DATASETS
-from workloads_etl.lake.parquet import DATA_FILE, partition_path
+from workloads_etl.lake.parquet import PartitionNotFoundError, file_path, read_manifest
 
 
 def _scalar(sql: str, params: Sequence[object]) -> int:
@@ -18,8 +18,12 @@ def _scalar(sql: str, params: Sequence[object]) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def _file(lake: Path, dataset: str, day: date) -> str:
-    return str(partition_path(lake, dataset, day) / DATA_FILE)
+def _files(lake: Path, dataset: str, day: date) -> list[str]:
+    """The data files the partition's manifest names."""
+    manifest = read_manifest(lake, dataset, day)
+    if manifest is None:
+        raise PartitionNotFoundError(f"no lake partition {dataset} {day.isoformat()}")
+    return [str(file_path(lake, f)) for f in manifest.data_files]
 
 
 def workloads_with_metrics(lake: Path, day: date) -> int:
@@ -27,7 +31,7 @@ def workloads_with_metrics(lake: Path, day: date) -> int:
     return _scalar(
         "select count(distinct workload_id) from read_parquet(?) "
         "where metric_type = 'GPU_ALLOCATION'",
-        [_file(lake, "workload_metrics", day)],
+        [_files(lake, "workload_metrics", day)],
     )
 
 
@@ -37,5 +41,5 @@ def duplicate_keys(lake: Path, dataset: str, day: date) -> int:
     cols = ", ".join(k for k in ds.primary_key if k != ds.partition_key)
     return _scalar(
         f"select count(*) - count(distinct ({cols})) from read_parquet(?)",  # noqa: S608
-        [_file(lake, dataset, day)],
+        [_files(lake, dataset, day)],
     )

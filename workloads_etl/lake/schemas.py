@@ -2,7 +2,15 @@
 
 Every Parquet partition and every ``raw.<dataset>`` table in DuckDB has exactly the schema
 declared here, in this column order; :mod:`workloads_etl.lake.datasets` says which dataset has
-which schema. Bump ``SCHEMA_VERSION`` whenever a schema changes.
+which schema. Bump ``SCHEMA_VERSION`` whenever a schema changes, and say how data of the
+previous version is read (:func:`workloads_etl.lake.parquet.conform`) and how a warehouse
+built at it migrates (:data:`workloads_etl.warehouse.loader.MIGRATIONS`).
+
+Versions
+- 1: the first contract.
+- 2: ``workload_metrics.fetched_at`` added (when the control plane answered, as for the
+  other datasets; null in data of version 1); ``workload_metrics.step_seconds`` widened from
+  int32 to int64 like every other integer of the contract.
 
 Conventions
 - Column names are the snake_case of the Run:ai field names (``phaseUpdatedAt`` ->
@@ -27,7 +35,7 @@ import pyarrow as pa
 from workloads_etl.lake import bounds
 from workloads_etl.runai import values
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TS = values.TS
 
@@ -184,8 +192,10 @@ WORKLOAD_METRICS = pa.schema(
         pa.field("labels_json", pa.string()),  # canonical JSON (sorted keys) or null
         pa.field("ts", TS, nullable=False),  # the sample stands for [ts, ts + step)
         pa.field("value", pa.float64()),
-        pa.field("step_seconds", pa.int32(), nullable=False),
+        pa.field("step_seconds", pa.int64(), nullable=False),
         pa.field("run_id", pa.string(), nullable=False),
+        # When the control plane answered (its Date header); null in data of version 1.
+        pa.field("fetched_at", TS),
     ]
 )
 

@@ -20,6 +20,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 
+from workloads_etl.children import die_with_parent
 from workloads_etl.lake.metric_types import metric_columns
 from workloads_etl.settings import DataPaths
 
@@ -111,6 +112,13 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
+def dbt_launcher() -> str:
+    """The dbt executable to hand to dagster-dbt: dbt tied to the life of the run
+    (:func:`workloads_etl.children.exec_dbt`), where installed."""
+    candidate = Path(sys.executable).with_name("workloads-etl-dbt")
+    return str(candidate) if candidate.exists() else dbt_executable()
+
+
 def _problems(events: Sequence[dict[str, Any]]) -> list[str]:
     """The error messages of an invocation, without dbt's stack traces (the log has them)."""
     out = []
@@ -166,7 +174,13 @@ def run_dbt(
     ]
     env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     proc = subprocess.run(
-        full_args, capture_output=True, text=True, env=env, check=False, cwd=paths.root
+        full_args,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        cwd=paths.root,
+        preexec_fn=die_with_parent(),
     )
     events = []
     for line in proc.stdout.splitlines():

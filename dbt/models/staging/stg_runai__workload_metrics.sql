@@ -18,7 +18,8 @@ renamed as (
         ts as sampled_at,
         value as metric_value,
         step_seconds,
-        run_id
+        run_id,
+        fetched_at
     from source
 
 ),

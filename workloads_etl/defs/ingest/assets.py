@@ -11,7 +11,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from workloads_etl.defs.failure import named_failure
-from workloads_etl.defs.partitions import partition_days, single_run
+from workloads_etl.defs.partitions import backfill_policy, partition_days
 from workloads_etl.defs.resources import DataDirResource, RunaiResource
 from workloads_etl.ingest import day as ingest_day
 from workloads_etl.ingest.day import DayResult
@@ -124,7 +124,7 @@ def _workload_list_asset(
         key=_key(name),
         group_name=GROUP,
         partitions_def=partitions,
-        backfill_policy=single_run,
+        backfill_policy=backfill_policy,
         kinds=KINDS,
         description=DATASETS[name].description,
         check_specs=_checks(name, "completeness"),
@@ -174,7 +174,7 @@ def _metrics_asset(
         group_name=GROUP,
         deps=[_key("workload_snapshots"), _key("deleted_workloads")],
         partitions_def=partitions,
-        backfill_policy=single_run,
+        backfill_policy=backfill_policy,
         kinds=KINDS,
         description=DATASETS["workload_metrics"].description,
         check_specs=_checks("workload_metrics", "metrics_coverage", "metric_types_complete"),
@@ -251,7 +251,7 @@ def _telemetry_asset(partitions: dg.PartitionsDefinition, limits: Limits) -> dg.
         key=_key("telemetry"),
         group_name=GROUP,
         partitions_def=partitions,
-        backfill_policy=single_run,
+        backfill_policy=backfill_policy,
         kinds=KINDS,
         description=DATASETS["telemetry"].description,
         check_specs=_checks("telemetry"),

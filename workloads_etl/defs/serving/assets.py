@@ -10,7 +10,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from workloads_etl.defs.failure import named_failure
-from workloads_etl.defs.partitions import partition_days, single_run
+from workloads_etl.defs.partitions import backfill_policy, partition_days
 from workloads_etl.defs.resources import DataDirResource
 from workloads_etl.defs.warehouse.assets import WRITER_POOL
 from workloads_etl.warehouse.report import write_report
@@ -36,7 +36,7 @@ def build_serving_assets(
         group_name="serving",
         kinds={"duckdb"},
         partitions_def=partitions,
-        backfill_policy=single_run,
+        backfill_policy=backfill_policy,
         pool=WRITER_POOL,
         description=(
             "The read-only serving database for BI tools and analysts (`serving/warehouse."
@@ -65,7 +65,7 @@ def build_serving_assets(
         group_name="serving",
         kinds={"html"},
         partitions_def=partitions,
-        backfill_policy=single_run,
+        backfill_policy=backfill_policy,
         description=(
             f"The HTML report of the {REPORT_DAYS} days up to the run's last day "
             "(`serving/report.html`): cost and idle cost per department, allocation against "

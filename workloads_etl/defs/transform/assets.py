@@ -17,7 +17,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
-from workloads_etl.defs.partitions import partition_days, single_run
+from workloads_etl.defs.partitions import backfill_policy, partition_days
 from workloads_etl.defs.transform.project import prepared_manifest
 from workloads_etl.defs.warehouse.assets import WRITER_POOL, raw_table_key
 from workloads_etl.settings import DataPaths
@@ -63,7 +63,7 @@ def build_dbt_assets(
     @dbt_assets(
         manifest=prepared_manifest(project, paths, user_vars),
         partitions_def=partitions,
-        backfill_policy=single_run,
+        backfill_policy=backfill_policy,
         pool=WRITER_POOL,
         dagster_dbt_translator=WarehouseTranslator(
             settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)

@@ -10,7 +10,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from workloads_etl.defs.failure import named_failure
-from workloads_etl.defs.partitions import partition_days, single_run
+from workloads_etl.defs.partitions import backfill_policy, partition_days
 from workloads_etl.defs.resources import DataDirResource
 from workloads_etl.lake.datasets import DATASETS, EXTRACTED
 from workloads_etl.lake.parquet import read_manifest
@@ -54,7 +54,7 @@ def build_warehouse_assets(
             for ds in EXTRACTED
         ],
         partitions_def=partitions,
-        backfill_policy=single_run,
+        backfill_policy=backfill_policy,
         pool=WRITER_POOL,
         can_subset=True,
     )

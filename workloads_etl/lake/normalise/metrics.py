@@ -26,7 +26,7 @@ from workloads_etl.lake.normalise.records import (
     is_uuid,
     observed_at,
 )
-from workloads_etl.lake.schemas import WORKLOAD_METRICS
+from workloads_etl.lake.schemas import TS, WORKLOAD_METRICS
 from workloads_etl.runai.measurements import (
     NULL,
     OK,
@@ -229,8 +229,9 @@ def normalise_metrics(
             "labels_json": kept["labels_json"].cast(pa.string()),
             "ts": kept["ts"],
             "value": kept["value"],
-            "step_seconds": pa.array(steps, pa.int32()).take(src_kept),
+            "step_seconds": pa.array(steps, pa.int64()).take(src_kept),
             "run_id": pa.repeat(pa.scalar(run_id, pa.string()), n),
+            "fetched_at": pa.array(received, TS).take(src_kept),
         }
     )
     return Normalised(

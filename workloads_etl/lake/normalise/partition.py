@@ -1,4 +1,4 @@
-"""One raw run of a dataset-day -> its lake partition and its quarantine partition."""
+"""One raw run of a dataset-day -> its lake partition and its quarantine rows, one commit."""
 
 from __future__ import annotations
 
@@ -38,8 +38,7 @@ class NormaliseResult:
     duplicates_dropped: int = 0  # identical repeats of a workload: no row, not quarantined
     out_of_window: int = 0  # metric points that belong to another day
     unknown_enum_values: dict[str, int] = field(default_factory=dict)
-    manifest: Manifest | None = None
-    quarantine_manifest: Manifest | None = None
+    manifest: Manifest | None = None  # the commit: data and quarantine files
 
 
 def normalise_responses(
@@ -82,9 +81,9 @@ def normalise_partition(
 ) -> NormaliseResult:
     """Normalise one raw run (the latest by default) into the lake partition of ``day``.
 
-    Also writes the quarantine partition ``quarantine/dataset=<dataset>/quarantine_date=<day>``
-    (possibly empty, so a re-run replaces stale quarantine rows). Safe to repeat: the same raw
-    run gives byte-identical files.
+    The quarantine rows (``quarantine/dataset=<dataset>/quarantine_date=<day>``) are part of
+    the same commit, so a re-run replaces them with the partition. Safe to repeat: the same
+    raw run gives byte-identical files.
     """
     landing = RawLanding(paths.raw)
     run = run_id if run_id is not None else landing.latest_run(dataset, day)
@@ -92,10 +91,7 @@ def normalise_partition(
     # Other responses of the run (e.g. the count asked for completeness) stay in raw only.
     responses = [r for r in landing.read(dataset, day, run) if r.operation in wanted]
     res = normalise_responses(dataset, responses, day, run, limits)
-    manifest = write_partition(paths.lake, dataset, res.rows, day, run)
-    q_manifest = write_partition(
-        paths.lake, "quarantine", res.quarantine, day, run, extra_keys={"dataset": dataset}
-    )
+    manifest = write_partition(paths.lake, dataset, res.rows, day, run, quarantine=res.quarantine)
     result = NormaliseResult(
         dataset=dataset,
         day=day,
@@ -109,7 +105,6 @@ def normalise_partition(
         out_of_window=res.out_of_window,
         unknown_enum_values=res.unknown_enum_values,
         manifest=manifest,
-        quarantine_manifest=q_manifest,
     )
     _check_accounting(result)
     log.info(

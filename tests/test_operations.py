@@ -1,0 +1,371 @@
+"""Operating the pipeline as a nightly job: clean stops, no stuck runs or pool slots, one
+writer per data directory, long ranges, days outside the partitions.
+
+Every test runs the real command line in its own process, with ``DAGSTER_HOME`` set as in
+production, against the shared simulator. One clean run of a day is the reference: a run
+killed at any moment and then re-run must give the same marts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.conftest import E2E_DAYS, marts_content
+from workloads_etl.settings import DataPaths
+
+pytestmark = pytest.mark.slow
+
+DAY = E2E_DAYS[0].isoformat()
+EXE = str(Path(sys.executable).with_name("workloads-etl"))
+
+
+@dataclass
+class Launched:
+    proc: subprocess.Popen[str]
+    data: Path
+    home: Path
+
+    def descendants(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def output(self, timeout: float = 600) -> tuple[int, str]:
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out + err
+
+
+def _environment(data: Path, home: Path, sim: Any, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RUNAI_", "WORKLOADS_ETL_", "DAGSTER_"))
+    }
+    return {
+        **env,
+        "WORKLOADS_ETL_DATA_DIR": str(data),
+        "DAGSTER_HOME": str(home),
+        "RUNAI_BASE_URL": sim.base_url,
+        "RUNAI_CLIENT_ID": sim.client_id,
+        "RUNAI_CLIENT_SECRET": sim.client_secret,
+        "COLUMNS": "120",
+        **extra,
+    }
+
+
+def _ignore_sigint() -> None:
+    """As a shell starts a background job: SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def launch(
+    data: Path,
+    home: Path,
+    sim: Any,
+    *args: str,
+    preexec: Callable[[], None] | None = None,
+    **env: str,
+) -> Launched:
+    proc = subprocess.Popen(
+        [EXE, *(args or ("run", "--start", DAY, "--end", DAY))],
+        env=_environment(data, home, sim, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=preexec,
+    )
+    return Launched(proc, data, home)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def dbt_child(run: Launched) -> psutil.Process | None:
+    for p in run.descendants():
+        try:
+            if any(part.endswith("dbt") for part in p.cmdline()[:2]) and "build" in p.cmdline():
+                return p
+        except psutil.Error:
+            continue
+    return None
+
+
+def extracting(run: Launched) -> bool:
+    """The run has started real work: a raw run file is being written."""
+    return any(run.data.glob("raw/*/*/.run=*.tmp")) or any(run.data.glob("raw/*/*/run=*"))
+
+
+def runs_of(home: Path) -> dict[str, tuple[str, dict[str, str]]]:
+    """run id -> (status, tags) from the Dagster instance in ``home``, read in a separate
+    process so this one never holds its storage open."""
+    script = (
+        "import json, dagster as dg;"
+        "i = dg.DagsterInstance.get();"
+        "print(json.dumps({'runs': {r.run_id: [r.status.value, dict(r.tags)] for r in"
+        " i.get_runs()}, 'slots': sorted(i.event_log_storage.get_concurrency_run_ids())}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    runs = {k: (v[0], v[1]) for k, v in data["runs"].items()}
+    runs["__slots__"] = ("", {s: "" for s in data["slots"]})
+    return runs
+
+
+def _alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    alive = []
+    for p in processes:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+@dataclass
+class Reference:
+    run: Launched
+    outcome: tuple[int, str]
+    second: tuple[int, str]  # a run started into the same data directory meanwhile
+
+
+@pytest.fixture(scope="module")
+def clean(e2e_simulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    """The reference: one clean run of DAY. A second run, into the same data directory with
+    its own Dagster home (nothing shared but the directory), is started while the first
+    holds the directory."""
+    first = launch(tmp_path_factory.mktemp("clean"), tmp_path_factory.mktemp("home"), e2e_simulator)
+    wait_for(lambda: (first.data / ".writer.json").exists(), 60, "the first run to start")
+    second = launch(
+        first.data,
+        tmp_path_factory.mktemp("home-second"),
+        e2e_simulator,
+        WORKLOADS_ETL_LOCK_WAIT="2",
+    ).output(timeout=120)
+    return Reference(first, first.output(), second)
+
+
+def test_the_clean_run_succeeds(clean: Reference) -> None:
+    code, text = clean.outcome
+    assert code == 0, text
+    assert "Traceback" not in text and "Could not set lock" not in text
+
+
+def test_a_second_run_on_the_same_data_directory_waits_then_names_the_first(
+    clean: Reference,
+) -> None:
+    code, text = clean.second
+    flat = " ".join(text.split())
+    first_run = next(
+        run_id for run_id, (status, _) in runs_of(clean.run.home).items() if status == "SUCCESS"
+    )
+    assert code == 1, text
+    assert f"another run: the data directory {clean.run.data} is being written by" in flat, text
+    assert f"run {first_run} (PID {clean.run.proc.pid}, days {DAY}..{DAY}" in flat, text
+    assert "waited 2 s" in flat
+    assert "Traceback" not in text and len(text.splitlines()) <= 20, text
+
+
+def test_sigterm_and_sigkill_never_leave_a_stuck_run_and_a_rerun_matches_a_clean_run(
+    clean: Reference, e2e_simulator: Any, tmp_path: Path
+) -> None:
+    data, home = tmp_path / "data", tmp_path / "home"
+
+    # SIGTERM while dbt builds: the run stops within 10 s, with its dbt, and is cancelled.
+    run = launch(data, home, e2e_simulator)
+    dbt = wait_for(lambda: dbt_child(run), 180, "dbt to start")
+    tree = [*run.descendants()]
+    sent = time.monotonic()
+    run.proc.send_signal(signal.SIGTERM)
+    code, text = run.output(timeout=30)
+    assert time.monotonic() - sent < 10, text
+    assert code == 130 and "cancelled: run" in text and "Traceback" not in text, text
+    assert not _alive([dbt, *tree])
+    runs = runs_of(home)
+    assert [status for k, (status, _) in runs.items() if k != "__slots__"] == ["CANCELED"]
+    assert runs["__slots__"][1] == {}
+
+    # SIGKILL while dbt builds: the run cannot clean up; its dbt dies with it.
+    run = launch(data, home, e2e_simulator)
+    dbt = wait_for(lambda: dbt_child(run), 180, "dbt to start")
+    killed = next(k for k, (s, _) in runs_of(home).items() if s == "STARTED")
+    run.proc.kill()
+    run.proc.wait()
+    wait_for(lambda: not _alive([dbt]), 5, "dbt to die with its parent")
+    assert runs_of(home)[killed][0] == "STARTED"
+
+    # The next run marks the killed one failed, frees its slots and runs to the end.
+    code, text = launch(data, home, e2e_simulator).output()
+    assert code == 0, text
+    assert f"run {killed}: the process of this run (PID {run.proc.pid}) ended" in " ".join(
+        text.split()
+    ), text
+    runs = runs_of(home)
+    assert runs[killed][0] == "FAILURE"
+    assert runs["__slots__"][1] == {}
+    assert marts_content(DataPaths(data)) == marts_content(DataPaths(clean.run.data))
+
+
+def test_sigint_stops_a_background_demo_and_its_simulator(tmp_path: Path) -> None:
+    data, home = tmp_path / "data", tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKLOADS_ETL_", "DAGSTER_"))}
+    run = Launched(
+        subprocess.Popen(
+            [EXE, "demo", "--days", "1", "--workloads", "20"],
+            env={**env, "WORKLOADS_ETL_DATA_DIR": str(data), "DAGSTER_HOME": str(home)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_ignore_sigint,
+        ),
+        data,
+        home,
+    )
+    wait_for(lambda: extracting(run), 120, "the demo to start extracting")
+    tree = run.descendants()
+    assert tree, "the demo runs its simulator in a child process"
+    sent = time.monotonic()
+    run.proc.send_signal(signal.SIGINT)
+    code, text = run.output(timeout=30)
+    assert time.monotonic() - sent < 10, text
+    assert code == 130 and "cancelled" in text and "Traceback" not in text, text
+    assert not _alive(tree)
+    statuses = [s for k, (s, _) in runs_of(home).items() if k != "__slots__"]
+    assert statuses == ["CANCELED"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (local test server)
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def test_dev_and_every_process_it_started_stop_on_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKLOADS_ETL_", "DAGSTER_"))}
+    proc = subprocess.Popen(
+        [
+            EXE,
+            "--data-dir",
+            str(tmp_path / "data"),
+            "dev",
+            "--port",
+            str(port),
+            "--workloads",
+            "20",
+        ],
+        env={**env, "DAGSTER_HOME": str(tmp_path / "home")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_ignore_sigint,
+    )
+    try:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/server_info"), 180, "the Dagster UI")
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        assert len(tree) >= 3  # the simulator, dagster dev, its webserver, daemon, code server
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert time.monotonic() - sent < 10
+        wait_for(lambda: not _alive(tree), 2, "every child to end")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_simulate_stops_on_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [EXE, "simulate", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_ignore_sigint,
+    )
+    try:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 60, "simulator")
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert time.monotonic() - sent < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_a_ten_year_backfill_starts_real_work_within_30_seconds(
+    e2e_simulator: Any, tmp_path: Path
+) -> None:
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    start = yesterday - timedelta(days=3652)
+    started = time.monotonic()
+    run = launch(
+        tmp_path / "data",
+        tmp_path / "home",
+        e2e_simulator,
+        "run",
+        "--start",
+        start.isoformat(),
+        "--end",
+        yesterday.isoformat(),
+        WORKLOADS_ETL_START_DATE=start.isoformat(),
+    )
+    try:
+        wait_for(lambda: extracting(run), 30, "the first request of a 10-year backfill")
+        elapsed = time.monotonic() - started
+    finally:
+        run.proc.send_signal(signal.SIGTERM)
+        code, text = run.output(timeout=60)
+    print(f"10-year backfill: first raw file after {elapsed:.1f} s")
+    assert elapsed < 30
+    assert code == 130, text
+
+
+def test_days_before_the_first_partition_are_refused_before_any_work(
+    e2e_simulator: Any, tmp_path: Path
+) -> None:
+    code, text = launch(
+        tmp_path / "data",
+        tmp_path / "home",
+        e2e_simulator,
+        WORKLOADS_ETL_START_DATE=E2E_DAYS[-1].isoformat(),
+    ).output(timeout=60)
+    assert code == 2, text
+    assert f"{DAY} is before the first daily partition, {E2E_DAYS[-1]}" in " ".join(text.split())
+    assert not (tmp_path / "data").exists()

@@ -1,0 +1,254 @@
+"""Housekeeping of a data directory: removing what no partition needs (``workloads-etl gc``).
+
+Three kinds of file are garbage:
+
+- **superseded raw runs**: ``<raw>/<dataset>/<key>=<day>/run=<id>.jsonl.gz`` of a dataset-day
+  whose committed manifest names another run, when the file is older than ``keep_raw_days``
+  (by its modification time). The run a manifest names is never removed, whatever its age:
+  it is what rebuilds the partition (``workloads-etl renormalise``). Nor are the runs of a
+  day the lake has no partition of: they are the only copy of what the control plane said
+  that day, and the lake can still be built from them;
+- **stale temporary files**: ``.<name>.<pid>.tmp`` anywhere under ``raw/`` and ``lake/``,
+  whose writer (the pid in the name, on this host) no longer runs, or older than an hour;
+- **lake files no manifest names**: ``*.parquet`` left by a crash between writing a file and
+  committing the manifest, or between the commit and deleting the previous commit's files,
+  and quarantine manifests of format 1 that a newer commit replaced. Only files older than
+  an hour are taken, so a writer's files between its two renames are never touched.
+
+Nothing is removed from a partition whose manifest cannot be read.
+
+gc never runs while a run writes the data directory (a writer's data files exist before its
+manifest names them): :func:`exclusive_access` takes the data directory's writer lock, and
+refuses at once, naming the run, when a run holds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from workloads_etl.lake.datasets import DATASETS, EXTRACTED
+from workloads_etl.lake.parquet import (
+    MANIFEST_FILE,
+    Manifest,
+    ManifestError,
+    file_path,
+    partition_path,
+    quarantine_path,
+    read_manifest,
+)
+from workloads_etl.settings import DataPaths
+from workloads_etl.writer import WriterLock
+
+DEFAULT_KEEP_RAW_DAYS = 30
+STALE_SECONDS = 3600  # a temporary or unnamed file this old is no writer's work in progress
+_RUN_FILE = re.compile(r"run=(?P<run>.+)\.jsonl\.gz")
+_TEMP_FILE = re.compile(r"\..+\.tmp")
+_TEMP_PID = re.compile(r"\.(\d+)\.tmp$")
+
+
+@contextlib.contextmanager
+def exclusive_access(paths: DataPaths) -> Iterator[None]:
+    """Hold the data directory's writer lock while garbage is collected; raises
+    :class:`~workloads_etl.writer.WriterBusyError` naming the run that holds it."""
+    with WriterLock(paths.root, f"gc-{os.getpid()}", "none (gc)", wait=0):
+        yield
+
+
+@dataclass
+class Freed:
+    """The files of one kind of garbage."""
+
+    label: str
+    paths: list[Path] = field(default_factory=list)
+    bytes: int = 0
+
+    @property
+    def files(self) -> int:
+        return len(self.paths)
+
+    def add(self, path: Path, size: int) -> None:
+        self.paths.append(path)
+        self.bytes += size
+
+
+@dataclass
+class GcReport:
+    """What gc removed (or, in a dry run, would remove) and what it kept."""
+
+    dry_run: bool
+    now: float  # the clock file ages were measured against (seconds since the epoch)
+    raw_runs: Freed = field(default_factory=lambda: Freed("superseded raw runs"))
+    temp_files: Freed = field(default_factory=lambda: Freed("stale temporary files"))
+    lake_files: Freed = field(default_factory=lambda: Freed("lake files no manifest names"))
+    kept_named_runs: int = 0  # raw runs a manifest names
+    kept_unpartitioned_runs: int = 0  # raw runs of days the lake has no partition of
+    unreadable: list[Path] = field(default_factory=list)  # manifests that could not be read
+
+    @property
+    def categories(self) -> tuple[Freed, Freed, Freed]:
+        return (self.raw_runs, self.temp_files, self.lake_files)
+
+    @property
+    def files(self) -> int:
+        return sum(c.files for c in self.categories)
+
+    @property
+    def bytes(self) -> int:
+        return sum(c.bytes for c in self.categories)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None
+
+
+def _partitions(base: Path, key: str) -> Iterator[tuple[Path, date]]:
+    """The ``<key>=<day>`` directories under ``base`` and their days."""
+    if not base.is_dir():
+        return
+    for directory in sorted(base.iterdir()):
+        name, _, value = directory.name.partition("=")
+        if name != key or not directory.is_dir():
+            continue
+        try:
+            yield directory, date.fromisoformat(value)
+        except ValueError:
+            continue
+
+
+@dataclass
+class _Commits:
+    """Every committed partition of the lake: the runs and files its manifests name."""
+
+    runs: dict[tuple[str, date], str] = field(default_factory=dict)
+    files: set[Path] = field(default_factory=set)
+    unreadable: dict[tuple[str, date], Path] = field(default_factory=dict)
+
+    def add(self, lake: Path, manifest: Manifest) -> None:
+        self.runs[(manifest.dataset, manifest.day)] = manifest.run_id
+        self.files.update(file_path(lake, f) for f in manifest.files)
+        if manifest.format == 1:  # its quarantine partition has a manifest of its own
+            self.files.add(quarantine_path(lake, manifest.dataset, manifest.day) / MANIFEST_FILE)
+
+
+def _commits(lake: Path) -> _Commits:
+    found = _Commits()
+    for dataset in EXTRACTED:
+        key = DATASETS[dataset].partition_key
+        for directory, day in _partitions(lake / dataset, key):
+            try:
+                manifest = read_manifest(lake, dataset, day)
+            except ManifestError:
+                found.unreadable[(dataset, day)] = directory / MANIFEST_FILE
+                continue
+            if manifest is not None:
+                found.add(lake, manifest)
+    return found
+
+
+def _raw_runs(paths: DataPaths, commits: _Commits, keep_seconds: float, report: GcReport) -> None:
+    now = report.now
+    for dataset in EXTRACTED:
+        key = DATASETS[dataset].partition_key
+        for directory, day in _partitions(paths.raw / dataset, key):
+            if (dataset, day) in commits.unreadable:
+                continue
+            named = commits.runs.get((dataset, day))
+            for path in sorted(directory.iterdir()):
+                match = _RUN_FILE.fullmatch(path.name)
+                st = _stat(path)
+                if match is None or st is None:
+                    continue
+                if named is None:
+                    report.kept_unpartitioned_runs += 1
+                elif match["run"] == named:
+                    report.kept_named_runs += 1
+                elif now - st.st_mtime > keep_seconds:
+                    report.raw_runs.add(path, st.st_size)
+
+
+def _temp_files(paths: DataPaths, now: float, freed: Freed, only_gone: bool = False) -> None:
+    for root in (paths.raw, paths.lake):
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob(".*.tmp")):
+            st = _stat(path)
+            if st is None or not _TEMP_FILE.fullmatch(path.name) or not path.is_file():
+                continue
+            pid = _TEMP_PID.search(path.name)
+            writer_gone = pid is not None and not pid_alive(int(pid.group(1)))
+            if writer_gone or (not only_gone and now - st.st_mtime > STALE_SECONDS):
+                freed.add(path, st.st_size)
+
+
+def _lake_files(lake: Path, commits: _Commits, now: float, freed: Freed) -> None:
+    skip = {partition_path(lake, ds, day) for ds, day in commits.unreadable}
+    skip |= {quarantine_path(lake, ds, day) for ds, day in commits.unreadable}
+    for dataset, ds in DATASETS.items():
+        partitions = "/".join(f"{k}=*" for k in ds.partition_by)
+        candidates = list((lake / dataset).glob(f"{partitions}/*.parquet"))
+        if dataset == "quarantine":
+            candidates += (lake / dataset).glob(f"{partitions}/{MANIFEST_FILE}")
+        for path in sorted(candidates):
+            if path in commits.files or path.parent in skip:
+                continue
+            st = _stat(path)
+            if st is not None and now - st.st_mtime > STALE_SECONDS:
+                freed.add(path, st.st_size)
+
+
+def collect_garbage(
+    paths: DataPaths,
+    keep_raw_days: float = DEFAULT_KEEP_RAW_DAYS,
+    *,
+    dry_run: bool = False,
+    now: float | None = None,
+) -> GcReport:
+    """Remove (with ``dry_run``, only find) the garbage of the module docstring; file ages
+    are measured against ``now`` (seconds since the epoch; default: the clock)."""
+    if keep_raw_days < 0:
+        raise ValueError("keep_raw_days must not be negative")
+    report = GcReport(dry_run=dry_run, now=time.time() if now is None else now)
+    with exclusive_access(paths):
+        commits = _commits(paths.lake)
+        report.unreadable = sorted(commits.unreadable.values())
+        _raw_runs(paths, commits, keep_raw_days * 86400, report)
+        _temp_files(paths, report.now, report.temp_files)
+        _lake_files(paths.lake, commits, report.now, report.lake_files)
+        if not dry_run:
+            for category in report.categories:
+                for path in category.paths:
+                    path.unlink(missing_ok=True)
+    return report
+
+
+def sweep_temp_files(paths: DataPaths) -> Freed:
+    """Remove the temporary files of writers that no longer run (a run killed mid-write),
+    as a run does at its start, under the writer lock it holds. Returns what was removed."""
+    freed = Freed("temporary files of writers gone")
+    _temp_files(paths, time.time(), freed, only_gone=True)
+    for path in freed.paths:
+        path.unlink(missing_ok=True)
+    return freed
