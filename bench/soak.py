@@ -8,7 +8,8 @@ or the lake, no run left open in Dagster and no pool slot held.
 Every run is the real command line (``workloads-etl run``) in its own process; the control
 plane is the bundled simulator (``workloads-etl simulate``), also in its own process, with
 20 % of requests faulted in mixed ways (server errors, rate limits, dropped connections,
-offset paging that repeats or skips rows) and short-lived tokens.
+offset paging that repeats or skips rows, listed in pages of 25) and short-lived tokens.
+The run logs are then counted for the faults the client met and recovered from.
 
 Run: ``.venv/bin/python bench/soak.py [--runs 20] [--kill-probability 0.5] [--seed 1]``
 """
@@ -20,12 +21,14 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -88,6 +91,8 @@ def run(url: str, data: Path, home: Path, kill_after: float | None) -> Attempt:
     }
     env |= CLIENT | {
         "RUNAI_BASE_URL": url,
+        # Small pages, so that offset paging faults (rows repeated or skipped) play.
+        "RUNAI_PAGE_SIZE": "25",
         "WORKLOADS_ETL_DATA_DIR": str(data),
         "DAGSTER_HOME": str(home),
     }
@@ -136,6 +141,16 @@ def duplicate_keys(data: Path) -> dict[str, int]:
             ).fetchone()
             found[name] = int(row[0]) if row else 0
     return found
+
+
+def faults_met(data: Path) -> dict[str, int]:
+    """What the client met and recovered from, counted in the run logs."""
+    counts: Counter[str] = Counter()
+    for log in (data / "logs").glob("run-*.log"):
+        text = log.read_text(encoding="utf-8", errors="replace")
+        counts.update(re.findall(r"attempt \d+/\d+ failed \((\w+)", text))
+        counts["listing read again (rows skipped)"] += text.count("reading the list again")
+    return dict(counts.most_common())
 
 
 def leftovers(data: Path) -> list[str]:
@@ -209,6 +224,7 @@ def main() -> int:
     print(f"runs started: {len(attempts)} ({killed} killed with SIGKILL, {failed} failed)")
     print(f"completed runs: {len(completed)}, mean {sum(completed) / len(completed):.1f} s")
     print(f"soak wall time: {timedelta(seconds=round(wall))}")
+    print(f"faults met and recovered from, per kind: {faults_met(data)}")
     print(f"marts equal to the clean run's: {same}")
     print(f"duplicate keys in raw.*: {sum(dups.values())} {dups}")
     print(f"temporary files left: {len(tmp)}")

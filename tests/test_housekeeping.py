@@ -188,3 +188,36 @@ def test_gc_command(tmp_path: Path, data: dict[str, Path]) -> None:
     assert kept in result.output
     assert not data["superseded"].exists()
     assert data["named"].exists()
+
+
+def test_gc_refuses_while_a_run_writes_the_data_directory(tmp_path: Path) -> None:
+    from workloads_etl.writer import WriterBusyError, WriterLock
+
+    paths = DataPaths(tmp_path).ensure()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path;"
+            "from workloads_etl.writer import WriterLock;"
+            "lock = WriterLock(Path(sys.argv[1]), 'run-1', '2026-11-01..2026-11-02', 0);"
+            "lock.__enter__(); print('held', flush=True); time.sleep(60)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(WriterBusyError) as err:
+            collect_garbage(paths, 0)
+        assert f"being written by run run-1 (PID {holder.pid}, days 2026-11-01..2026-11-02" in str(
+            err.value
+        )
+        result = CliRunner().invoke(main, ["--data-dir", str(tmp_path), "gc"])
+        assert result.exit_code == 1 and "being written by run run-1" in result.output
+    finally:
+        holder.kill()
+        holder.wait()
+    with WriterLock(paths.root, "run-2", "-", 0):  # released with its process
+        pass

@@ -369,3 +369,39 @@ def test_days_before_the_first_partition_are_refused_before_any_work(
     assert code == 2, text
     assert f"{DAY} is before the first daily partition, {E2E_DAYS[-1]}" in " ".join(text.split())
     assert not (tmp_path / "data").exists()
+
+
+def test_progress_reads_only_new_events_whatever_the_history() -> None:
+    import dagster as dg
+
+    from workloads_etl.defs.launch import Progress, _Follower
+
+    @dg.op
+    def chatty(context) -> None:  # type: ignore[no-untyped-def]
+        for i in range(300):
+            context.log.info(f"event {i}")
+
+    @dg.job
+    def history() -> None:
+        chatty()
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        run_id = history.execute_in_process(instance=instance).run_id
+        read: list[int] = []
+        original = instance.get_records_for_run
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            page = original(*args, **kwargs)
+            read.append(len(page.records))
+            return page
+
+        instance.get_records_for_run = counting  # type: ignore[method-assign]
+        follower = _Follower(instance, run_id, Progress(total_steps=1), None)
+        follower.poll()
+        history_size = sum(read)
+        read.clear()
+        for _ in range(5):
+            follower.poll()
+    assert history_size > 300
+    assert sum(read) == 0  # later polls read nothing already seen
+    assert follower.progress.done_steps == {"chatty"}

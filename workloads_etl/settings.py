@@ -72,6 +72,7 @@ class RunaiEnvironment(BaseSettings):
     max_response_mb: float | None = Field(default=None, gt=0)
     retry_budget: float | None = Field(default=None, gt=0)
     list_tolerance: float | None = Field(default=None, ge=0, lt=1)
+    page_size: int | None = Field(default=None, ge=1, le=500)
 
     @classmethod
     def read(cls) -> RunaiEnvironment:
@@ -105,6 +106,7 @@ class RunaiEnvironment(BaseSettings):
                 ),
                 "retry_budget": self.retry_budget,
                 "list_tolerance": self.list_tolerance,
+                "page_size": self.page_size,
             }.items()
             if v is not None and not (k == "verify" and v is True)
         }

@@ -36,6 +36,7 @@ class RunaiResource(dg.ConfigurableResource):
     list_tolerance: float | None = Field(
         default=None, description="Share a listing may end below the count endpoint"
     )
+    page_size: int | None = Field(default=None, description="Workloads per listing page")
     metrics_step_seconds: int = Field(default=60, description="Metric sample step (s)")
     _budget: RetryBudget | None = PrivateAttr(default=None)
 
@@ -65,6 +66,7 @@ class RunaiResource(dg.ConfigurableResource):
             ),
             "retry_budget": self.retry_budget,
             "list_tolerance": self.list_tolerance,
+            "page_size": self.page_size,
         }
         return RunaiSettings(**{k: v for k, v in values.items() if v is not None})
 
@@ -116,6 +118,7 @@ def runai_resource_from_env(env: RunaiEnvironment) -> RunaiResource:
         "max_response_mb": env.max_response_mb,
         "retry_budget": env.retry_budget,
         "list_tolerance": env.list_tolerance,
+        "page_size": env.page_size,
     }
     if env.ca_bundle:
         tuning["ca_bundle"] = dg.EnvVar("RUNAI_CA_BUNDLE")
