@@ -4,7 +4,10 @@ progress followed from the event log, its failures and failed checks collected."
 from __future__ import annotations
 
 import logging
+import os
+import select
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -35,6 +38,7 @@ PID_TAG = "workloads_etl/pid"
 PROCESS_STARTED_TAG = "workloads_etl/process_started"
 INTERRUPTIONS = {"KeyboardInterrupt", "DagsterExecutionInterruptedError"}
 POLL_SECONDS = 0.5
+RESEND_SECONDS = 2.0
 PAGE_OF_EVENTS = 1000
 RUN_LOGS_KEPT = 100
 
@@ -160,6 +164,7 @@ def run_days(
             )
         progress = Progress(total_steps=len(job.graph.node_defs))
         follower = _Follower(instance, run_id, progress, on_progress)
+        interrupter = _Interrupter(instance, run_id)
         with log_path.open("a", encoding="utf-8") as log_file, redirect_stdout(log_file):
             for line in reaped:
                 log_file.write(line + "\n")
@@ -167,18 +172,21 @@ def run_days(
             try:
                 # In the main thread, so that Dagster turns SIGINT and SIGTERM into a clean
                 # interruption of the step under way.
-                run = job.execute_in_process(
-                    instance=instance,
-                    run_id=run_id,
-                    tags=tags,
-                    run_config=run_config,
-                    raise_on_error=False,
-                )
+                with interrupter:
+                    run = job.execute_in_process(
+                        instance=instance,
+                        run_id=run_id,
+                        tags=tags,
+                        run_config=run_config,
+                        raise_on_error=False,
+                    )
             except Exception as exc:
                 raise RuntimeError(f"the run could not start: {exc}") from exc
             finally:
                 follower.stop()
-        cancelled = _interrupted(instance, run_id)
+        cancelled = not run.success and (
+            interrupter.signalled is not None or _interrupted(instance, run_id)
+        )
         if cancelled:
             _mark_cancelled(instance, run_id)
         _write_event_log(instance, run_id, log_path)
@@ -239,6 +247,64 @@ class _Follower(threading.Thread):
         self._done.set()
         if self.is_alive():
             self.join(timeout=5)
+
+
+class _Interrupter(threading.Thread):
+    """Sees SIGINT and SIGTERM whoever handles them, and makes sure they stop the run.
+
+    Dagster handles both signals while it executes: inside a step it raises an interruption,
+    outside one it only notes the signal, and the in-process executor may never look at that
+    note. This thread learns of every signal through the interpreter's wakeup file
+    descriptor, marks the run CANCELING (so Dagster ends it as cancelled), and sends the
+    signal again every :data:`RESEND_SECONDS` until the run has stopped.
+    """
+
+    def __init__(self, instance: dg.DagsterInstance, run_id: str) -> None:
+        super().__init__(name="run-interrupter", daemon=True)
+        self.instance = instance
+        self.run_id = run_id
+        self.signalled: int | None = None
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self._previous = -1
+        self._done = False
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> _Interrupter:
+        self._previous = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._done = True
+        signal.set_wakeup_fd(self._previous)
+        os.write(self._write, b"\0")  # wakes the thread up to end
+        self.join(timeout=5)
+        os.close(self._read)
+        os.close(self._write)
+
+    def run(self) -> None:
+        while True:
+            ready, _, _ = select.select([self._read], [], [], RESEND_SECONDS)
+            with self._lock:
+                if self._done:
+                    return
+                if ready:
+                    for number in os.read(self._read, 64):
+                        if number in (signal.SIGINT, signal.SIGTERM) and self.signalled is None:
+                            self.signalled = number
+                            self._cancelling()
+                elif self.signalled is not None:
+                    os.kill(os.getpid(), self.signalled)
+
+    def _cancelling(self) -> None:
+        try:
+            run = self.instance.get_run_by_id(self.run_id)
+            if run is not None and not run.is_finished:
+                self.instance.report_run_canceling(run, message="stopping: signal received")
+        except Exception:  # the signal is sent again regardless
+            logging.getLogger(__name__).debug("could not mark the run canceling", exc_info=True)
 
 
 def process_tags() -> dict[str, str]:
