@@ -3,6 +3,7 @@ progress followed from the event log, its failures and failed checks collected."
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -141,65 +142,90 @@ def run_days(
         RANGE_END_TAG: days[-1].isoformat(),
         **process_tags(),
     }
-    # Every event, warnings included, stays in the Dagster event log (the UI, with a home)
-    # and is written to the run's log file; nothing of it reaches the terminal.
-    run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     log_path = settings.paths.logs / f"run-{run_id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     prune_run_logs(settings.paths.logs, keep=RUN_LOGS_KEPT)
-    with (
-        WriterLock(settings.paths.root, run_id, span, settings.lock_wait),
-        dagster_instance(dagster_home) as instance,
-        _logging_to(log_path),
-    ):
-        # Under the lock: building the definitions may parse the dbt project into the
-        # data directory's dbt target.
-        job = build_definitions(settings, resources).resolve_job_def(JOB_NAME)
-        reaped = reap_stale_runs(instance)
-        swept = sweep_temp_files(settings.paths)
-        if swept.paths:
-            reaped.append(
-                f"removed {len(swept.paths)} temporary files ({swept.bytes:,} bytes) of "
-                "writers that no longer run"
+    with WriterLock(settings.paths.root, run_id, span, settings.lock_wait):
+        # Under the lock, as it writes the data directory's dbt target: a fresh data
+        # directory's dbt parse, in its own process while the Dagster instance opens.
+        parse = threading.Thread(target=_prepare_manifest, args=(settings,), daemon=True)
+        parse.start()
+        with dagster_instance(dagster_home) as instance, _logging_to(log_path):
+            parse.join()
+            return _execute(
+                settings, days, run_id, tags, log_path, instance, on_progress, resources
             )
-        progress = Progress(total_steps=len(job.graph.node_defs))
-        follower = _Follower(instance, run_id, progress, on_progress)
-        interrupter = _Interrupter(instance, run_id)
-        with log_path.open("a", encoding="utf-8") as log_file, redirect_stdout(log_file):
-            for line in reaped:
-                log_file.write(line + "\n")
-            follower.start()
-            try:
-                # In the main thread, so that Dagster turns SIGINT and SIGTERM into a clean
-                # interruption of the step under way.
-                with interrupter:
-                    run = job.execute_in_process(
-                        instance=instance,
-                        run_id=run_id,
-                        tags=tags,
-                        run_config=run_config,
-                        raise_on_error=False,
-                    )
-            except Exception as exc:
-                raise RuntimeError(f"the run could not start: {exc}") from exc
-            finally:
-                follower.stop()
-        cancelled = not run.success and (
-            interrupter.signalled is not None or _interrupted(instance, run_id)
+
+
+def _prepare_manifest(settings: PipelineSettings) -> None:
+    """Parse the dbt project if the data directory has no manifest yet (errors surface when
+    the definitions are built)."""
+    from workloads_etl.defs.transform.project import dbt_project, prepared_manifest
+
+    with contextlib.suppress(Exception):
+        prepared_manifest(dbt_project(settings.paths), settings.paths, settings.dbt_vars)
+
+
+def _execute(
+    settings: PipelineSettings,
+    days: Sequence[date],
+    run_id: str,
+    tags: dict[str, str],
+    log_path: Path,
+    instance: dg.DagsterInstance,
+    on_progress: Callable[[Progress], None] | None,
+    resources: dict[str, Any] | None,
+) -> RunOutcome:
+    """The run itself, in the main thread, with the lock held and the instance open."""
+    # Every event, warnings included, stays in the Dagster event log (the UI, with a home)
+    # and is written to the run's log file; nothing of it reaches the terminal.
+    run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    job = build_definitions(settings, resources).resolve_job_def(JOB_NAME)
+    reaped = reap_stale_runs(instance)
+    swept = sweep_temp_files(settings.paths)
+    if swept.paths:
+        reaped.append(
+            f"removed {len(swept.paths)} temporary files ({swept.bytes:,} bytes) of "
+            "writers that no longer run"
         )
-        if cancelled:
-            _mark_cancelled(instance, run_id)
-        _write_event_log(instance, run_id, log_path)
-        failures = [_failure_line(e) for e in run.all_events if e.is_step_failure]
-        return RunOutcome(
-            run_id,
-            run.success,
-            failures,
-            _failed_checks(instance, run_id),
-            log_path,
-            cancelled=cancelled,
-            reaped=reaped,
-        )
+    progress = Progress(total_steps=len(job.graph.node_defs))
+    follower = _Follower(instance, run_id, progress, on_progress)
+    interrupter = _Interrupter(instance, run_id)
+    with log_path.open("a", encoding="utf-8") as log_file, redirect_stdout(log_file):
+        for line in reaped:
+            log_file.write(line + "\n")
+        follower.start()
+        try:
+            # In the main thread, so that Dagster turns SIGINT and SIGTERM into a clean
+            # interruption of the step under way.
+            with interrupter:
+                run = job.execute_in_process(
+                    instance=instance,
+                    run_id=run_id,
+                    tags=tags,
+                    run_config=run_config,
+                    raise_on_error=False,
+                )
+        except Exception as exc:
+            raise RuntimeError(f"the run could not start: {exc}") from exc
+        finally:
+            follower.stop()
+    cancelled = not run.success and (
+        interrupter.signalled is not None or _interrupted(instance, run_id)
+    )
+    if cancelled:
+        _mark_cancelled(instance, run_id)
+    _write_event_log(instance, run_id, log_path)
+    failures = [_failure_line(e) for e in run.all_events if e.is_step_failure]
+    return RunOutcome(
+        run_id,
+        run.success,
+        failures,
+        _failed_checks(instance, run_id),
+        log_path,
+        cancelled=cancelled,
+        reaped=reaped,
+    )
 
 
 class _Follower(threading.Thread):

@@ -17,6 +17,7 @@ from typing import IO, Self
 import httpx
 import uvicorn
 
+from workloads_etl.children import die_with_parent
 from workloads_etl.simulator.app import create_app
 from workloads_etl.simulator.cluster import Cluster
 from workloads_etl.simulator.config import SimulatorConfig
@@ -202,8 +203,13 @@ class SimulatorServer:
         }
         # stderr goes to a file, not a pipe nobody drains (a full pipe would block the server)
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        # The server ends with the process that started it, even one killed with SIGKILL.
         self._process = subprocess.Popen(
-            self._command(port), env=env, stdout=subprocess.DEVNULL, stderr=self._stderr
+            self._command(port),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+            preexec_fn=die_with_parent(),
         )
         self._port = port
         deadline = time.monotonic() + self.startup_timeout
