@@ -10,7 +10,6 @@ shared :mod:`.resources`, :mod:`.partitions`, :mod:`.checks` and :mod:`.schedule
 from __future__ import annotations
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
 from workloads_etl.defs.checks import build_freshness_checks
 from workloads_etl.defs.ingest.assets import build_ingest_assets
@@ -19,7 +18,7 @@ from workloads_etl.defs.resources import DataDirResource, runai_resource_from_en
 from workloads_etl.defs.schedules import build_job_and_schedule
 from workloads_etl.defs.serving.assets import build_serving_assets
 from workloads_etl.defs.transform.assets import build_dbt_assets
-from workloads_etl.defs.transform.project import dbt_project
+from workloads_etl.defs.transform.project import WarehouseDbtResource, dbt_project
 from workloads_etl.defs.warehouse.assets import build_warehouse_assets
 from workloads_etl.settings import PipelineSettings, RunaiEnvironment
 from workloads_etl.warehouse.dbt import dbt_launcher
@@ -43,7 +42,8 @@ def build_definitions(
     defaults: dict[str, object] = {
         "runai": runai_resource_from_env(RunaiEnvironment.read()),
         "data": DataDirResource(data_dir=str(paths.root)),
-        "dbt": DbtCliResource(project_dir=project, dbt_executable=dbt_launcher()),
+        # DbtCliResource takes a DbtProject (its __init__); the subclass hides that from mypy.
+        "dbt": WarehouseDbtResource(project_dir=project, dbt_executable=dbt_launcher()),  # type: ignore[arg-type]
     }
     return dg.Definitions(
         assets=[*extracted, *loaded, *models, *served],

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dagster_dbt import DbtProject
+from dagster_dbt import DbtCliResource, DbtProject
+from packaging import version
 
 from workloads_etl.settings import DataPaths
 from workloads_etl.warehouse.dbt import PROFILE, dbt_project_dir, profiles_dir, run_dbt, target_dir
@@ -32,3 +35,12 @@ def prepared_manifest(
     if not project.manifest_path.is_file() or project.preparer.using_dagster_dev():
         run_dbt(["parse", "--quiet"], paths, extra_vars=user_vars)
     return project.manifest_path
+
+
+class WarehouseDbtResource(DbtCliResource):
+    """dagster-dbt's dbt resource, told the dbt version by the installed dbt-core package:
+    dagster-dbt would otherwise run ``dbt --version`` (about 4 s) before every build."""
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        return version.parse(importlib.metadata.version("dbt-core"))
