@@ -59,9 +59,10 @@ def unprivileged() -> list[str]:
     return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
 
 
-def _writable_dir(tmp_path: Path) -> Path:
-    """An empty directory the unprivileged user can write, reachable from /."""
-    work = Path(tempfile.mkdtemp(prefix="workloads-etl-work-"))
+def _writable_dir(installed: Path) -> Path:
+    """An empty directory the unprivileged user can write, reachable from /: beside the
+    installation, so that the fixture removes it with the installation."""
+    work = Path(tempfile.mkdtemp(prefix="work-", dir=installed.parent.parent.parent))
     work.chmod(0o777)
     return work
 
@@ -156,7 +157,7 @@ def test_the_package_comes_from_the_wheel(installed: Path, tmp_path: Path) -> No
             "-c",
             "import workloads_etl; print(workloads_etl.__file__)",
         ],
-        cwd=_writable_dir(tmp_path),
+        cwd=_writable_dir(installed),
         env=_clean_env(installed),
     )
     location = Path(proc.stdout.strip())
@@ -167,7 +168,7 @@ def test_the_package_comes_from_the_wheel(installed: Path, tmp_path: Path) -> No
 
 
 def test_demo_runs_from_an_empty_directory(installed: Path, tmp_path: Path) -> None:
-    work = _writable_dir(tmp_path)
+    work = _writable_dir(installed)
     proc = run(
         [*unprivileged(), installed / "workloads-etl", "demo", "--days", "1", "--workloads", "60"],
         cwd=work,
@@ -209,7 +210,7 @@ def simulator(installed: Path, tmp_path: Path) -> Iterator[tuple[str, datetime]]
             "--now",
             now.isoformat(),
         ],
-        cwd=_writable_dir(tmp_path),
+        cwd=_writable_dir(installed),
         env=_clean_env(installed),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -237,7 +238,7 @@ def test_run_against_a_control_plane_from_an_empty_directory(
 ) -> None:
     url, now = simulator
     day = (now - timedelta(days=1)).date().isoformat()
-    work = _writable_dir(tmp_path)
+    work = _writable_dir(installed)
     env = _clean_env(
         installed,
         HOME=str(work),

@@ -216,7 +216,7 @@ def _run(settings: PipelineSettings, days: list[date], resources: dict[str, Any]
             raise PipelineFailed(_could_not_start(settings, exc)) from None
         last = outcomes[-1]
         bar.update(task, description="cancelled" if last.cancelled else "done")
-    for line in (line for o in outcomes for line in o.reaped):
+    for line in (line for o in outcomes for line in o.notices):
         console.print(Text(safe(line), style="yellow"))
     console.print(Text(f"run log: {last.log_path}"))
     done = [o for o in outcomes if o.success and not o.cancelled]

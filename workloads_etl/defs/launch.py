@@ -62,7 +62,8 @@ class RunOutcome:
     failed_checks: list[str]  # "<asset>:<check>"
     log_path: Path
     cancelled: bool = False  # interrupted by SIGINT or SIGTERM
-    reaped: list[str] = field(default_factory=list)  # stale runs marked failed first
+    # what the run cleaned up first: stale runs marked failed, dead writers' temporary files
+    notices: list[str] = field(default_factory=list)
 
 
 def install_instance_config(home: Path) -> None:
@@ -181,10 +182,10 @@ def _execute(
     # and is written to the run's log file; nothing of it reaches the terminal.
     run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     job = build_definitions(settings, resources).resolve_job_def(JOB_NAME)
-    reaped = reap_stale_runs(instance)
+    notices = reap_stale_runs(instance)
     swept = sweep_temp_files(settings.paths)
     if swept.paths:
-        reaped.append(
+        notices.append(
             f"removed {len(swept.paths)} temporary files ({swept.bytes:,} bytes) of "
             "writers that no longer run"
         )
@@ -192,7 +193,7 @@ def _execute(
     follower = _Follower(instance, run_id, progress, on_progress)
     interrupter = _Interrupter(instance, run_id)
     with log_path.open("a", encoding="utf-8") as log_file, redirect_stdout(log_file):
-        for line in reaped:
+        for line in notices:
             log_file.write(line + "\n")
         follower.start()
         try:
@@ -224,7 +225,7 @@ def _execute(
         _failed_checks(instance, run_id),
         log_path,
         cancelled=cancelled,
-        reaped=reaped,
+        notices=notices,
     )
 
 
