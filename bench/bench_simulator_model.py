@@ -1,6 +1,7 @@
 """Build time, memory and query costs of the synthetic cluster model at 100,000 workloads.
 
     .venv/bin/python bench/bench_simulator_model.py [--workloads 100000] [--days 14]
+        [--clusters 8 --gpus 4000 [--nodepools-per-cluster 3]]
 
 Goals: build < 10 s and < 500 MB peak RSS over the imports; ``snapshot(at)`` < 0.3 s; a page of
 500 ``workload_json`` well under a second. Imports (pyarrow pulls in pandas) are paid
@@ -38,14 +39,29 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workloads", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--clusters", type=int, default=None)
+    parser.add_argument("--gpus", type=int, default=None)
+    parser.add_argument("--nodepools-per-cluster", type=int, default=None)
     args = parser.parse_args()
-    config = SimulatorConfig(seed=7, workloads=args.workloads, days=args.days, now=NOW)
+    config = SimulatorConfig(
+        seed=7,
+        workloads=args.workloads,
+        days=args.days,
+        now=NOW,
+        clusters=args.clusters,
+        gpus=args.gpus,
+        nodepools_per_cluster=args.nodepools_per_cluster,
+    )
 
     base_rss = rss_mb()
     t0 = time.perf_counter()
     cluster = Cluster(config)
     build_s = time.perf_counter() - t0
     print(f"workloads           {args.workloads:>10,}  days {args.days}")
+    print(
+        f"catalogue           {len(cluster.clusters):>10} clusters, "
+        f"{len(cluster.nodepools)} node pools, {cluster.catalogue.gpus:,} GPUs"
+    )
     print(f"build               {build_s:10.2f} s")
     print(f"peak RSS over base  {rss_mb() - base_rss:10.1f} MB")
 

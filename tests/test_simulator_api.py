@@ -1199,3 +1199,73 @@ def test_moves_show_after_the_midnight() -> None:
             },
         )
         assert float(count.json()["values"][0]["value"]) == len(mine)
+
+
+# ----------------------------------------------------------------- generated catalogues
+
+
+def test_list_pages_through_a_generated_cluster() -> None:
+    config = SimulatorConfig(
+        seed=4, workloads=1500, days=2, now=NOW, clusters=6, gpus=900, nodepools_per_cluster=2
+    )
+    model = Cluster(config)
+    with authorized_client(config, model) as c:
+        total = c.get("/api/v1/workloads/count").json()["count"]
+        seen: list[str] = []
+        offset: int | None = 0
+        while offset is not None:
+            body = c.get("/api/v1/workloads", params={"offset": offset, "limit": 500}).json()
+            assert len(body["workloads"]) <= 500
+            seen += [w["id"] for w in body["workloads"]]
+            offset = body.get("next")
+        records = c.get("/api/v1/workloads", params={"limit": 300, "offset": 500}).json()
+    assert total > 500 and len(seen) == len(set(seen)) == total
+    clusters = {x.id: x for x in model.clusters}
+    pools = {(p.cluster_id, p.name) for p in model.nodepools}
+    for w in records["workloads"]:
+        assert w["clusterId"] in clusters
+        assert (w["clusterId"], w["requestedNodePools"][0]) in pools
+    assert {clusters[w["clusterId"]].name for w in records["workloads"]} >= {"cluster-03"}
+
+
+def test_simulate_command_options() -> None:
+    from click.testing import CliRunner
+
+    from workloads_etl.simulator.__main__ import main
+
+    runner = CliRunner()
+    shown = runner.invoke(main, ["--help"])
+    assert shown.exit_code == 0
+    for option in ("--clusters", "--gpus", "--nodepools-per-cluster"):
+        assert option in shown.output
+    too_few = runner.invoke(main, ["--clusters", "8", "--gpus", "50"])
+    assert too_few.exit_code == 2
+    assert "at least 4 per node pool" in too_few.output and "80 GPUs" in too_few.output
+    assert runner.invoke(main, ["--clusters", "0"]).exit_code == 2
+    assert runner.invoke(main, ["--gpus", "20", "--nodepools-per-cluster", "9"]).exit_code == 2
+    command = SimulatorServer(
+        SimulatorConfig(clusters=3, gpus=300, nodepools_per_cluster=2), in_process=False
+    )._command(8080)
+    assert command[command.index("--clusters") + 1] == "3"
+    assert command[command.index("--gpus") + 1] == "300"
+    assert command[command.index("--nodepools-per-cluster") + 1] == "2"
+    assert "--clusters" not in SimulatorServer(CONFIG, in_process=False)._command(8080)
+
+
+def test_format_values_matches_format_value() -> None:
+    from workloads_etl.simulator.responses import format_value, format_values
+
+    rng = np.random.default_rng(5)
+    samples = [
+        np.round(rng.random(500) * 100, 1),
+        np.round(rng.random(500) * 64, 3),
+        np.round(rng.random(500) * 1e12),
+        np.round(rng.random(500), 4) / 3,
+        rng.standard_normal(500) * 10.0 ** rng.integers(-8, 20, 500),
+        np.array([0.0, -0.0, 1e16, 2.0**53, 1e-4, 1e-5, 0.1, 1 / 3, 12.5, 99.9, 100.0]),
+        np.full(7, 2.5),
+        np.arange(10.0),
+    ]
+    for values in samples:
+        assert format_values(values) == [format_value(v) for v in values.tolist()]
+        assert format_values(values) == [format_value(v) for v in values.tolist()]  # memo

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -17,9 +18,10 @@ import pytest
 from openapi_schema import schema_errors
 
 from workloads_etl.openapi import enum_values, load_spec
+from workloads_etl.simulator import catalogue
 from workloads_etl.simulator.catalogue import NEVER
 from workloads_etl.simulator.cluster import SNAPSHOT_CACHE_SIZE, Cluster, GroundTruth
-from workloads_etl.simulator.config import SimulatorConfig
+from workloads_etl.simulator.config import SimulatorConfig, catalogue_for
 from workloads_etl.simulator.metrics import T_DISTRIBUTED
 
 NOW = datetime(2026, 11, 20, 15, 30, 17, tzinfo=UTC)  # a Friday afternoon
@@ -943,3 +945,102 @@ def test_the_clock_can_be_set() -> None:
     assert n_later == int(np.sum(created <= _seconds(later))) > n_now
     earlier = c.set_now(NOW - timedelta(hours=1))
     assert c.now() == earlier == NOW - timedelta(hours=1)
+
+
+# ----------------------------------------------------------------- generated catalogues
+
+GENERATED = SimulatorConfig(seed=5, workloads=900, days=2, now=NOW, clusters=3, gpus=150)
+
+
+@pytest.mark.parametrize(
+    ("clusters", "gpus", "per_cluster"),
+    [(8, 4000, None), (2, 800, None), (3, 37, 1), (5, 1001, 4), (1, 16, None), (16, 321, 5)],
+)
+def test_generated_catalogue_shape(clusters: int, gpus: int, per_cluster: int | None) -> None:
+    cat = catalogue.generate(clusters, gpus, per_cluster)
+    assert cat.gpus == gpus == int(cat.pool_capacity_q.sum()) // 4
+    assert len(cat.clusters) == clusters
+    assert [c.name for c in cat.clusters][:3] == ["prod-east", "research-west", "cluster-03"][
+        :clusters
+    ]
+    assert len({c.id for c in cat.clusters}) == clusters
+    assert all(str(uuid.UUID(c.id)) == c.id for c in cat.clusters)
+    assert cat.clusters[: min(2, clusters)] == catalogue.DEFAULT_CLUSTERS[: min(2, clusters)]
+    for c in cat.clusters:
+        names = [p.name for p in cat.nodepools if p.cluster_id == c.id]
+        assert names and len(names) == len(set(names))  # unique within a cluster
+        if per_cluster is not None:
+            assert len(names) == per_cluster
+    assert all(p.gpus >= catalogue.MIN_POOL_GPUS for p in cat.nodepools)
+    assert all(m % 4 == 0 for m in cat.gpu_memory_gib)
+    if clusters > 1:  # as in the default catalogue, a name is shared across clusters
+        assert sum(p.name == "a100" for p in cat.nodepools) == clusters
+    for src, dst in cat.pool_moves:
+        assert cat.nodepools[src].cluster_id == cat.nodepools[dst].cluster_id
+        assert cat.gpu_memory_gib[src] == cat.gpu_memory_gib[dst] and src != dst
+    assert cat.pool_index == {(p.cluster_id, p.name): k for k, p in enumerate(cat.nodepools)}
+
+
+def test_default_catalogue_is_the_fixed_one() -> None:
+    cat = catalogue_for(SimulatorConfig())
+    assert cat is catalogue.DEFAULT_CATALOGUE and not SimulatorConfig().generated_catalogue
+    assert cat.nodepools == catalogue.NODEPOOLS and cat.clusters == catalogue.CLUSTERS
+    assert cat.gpus == 104 and cat.pool_moves == catalogue.POOL_MOVES == ((0, 1),)
+    assert catalogue.POOL_CLUSTER.tolist() == [0, 0, 0, 1, 1]
+    assert catalogue.POOL_GPU_MEMORY_GIB.tolist() == [80, 80, 48, 40, 16]
+    assert not catalogue.POOL_CAPACITY_Q.flags.writeable  # never changed at run time
+
+
+def test_generated_catalogue_and_cluster_are_deterministic() -> None:
+    a, b = catalogue.generate(8, 4000), catalogue.generate(8, 4000)
+    assert (a.clusters, a.nodepools, a.gpu_memory_gib, a.pool_moves) == (
+        b.clusters,
+        b.nodepools,
+        b.gpu_memory_gib,
+        b.pool_moves,
+    )
+    one, two = Cluster(GENERATED), Cluster(GENERATED)
+    assert one.nodepools == two.nodepools and one.draws.ids == two.draws.ids
+    assert np.array_equal(one.timeline.iv_start, two.timeline.iv_start)
+    assert one.snapshot(NOW).table.equals(two.snapshot(NOW).table)
+    assert one.moves() == two.moves()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"clusters": 2, "gpus": 19}, "at least 4 per node pool"),
+        ({"clusters": 8, "gpus": 50}, "need at least 80 GPUs"),
+        ({"clusters": 0}, "clusters must be between"),
+        ({"clusters": 17}, "clusters must be between"),
+        ({"gpus": 100, "nodepools_per_cluster": 6}, "nodepools per cluster"),
+    ],
+)
+def test_config_validates_the_catalogue(kwargs: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SimulatorConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_generated_cluster_truth_and_pools() -> None:
+    c = Cluster(GENERATED)
+    cat = c.catalogue
+    assert len(c.clusters) == 3 and sum(p.gpus for p in c.nodepools) == 150
+    assert set(c.timeline.pool_steps) == set(cat.pool_index)
+    # every project lives in one cluster, and every cluster has projects and workloads
+    assert set(c.draws.proj_cluster.tolist()) == {0, 1, 2}
+    assert set(cat.pool_cluster[c.draws.pool].tolist()) == {0, 1, 2}
+    table = c.snapshot(NOW).table
+    assert set(table.column("clusterId").to_pylist()) == {x.id for x in c.clusters}
+    for k, pool in enumerate(c.nodepools):
+        times, alloc = c.timeline.pool_steps[(pool.cluster_id, pool.name)]
+        assert alloc.max(initial=0) <= cat.pool_capacity_q[k]
+        t = datetime.fromtimestamp(int(times[len(times) // 2]), UTC) if len(times) else NOW
+        assert 0 <= c.gpu_allocated_at(pool.name, t, pool.cluster_id) <= pool.gpus
+    ran = np.flatnonzero(c.timeline.iv_off[1:] > c.timeline.iv_off[:-1])[:40]
+    pools = {(p.cluster_id, p.name) for p in c.nodepools}
+    for i in ran.tolist():
+        wid = c.draws.ids[i]
+        entries = c.attributed_truth(wid, c.anchor, NOW)
+        assert all((e.cluster_id, e.nodepool) in pools for e in entries)
+        total = c.ground_truth(wid, c.anchor, NOW)
+        assert total.allocated_gpu_seconds == sum(e.allocated_gpu_seconds for e in entries)

@@ -8,6 +8,12 @@ import click
 import uvicorn
 
 from workloads_etl.simulator.app import create_app
+from workloads_etl.simulator.catalogue import (
+    MAX_CLUSTERS,
+    MAX_POOLS_PER_CLUSTER,
+    MIN_POOL_GPUS,
+    CatalogueError,
+)
 from workloads_etl.simulator.config import SimulatorConfig
 from workloads_etl.simulator.faults import (
     METRICS_TIMESTAMP_FORMATS,
@@ -41,6 +47,26 @@ def _parse_faults(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--seed", default=7, type=int, help="Seed of the synthetic cluster.")
 @click.option("--workloads", default=300, type=click.IntRange(1), help="Workloads to generate.")
 @click.option("--days", default=14, type=click.IntRange(1), help="Days of history.")
+@click.option(
+    "--clusters",
+    default=None,
+    type=click.IntRange(1, MAX_CLUSTERS),
+    help="Generate this many clusters (default: the fixed catalogue of 2 clusters, "
+    "5 node pools, 104 GPUs; with --gpus only: 2).",
+)
+@click.option(
+    "--gpus",
+    default=None,
+    type=click.IntRange(1),
+    help=f"Total GPUs of the generated clusters, at least {MIN_POOL_GPUS} per node pool "
+    "(default: 52 per cluster).",
+)
+@click.option(
+    "--nodepools-per-cluster",
+    default=None,
+    type=click.IntRange(1, MAX_POOLS_PER_CLUSTER),
+    help="Node pools of each generated cluster (default: 3 and 2, alternating).",
+)
 @click.option(
     "--now",
     default=None,
@@ -81,6 +107,9 @@ def main(
     seed: int,
     workloads: int,
     days: int,
+    clusters: int | None,
+    gpus: int | None,
+    nodepools_per_cluster: int | None,
     now: datetime | None,
     faults: FaultConfig,
     metrics_timestamp_format: str | None,
@@ -94,17 +123,23 @@ def main(
     """Serve the Run:ai workloads API slice from a deterministic synthetic cluster."""
     if metrics_timestamp_format is not None:
         faults = faults.with_overrides(metrics_timestamp_format=metrics_timestamp_format)
-    config = SimulatorConfig(
-        seed=seed,
-        workloads=workloads,
-        days=days,
-        now=now,
-        client_id=client_id,
-        client_secret=client_secret,
-        token_ttl_seconds=token_ttl,
-        faults=faults,
-        admin=admin,
-    )
+    try:
+        config = SimulatorConfig(
+            seed=seed,
+            workloads=workloads,
+            days=days,
+            now=now,
+            client_id=client_id,
+            client_secret=client_secret,
+            token_ttl_seconds=token_ttl,
+            faults=faults,
+            admin=admin,
+            clusters=clusters,
+            gpus=gpus,
+            nodepools_per_cluster=nodepools_per_cluster,
+        )
+    except CatalogueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--gpus'") from None
     app = create_app(config)
     install_log_filter()
     uvicorn.run(

@@ -14,7 +14,8 @@ The cluster clock (``now()``) is ``config.now``, or the wall clock, until ``set_
 freezes it elsewhere; the timeline and its ``anchor`` stay the ones built at start-up.
 
 This module is the façade; the parts live beside it: ``catalogue`` (clusters, node pools,
-types, priority classes, phases, name pools), ``draws`` (the org chart and the workloads,
+types, priority classes, phases, name pools; a ``Catalogue`` built from the config, see
+``config.catalogue_for``), ``draws`` (the org chart and the workloads,
 ``Draws``), ``scheduler`` (the per-pool scheduler, ``Timeline``), ``moves`` (project and
 node-pool moves, ``Moves``) and ``render`` (snapshot tables and workload objects at an
 instant, ``Renderer``).
@@ -37,16 +38,15 @@ import pyarrow as pa
 
 from workloads_etl.openapi import enum_values
 from workloads_etl.simulator.catalogue import (
-    CLUSTERS,
     EPOCH,
     NEVER,
-    NODEPOOLS,
+    Catalogue,
     ClusterInfo,
     NodePool,
     to_micros,
     to_seconds,
 )
-from workloads_etl.simulator.config import SimulatorConfig
+from workloads_etl.simulator.config import SimulatorConfig, catalogue_for
 from workloads_etl.simulator.draws import Draws
 from workloads_etl.simulator.metrics import series
 from workloads_etl.simulator.moves import Move
@@ -129,13 +129,14 @@ class Cluster:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
         self._clock: datetime | None = None
-        self.clusters: list[ClusterInfo] = list(CLUSTERS)
-        self.nodepools: list[NodePool] = list(NODEPOOLS)
+        self.catalogue: Catalogue = catalogue_for(config)
+        self.clusters: list[ClusterInfo] = list(self.catalogue.clusters)
+        self.nodepools: list[NodePool] = list(self.catalogue.nodepools)
         midnight = self.now().replace(hour=0, minute=0, second=0, microsecond=0)
         self.anchor: datetime = midnight - timedelta(days=config.days)
         self._lock = threading.Lock()
         self._snapshots: OrderedDict[int, Snapshot] = OrderedDict()
-        self.draws = Draws(config, self.anchor)
+        self.draws = Draws(config, self.anchor, self.catalogue)
         self.timeline = Timeline(self.draws)
         self._renderer = Renderer(self.draws, self.timeline)
 
@@ -195,8 +196,16 @@ class Cluster:
         yet, NIM latencies while no pod runs). An empty list: the type does not apply to
         this workload (NIM_* outside inference, NVLINK below 2 GPUs, ...).
         """
-        if metric_type not in _metric_types():
-            raise ValueError(f"unknown metric type {metric_type!r}")
+        return self.metrics_batch(index, [metric_type], timestamps)[0]
+
+    def metrics_batch(
+        self, index: int, metric_types: list[str], timestamps: np.ndarray
+    ) -> list[list[tuple[dict[str, str] | None, np.ndarray]]]:
+        """``metrics`` of several metric types of one workload at the same instants, in
+        the order given (the run state at the instants is worked out once)."""
+        for metric_type in metric_types:
+            if metric_type not in _metric_types():
+                raise ValueError(f"unknown metric type {metric_type!r}")
         micros = np.asarray(timestamps, dtype="datetime64[us]").astype(np.int64)
         t = micros // 1_000_000
         starts, ends, cum = self.timeline.intervals(index)
@@ -215,7 +224,11 @@ class Cluster:
         )
         minute = micros // 60_000_000
         profile = self.draws.profile(index)
-        return series(profile, metric_type, minute, alive, running, run_seconds, since_start)
+        memo: dict[str, np.ndarray] = {}
+        return [
+            series(profile, m, minute, alive, running, run_seconds, since_start, memo)
+            for m in metric_types
+        ]
 
     def ground_truth(self, workload_id: str, start: datetime, end: datetime) -> GroundTruth:
         """Exact GPU-seconds of one workload over ``[start, end)``, without sampling.
@@ -277,8 +290,8 @@ class Cluster:
         cpu, memory = d.cpu_totals(i)
         return [
             AttributedTruth(
-                cluster_id=NODEPOOLS[pool].cluster_id,
-                nodepool=NODEPOOLS[pool].name,
+                cluster_id=self.nodepools[pool].cluster_id,
+                nodepool=self.nodepools[pool].name,
                 project_id=d.proj_ids[proj],
                 department_id=d.dept_ids[int(d.proj_dept[proj])],
                 allocated_gpu_seconds=q * run_us / 4e6,

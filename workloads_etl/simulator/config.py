@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from workloads_etl.simulator.catalogue import Catalogue
+
 
 @dataclass(frozen=True)
 class SimulatorConfig:
@@ -15,6 +17,10 @@ class SimulatorConfig:
     follows the wall clock and keeps evolving. ``faults`` is the HTTP layer's
     ``FaultConfig`` (typed loosely here so that this module imports nothing of it).
     ``admin`` serves ``POST /_simulator/clock``, which moves the cluster clock (for tests).
+
+    ``clusters``, ``gpus`` (total over all clusters) and ``nodepools_per_cluster`` ask for a
+    generated catalogue of clusters and node pools (``catalogue.generate``); all None (the
+    default) is the fixed catalogue of 2 clusters, 5 node pools and 104 GPUs.
     """
 
     seed: int = 7
@@ -26,6 +32,9 @@ class SimulatorConfig:
     token_ttl_seconds: int = 3600
     faults: Any = None
     admin: bool = False
+    clusters: int | None = None
+    gpus: int | None = None
+    nodepools_per_cluster: int | None = None
 
     def __post_init__(self) -> None:
         if self.workloads < 0:
@@ -34,6 +43,18 @@ class SimulatorConfig:
             raise ValueError(f"days must be >= 1, got {self.days}")
         if self.token_ttl_seconds < 1:
             raise ValueError(f"token_ttl_seconds must be >= 1, got {self.token_ttl_seconds}")
+        if self.generated_catalogue:
+            catalogue_for(self)  # CatalogueError (a ValueError) when it cannot be built
         if self.now is not None:
             aware = self.now if self.now.tzinfo else self.now.replace(tzinfo=UTC)
             object.__setattr__(self, "now", aware.astimezone(UTC))
+
+    @property
+    def generated_catalogue(self) -> bool:
+        """Whether the config asks for a generated catalogue (see ``catalogue_for``)."""
+        return (self.clusters, self.gpus, self.nodepools_per_cluster) != (None, None, None)
+
+
+def catalogue_for(config: SimulatorConfig) -> Catalogue:
+    """The clusters and node pools ``config`` asks for."""
+    return Catalogue.for_config(config.clusters, config.gpus, config.nodepools_per_cluster)

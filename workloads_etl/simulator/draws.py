@@ -19,19 +19,15 @@ import numpy as np
 
 from workloads_etl.simulator import rng
 from workloads_etl.simulator.catalogue import (
-    CLUSTERS,
     COMPLETED,
     DAY,
-    DEPARTMENTS,
     FAILED,
     FIRST_NAMES,
     GIB,
     LAST_NAMES,
     MODELS,
-    POOL_CAPACITY_Q,
-    POOL_CLUSTER,
-    POOL_GPU_MEMORY_GIB,
     STOPPED,
+    Catalogue,
     to_seconds,
 )
 from workloads_etl.simulator.config import SimulatorConfig
@@ -73,11 +69,12 @@ class Draws:
     """The org chart and all workloads of one config, drawn once; row == workload index.
 
     ``start`` is the first second of the timeline (``anchor``), ``horizon`` the second
-    submissions end.
+    submissions end. ``catalogue``: the clusters and node pools workloads are drawn into.
     """
 
-    def __init__(self, config: SimulatorConfig, anchor: datetime) -> None:
+    def __init__(self, config: SimulatorConfig, anchor: datetime, catalogue: Catalogue) -> None:
         self.config = config
+        self.catalogue = catalogue
         self.anchor = anchor
         self.start = to_seconds(anchor)
         self.horizon = self.start + (config.days + 1) * DAY  # submissions end here
@@ -86,31 +83,50 @@ class Draws:
         self.names = self._make_names()
 
     def _draw_org(self) -> None:
+        cat = self.catalogue
         g = rng.stream(self.config.seed, _P_ORG)
-        names = list(DEPARTMENTS)
-        n_dept = int(g.integers(4, 7))
+        names = list(cat.departments)
+        n_dept = int(g.integers(*cat.dept_range))
         depts = [names[i] for i in g.permutation(len(names))[:n_dept]]
         proj_names: list[str] = []
         proj_dept: list[int] = []
         for d, dept in enumerate(depts):
-            pool = DEPARTMENTS[dept]
+            pool = cat.departments[dept]
             for j in g.permutation(len(pool))[: int(g.integers(2, 5))]:
                 proj_names.append(pool[j])
                 proj_dept.append(d)
         n_proj = len(proj_names)
         lasts = g.permutation(len(LAST_NAMES))
-        users = [f"{f}.{LAST_NAMES[lasts[i]]}@example.com" for i, f in enumerate(FIRST_NAMES)]
-        members = np.full((n_proj, 10), -1, dtype=np.int64)
-        n_members = g.integers(4, 11, size=n_proj)
+        n_first, n_last = len(FIRST_NAMES), len(LAST_NAMES)
+        users = [  # distinct (first, last) pairs; the first len(FIRST_NAMES) as ever
+            f"{FIRST_NAMES[u % n_first]}.{LAST_NAMES[lasts[(u // n_first + u) % n_last]]}"
+            "@example.com"
+            for u in range(cat.n_users)
+        ]
+        members = np.full((n_proj, cat.max_members), -1, dtype=np.int64)
+        n_members = g.integers(4, cat.max_members + 1, size=n_proj)
         for p in range(n_proj):
             members[p, : n_members[p]] = g.choice(len(users), size=n_members[p], replace=False)
         weights = g.lognormal(0.0, 0.6, size=n_proj)
+        if cat.scaled_org:
+            # Projects spread over the clusters by capacity (each has one at least), and
+            # each cluster's projects ask for a share of the work equal to its GPU share.
+            gpus = np.bincount(cat.pool_cluster, weights=cat.pool_capacity_q).astype(np.float64)
+            n_clusters = len(cat.clusters)
+            extra = np.floor(gpus / gpus.sum() * (n_proj - n_clusters)).astype(np.int64)
+            counts = 1 + extra
+            counts[np.argsort(-gpus, kind="stable")[: n_proj - int(counts.sum())]] += 1
+            proj_cluster = g.permutation(np.repeat(np.arange(n_clusters), counts))
+            in_cluster = np.bincount(proj_cluster, weights=weights, minlength=n_clusters)
+            weights = weights / in_cluster[proj_cluster] * gpus[proj_cluster]
+        else:
+            proj_cluster = np.array([1 if p % 3 == 2 else 0 for p in range(n_proj)])
         self.dept_names = depts
         self.dept_ids = [str(d + 1) for d in range(n_dept)]
         self.proj_names = proj_names
         self.proj_ids = [str(p + 1) for p in range(n_proj)]
         self.proj_dept = np.array(proj_dept, dtype=np.int64)
-        self.proj_cluster = np.array([1 if p % 3 == 2 else 0 for p in range(n_proj)])
+        self.proj_cluster = proj_cluster
         self.proj_weights = weights / weights.sum()
         self.members = members
         self.n_members = n_members
@@ -143,9 +159,10 @@ class Draws:
         pool = np.empty(n, dtype=np.int64)
         second = np.full(n, -1, dtype=np.int64)
         u_pool, u_second, u_other = g.random(n), g.random(n), g.random(n)
-        for c in range(len(CLUSTERS)):
-            local = np.flatnonzero(np.equal(POOL_CLUSTER, c))
-            cdf = np.cumsum(POOL_CAPACITY_Q[local]) / POOL_CAPACITY_Q[local].sum()
+        capacity_q = self.catalogue.pool_capacity_q
+        for c in range(len(self.catalogue.clusters)):
+            local = np.flatnonzero(np.equal(self.catalogue.pool_cluster, c))
+            cdf = np.cumsum(capacity_q[local]) / capacity_q[local].sum()
             sel = cluster == c
             j = np.minimum(np.searchsorted(cdf, u_pool[sel], side="right"), len(local) - 1)
             pool[sel] = local[j]
@@ -172,7 +189,7 @@ class Draws:
         pods[inf] = g.choice((1, 2), size=int(inf.sum()), p=(0.7, 0.3))
         dist = typ == T_DISTRIBUTED
         pods[dist] = g.choice((2, 3, 4), size=int(dist.sum()), p=(0.5, 0.25, 0.25))
-        half = POOL_CAPACITY_Q[pool] // 2
+        half = capacity_q[pool] // 2
         for _ in range(4):  # no workload asks for more than half its pool
             over = pods * q_pod > half
             q_pod[over] //= 2
@@ -306,7 +323,7 @@ class Draws:
         )
 
     def gpu_mem_pod_gib(self, i: int) -> int:
-        return int(self.q_pod[i] * POOL_GPU_MEMORY_GIB[self.pool[i]] // 4)
+        return int(self.q_pod[i] * self.catalogue.pool_gpu_memory_gib[self.pool[i]] // 4)
 
     def cpu_totals(self, i: int) -> tuple[float, float]:
         """Workload totals: CPU cores and CPU memory bytes requested."""

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -70,6 +71,7 @@ from workloads_etl.simulator.params import (
 from workloads_etl.simulator.responses import (
     ApiError,
     JSONResponse,
+    Stamps,
     format_timestamps,
     iso_z,
     measurement_json,
@@ -120,6 +122,15 @@ def pod_ids(workload_id: str, pods: int) -> list[str]:
 def pod_gpu_devices(gpus_per_pod: float) -> int:
     """GPU devices a pod holds: whole GPUs rounded up (a fraction shares one device)."""
     return math.ceil(gpus_per_pod) if gpus_per_pod > 0 else 0
+
+
+@lru_cache(maxsize=64)
+def _sampling(start: datetime, end: datetime, samples: int, form: str) -> tuple[np.ndarray, Stamps]:
+    """The sample instants of a metrics window and their timestamps as written; a listing
+    of many workloads over the same window asks for them again and again."""
+    instants = sample_instants(start, end, samples)
+    instants.flags.writeable = False
+    return instants, format_timestamps(instants, form)
 
 
 def _fault_key(request: Request) -> RequestFaultKey | None:
@@ -174,8 +185,10 @@ class Simulator:
         index = self.cluster.workload_index(workload_id)
         if index is None:
             raise ApiError(404, "Resource id not found.")
-        index_column = self.table(at).column("index").to_numpy()
-        if not np.isin(index, index_column):  # known to the model, not yet created at `at`
+        index_column = self.table(at).column("index")
+        if 0 <= index < len(index_column) and index_column[index].as_py() == index:
+            return int(index)  # the model's snapshot: row == index
+        if not np.isin(index, index_column.to_numpy()):  # not yet created at `at`
             raise ApiError(404, "Resource id not found.")
         return int(index)
 
@@ -388,30 +401,32 @@ class Simulator:
                 types, status = keep, 207
             self.fault_state.note(key, "partial", "207" if status == 207 else None)
 
-        instants = sample_instants(start, end, samples)
-        stamps = format_timestamps(instants, self.faults.metrics_timestamp_format)
+        instants, stamps = _sampling(start, end, samples, self.faults.metrics_timestamp_format)
         parts: list[str] = []
-        for metric in types:
-            if not len(instants):
-                parts.append(measurement_json(metric, None, [], []))
-                continue
-            if pod_id is None:
-                series = self.cluster.metrics(index, metric, instants)
+        if not len(instants):
+            parts = [measurement_json(metric, None, [], []) for metric in types]
+        elif pod_id is None:
+            batch = self.cluster.metrics_batch(index, types, instants)
+            for metric, series in zip(types, batch, strict=True):
                 for labels, values in series:
                     parts.append(measurement_json(metric, labels, values, stamps))
                 if not series:
                     parts.append(measurement_json(metric, None, [], []))
-            else:
-                parts.extend(self._pod_series(index, metric, instants, stamps, pods, gpus, pod_id))
+        else:
+            sources = list(dict.fromkeys(s[0] for t in types if (s := POD_METRIC_SOURCES.get(t))))
+            computed = dict(
+                zip(sources, self.cluster.metrics_batch(index, sources, instants), strict=True)
+            )
+            for metric in types:
+                parts.extend(self._pod_series(metric, computed, stamps, pods, gpus, pod_id))
         body = '{"measurements":[' + ",".join(parts) + "]}"
         return JSONResponse(body.encode(), status_code=status)
 
     def _pod_series(
         self,
-        index: int,
         metric: str,
-        instants: np.ndarray,
-        stamps: list[str],
+        computed: dict[str, list[tuple[dict[str, str] | None, np.ndarray]]],
+        stamps: Stamps,
         pods: int,
         gpus: int,
         pod_id: str,
@@ -422,7 +437,7 @@ class Simulator:
         workload_metric, share, per_gpu = source
         if per_gpu and not gpus:  # a CPU-only pod has no GPU to report on
             return [measurement_json(metric, None, [], [])]
-        series = self.cluster.metrics(index, workload_metric, instants)
+        series = computed[workload_metric]
         out: list[str] = []
         for labels, values in series:
             pod_values = values / pods if share == "split" else values

@@ -131,19 +131,21 @@ def series(
     running: np.ndarray,
     run_seconds: np.ndarray,
     since_start: np.ndarray,
+    memo: dict[str, np.ndarray] | None = None,
 ) -> Series:
     """The series of ``metric_type`` for the workload at the given instants.
 
     Every series has a value wherever the workload is alive (NaN elsewhere), except the
     NIM latencies, which have none while no pod runs. An empty list: the type does not
-    apply to this workload.
+    apply to this workload. ``memo``: shared by calls for the same workload and instants,
+    it keeps what several types derive from (utilisation) for the next call.
     """
     shape = minute.shape
     if metric_type == "RUNNING_POD_COUNT":
         started = np.minimum(p.pods, np.maximum(since_start, 0) // POD_START_STAGGER + 1)
         raw: _Raw = [(None, running * started.astype(np.float64))]
     else:
-        raw = _raw(p, metric_type, minute, running.astype(np.float64), run_seconds)
+        raw = _raw(p, metric_type, minute, running.astype(np.float64), run_seconds, memo)
     return [
         (labels, np.where(alive, np.broadcast_to(np.asarray(v, dtype=np.float64), shape), np.nan))
         for labels, v in raw
@@ -151,10 +153,21 @@ def series(
 
 
 def _raw(
-    p: Profile, metric_type: str, minute: np.ndarray, run: np.ndarray, run_seconds: np.ndarray
+    p: Profile,
+    metric_type: str,
+    minute: np.ndarray,
+    run: np.ndarray,
+    run_seconds: np.ndarray,
+    memo: dict[str, np.ndarray] | None = None,
 ) -> _Raw:
     def util() -> np.ndarray:
-        return p.utilization(minute) * run if p.gpus > 0 else np.zeros(minute.shape)
+        if memo is not None and "util" in memo:
+            return memo["util"]
+        value = p.utilization(minute) * run if p.gpus > 0 else np.zeros(minute.shape)
+        if memo is not None:
+            value.flags.writeable = False
+            memo["util"] = value
+        return value
 
     if metric_type == "GPU_UTILIZATION":
         return [(None, util())]

@@ -8,9 +8,10 @@ after its first start (``M`` strictly after it), and only if it is still alive a
   (those with the lowest draws; at least one when any qualifies) move to another project
   of the same cluster. Their department follows the new project.
 * Node-pool moves: of the never-ending GPU workloads of a non-preemptible priority class
-  (inference, build) in the source pool of a ``POOL_MOVES`` pair (prod-east's ``a100``),
-  about ``POOL_MOVE_SHARE`` (at least one) move to the target pool (prod-east's
-  ``h100-80gb``: GPUs of the same memory, so GPU-memory requests stay the same). They are
+  (inference, build) in the source pool of a ``Catalogue.pool_moves`` pair (prod-east's
+  ``a100``), about ``POOL_MOVE_SHARE`` (at least one) move to the target pool (prod-east's
+  ``h100-80gb``: GPUs of the same memory, so GPU-memory requests stay the same). A
+  catalogue without such pairs has project moves only. They are
   tried in the order of their draws until that many have moved; one moves only if the
   target has room for it at every instant after ``M`` (the target's allocation steps plus
   the moves accepted before stay within its capacity), else it stays. Both pools keep
@@ -38,9 +39,6 @@ from workloads_etl.simulator.catalogue import (
     DAY,
     EPOCH,
     NEVER,
-    NODEPOOLS,
-    POOL_CAPACITY_Q,
-    POOL_MOVES,
     PREEMPTIBLE,
 )
 from workloads_etl.simulator.draws import Draws
@@ -134,8 +132,9 @@ class Moves:
                 self.at[i] = midnight[i]
 
         steady = ~np.asarray(PREEMPTIBLE)[draws.level]
-        for src, dst in POOL_MOVES:
-            cap = int(POOL_CAPACITY_Q[dst])
+        catalogue = draws.catalogue
+        for src, dst in catalogue.pool_moves:
+            cap = int(catalogue.pool_capacity_q[dst])
             eligible = (
                 has_run
                 & forever
@@ -201,6 +200,7 @@ class Moves:
     def listing(self) -> list[Move]:
         """Every move of the timeline, by workload index."""
         d = self.draws
+        pools = d.catalogue.nodepools
         out = []
         for i in np.flatnonzero(self.at < NEVER).tolist():
             p0, p1 = int(d.proj[i]), int(self.proj[i])
@@ -209,13 +209,13 @@ class Moves:
                     index=i,
                     workload_id=d.ids[i],
                     at=EPOCH + timedelta(seconds=int(self.at[i])),
-                    cluster_id=NODEPOOLS[int(d.pool[i])].cluster_id,
+                    cluster_id=pools[int(d.pool[i])].cluster_id,
                     project_from=d.proj_ids[p0],
                     project_to=d.proj_ids[p1],
                     department_from=d.dept_ids[int(d.proj_dept[p0])],
                     department_to=d.dept_ids[int(d.proj_dept[p1])],
-                    nodepool_from=NODEPOOLS[int(d.pool[i])].name,
-                    nodepool_to=NODEPOOLS[int(self.pool[i])].name,
+                    nodepool_from=pools[int(d.pool[i])].name,
+                    nodepool_to=pools[int(self.pool[i])].name,
                 )
             )
         return out

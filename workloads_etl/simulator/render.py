@@ -24,7 +24,6 @@ import pyarrow.compute as pc
 from workloads_etl.simulator.catalogue import (
     APPS,
     CATEGORIES,
-    CLUSTERS,
     COMPLETED,
     EPOCH,
     FAILED,
@@ -32,10 +31,8 @@ from workloads_etl.simulator.catalogue import (
     K8S_PHASES,
     MODELS,
     NEVER,
-    NODEPOOLS,
     PENDING,
     PHASES,
-    POOL_CLUSTER,
     PREEMPTIBLE,
     PRIORITIES,
     PRIORITY_CLASSES,
@@ -121,6 +118,8 @@ class Renderer:
     def __init__(self, draws: Draws, timeline: Timeline) -> None:
         self.draws = draws
         self.timeline = timeline
+        self.catalogue = draws.catalogue
+        self._pool_names = [p.name for p in self.catalogue.nodepools]
         self._static = self._static_columns()
         self._after = self._moving_columns(timeline.moves.proj, timeline.moves.pool)
         self._any_moves = bool(np.any(timeline.moves.at < NEVER))
@@ -129,7 +128,7 @@ class Renderer:
         """The static columns of the snapshot table, over all workloads."""
         d = self.draws
         proj = d.proj  # the AI application stays the one of the project it was created in
-        cluster = POOL_CLUSTER[d.pool]
+        cluster = self.catalogue.pool_cluster[d.pool]
         app = d.app
         app_code = np.where(app >= 0, proj * 3 + np.maximum(app, 0), 0)
         has_app = pa.array(app < 0)
@@ -138,7 +137,7 @@ class Renderer:
             "id": pa.array(d.ids, type=pa.string()),
             "type": _vocab(TYPES, d.type),
             "name": pa.array(d.names, type=pa.string()),
-            "clusterId": _vocab([c.id for c in CLUSTERS], cluster),
+            "clusterId": _vocab([c.id for c in self.catalogue.clusters], cluster),
             "createdAt": _ts_column(d.created),
             "submittedBy": _vocab(d.users, d.user),
             "distributedFramework": _null_where(
@@ -162,7 +161,7 @@ class Renderer:
             "projectName": _vocab(d.proj_names, proj),
             "departmentId": _vocab(d.dept_ids, dept),
             "departmentName": _vocab(d.dept_names, dept),
-            "nodepool": _vocab([p.name for p in NODEPOOLS], pool),
+            "nodepool": _vocab(self._pool_names, pool),
         }
 
     def snapshot(self, at: int) -> tuple[pa.Table, State]:
@@ -281,7 +280,8 @@ class Renderer:
         pods = int(d.pods[i])
         q = int(d.size_q[i])
         requested = [int(d.pool[i])] + ([int(d.second_pool[i])] if d.second_pool[i] >= 0 else [])
-        pool_names = [NODEPOOLS[p].name for p in [pool, *(p for p in requested if p != pool)]]
+        pool_names = [self._pool_names[p] for p in [pool, *(p for p in requested if p != pool)]]
+        cluster = self.catalogue.clusters[int(self.catalogue.pool_cluster[pool])]
         updated = max(int(st.phase_updated[i]), int(tl.deleted_at[i]) if deleted else 0)
         cli = bool(d.source_cli[i])
         doc: dict[str, Any] = {
@@ -294,7 +294,7 @@ class Renderer:
             "priority": PRIORITIES[level],
             "priorityClassName": PRIORITY_CLASSES[level],
             "preemptible": PREEMPTIBLE[level],
-            "clusterId": CLUSTERS[int(POOL_CLUSTER[pool])].id,
+            "clusterId": cluster.id,
             "projectId": d.proj_ids[proj],
             "projectName": d.proj_names[proj],
             "departmentId": d.dept_ids[dept],
@@ -315,7 +315,7 @@ class Renderer:
             "podsRequestedResources": self._resources(i, 1),
             "allocatedResources": self._allocated(i, running, bool(st.started[i])),
             "requestedNodePools": pool_names,
-            "currentNodePools": [NODEPOOLS[pool].name] if running else [],
+            "currentNodePools": [self._pool_names[pool]] if running else [],
             "completedAt": phase_updated if terminal else None,
             "images": [IMAGES[typ]],
             "idleGpus": int(q // 4) if st.idle[i] else 0,
@@ -346,8 +346,7 @@ class Renderer:
             doc["aiApplicationId"] = d.app_ids[home * 3 + app]
             doc["aiApplicationName"] = APPS[(home + app) % len(APPS)]
         if typ in (T_WORKSPACE, T_INFERENCE):
-            cluster_name = CLUSTERS[int(POOL_CLUSTER[pool])].name
-            doc["urls"] = [f"https://{cluster_name}.example.com/{doc['namespace']}/{doc['name']}"]
+            doc["urls"] = [f"https://{cluster.name}.example.com/{doc['namespace']}/{doc['name']}"]
         else:
             doc["command"] = "torchrun" if typ == T_DISTRIBUTED else "python"
             doc["arguments"] = (

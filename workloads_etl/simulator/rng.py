@@ -14,6 +14,8 @@ Two sources, both pure functions of their inputs:
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 _U64 = np.uint64
@@ -43,9 +45,17 @@ def uniform(key: np.ndarray | int, salt: int, counter: np.ndarray | int) -> np.n
     k = np.asarray(key & _MASK64, dtype=_U64) if isinstance(key, int) else key.astype(_U64)
     c = np.asarray(counter, dtype=np.int64).astype(_U64)
     with np.errstate(over="ignore"):
-        salted = k ^ mix64(np.asarray(salt & _MASK64, dtype=_U64))
+        salted = k ^ _salt_mix(salt)
         h = mix64(mix64(salted) ^ c)
     return (h >> _U64(11)).astype(np.float64) * _TO_UNIT
+
+
+@lru_cache(maxsize=256)
+def _salt_mix(salt: int) -> np.ndarray:
+    """``mix64`` of a salt (a handful of constants, each hashed once)."""
+    mixed = mix64(np.asarray(salt & _MASK64, dtype=_U64))
+    mixed.flags.writeable = False
+    return mixed
 
 
 def keys(seed: int, n: int) -> np.ndarray:

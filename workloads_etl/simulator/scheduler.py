@@ -29,8 +29,6 @@ import numpy as np
 from workloads_etl.simulator.catalogue import (
     N_LEVELS,
     NEVER,
-    NODEPOOLS,
-    POOL_CAPACITY_Q,
     PREEMPTIBLE,
 )
 from workloads_etl.simulator.draws import Draws
@@ -65,9 +63,10 @@ class Timeline:
         iv_s: list[int] = []
         iv_e: list[int] = []
         end = np.full(n, NEVER, dtype=np.int64)
-        for p in range(len(NODEPOOLS)):
-            members = np.flatnonzero(draws.pool == p)
-            cap = int(POOL_CAPACITY_Q[p])
+        catalogue = draws.catalogue
+        pools = [np.flatnonzero(draws.pool == p) for p in range(len(catalogue.nodepools))]
+        for p, members in enumerate(pools):
+            cap = int(catalogue.pool_capacity_q[p])
             # Never-ending workloads hold at most FOREVER_SHARE of the pool (earliest kept).
             fm = members[draws.forever[members]]
             held = np.cumsum(draws.size_q[fm])
@@ -80,20 +79,17 @@ class Timeline:
                 np.rint(scale * draws.duration[finite] * draws.work_share[finite]),
             ).astype(np.int64)
             guarantee[members] = np.rint(scale * draws.guarantee_raw[members]).astype(np.int64)
+        columns = (
+            ready.tolist(),
+            draws.size_q.tolist(),
+            draws.level.tolist(),
+            work.tolist(),
+            guarantee.tolist(),
+        )
+        for p, members in enumerate(pools):
             order = members[np.lexsort((members, ready[members]))]
-            simulate_pool(
-                cap,
-                order.tolist(),
-                ready.tolist(),
-                draws.size_q.tolist(),
-                draws.level.tolist(),
-                work.tolist(),
-                guarantee.tolist(),
-                iv_w,
-                iv_s,
-                iv_e,
-                end,
-            )
+            cap = int(catalogue.pool_capacity_q[p])
+            simulate_pool(cap, order.tolist(), *columns, iv_w, iv_s, iv_e, end)
         w = np.asarray(iv_w, dtype=np.int64)
         s = np.asarray(iv_s, dtype=np.int64)
         e = np.asarray(iv_e, dtype=np.int64)
@@ -114,7 +110,9 @@ class Timeline:
         split = self.moves.split(self.iv_w, self.iv_start, self.iv_end, offset=1)
         self.pool_steps: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {
             (pool.cluster_id, pool.name): steps
-            for pool, steps in zip(NODEPOOLS, _allocation_steps(draws, *split), strict=True)
+            for pool, steps in zip(
+                catalogue.nodepools, _allocation_steps(draws, *split), strict=True
+            )
         }
 
     def intervals(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -130,7 +128,7 @@ def _allocation_steps(
     intervals ``[start, end)`` of workloads ``w`` in pools ``pool``."""
     out = []
     size = draws.size_q[w]
-    for p in range(len(NODEPOOLS)):
+    for p in range(len(draws.catalogue.nodepools)):
         sel = (pool == p) & (size > 0)
         closed = sel & (end < NEVER)
         t = np.concatenate([start[sel], end[closed]])

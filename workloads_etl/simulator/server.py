@@ -189,6 +189,13 @@ class SimulatorServer:
         ]
         if cfg.now is not None:
             cmd += ["--now", iso_z(cfg.now)]
+        for option, value in (
+            ("--clusters", cfg.clusters),
+            ("--gpus", cfg.gpus),
+            ("--nodepools-per-cluster", cfg.nodepools_per_cluster),
+        ):
+            if value is not None:
+                cmd += [option, str(value)]
         if isinstance(cfg.faults, FaultConfig) and cfg.faults.to_spec():
             cmd += ["--faults", cfg.faults.to_spec()]
         cmd.append("--admin" if cfg.admin else "--no-admin")
