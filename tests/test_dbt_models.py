@@ -42,7 +42,21 @@ import pytest
 from workloads_etl.lake.datasets import DATASETS
 from workloads_etl.lake.metric_types import metric_columns
 from workloads_etl.settings import DataPaths
-from workloads_etl.warehouse.dbt import DbtRunError, dbt_project_dir, dbt_vars, run_dbt, target_dir
+from workloads_etl.warehouse.dbt import (
+    PROFILE,
+    TARGET,
+    WINDOW_TABLE,
+    DbtRunError,
+    dbt_project_dir,
+    dbt_vars,
+    dbt_vars_json,
+    invocation_args,
+    log_dir,
+    profile_text,
+    run_dbt,
+    target_dir,
+    usage_window,
+)
 
 STEP = 900
 GIB = float(2**30)
@@ -721,6 +735,12 @@ class Incremental:
     counts_before_emptying: dict[str, dict[date, int]]
     counts_after_emptying: dict[str, dict[date, int]]
     after_emptying: list[dict[str, Any]]
+    # dbt's log of every invocation above (each with another window than the one before)
+    dbt_log: str
+    # what the window table holds once dbt has ended
+    window_rows_after: list[tuple[Any, ...]]
+    # the compiled SQL of an incremental model, for a window of 2026-11-14
+    compiled_day1: str
 
 
 @pytest.fixture(scope="module")
@@ -753,6 +773,9 @@ def incremental(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Incre
     with duckdb.connect(str(paths.warehouse)) as con:
         con.execute("delete from raw.workload_metrics where usage_date = date '2026-11-15'")
     run_dbt(args, paths, days=[DAY2])
+    window_rows_after = query(paths.warehouse, f"select * from {WINDOW_TABLE}")  # noqa: S608
+    run_dbt(["compile", "--select", "int_workload_usage_daily"], paths, days=[DAY1])
+    compiled = target_dir(paths) / "compiled" / "workloads_etl" / "models" / "intermediate"
     return Incremental(
         before,
         first,
@@ -761,6 +784,9 @@ def incremental(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Incre
         counts_before,
         rows_per_day(paths.warehouse),
         records(paths.warehouse, FCT_CONTENT),
+        (log_dir(paths) / "dbt.log").read_text(),
+        window_rows_after,
+        (compiled / "int_workload_usage_daily.sql").read_text(),
     )
 
 
@@ -797,6 +823,24 @@ def test_fact_hours_checked_against_the_samples_directly(incremental: Incrementa
     assert windowed
     assert unwindowed is not None
     assert "assert_fct_gpu_hours_match_metric_samples" in str(unwindowed)
+
+
+def test_invocations_with_other_windows_keep_the_partial_parse(incremental: Incremental) -> None:
+    """The window is data (the window table), not vars: dbt parses the project fully once
+    (a new target directory), then only partially, whatever the window of each invocation."""
+    log = incremental.dbt_log
+    assert log.count("Unable to do partial parsing because saved manifest not found") == 1
+    assert "Unable to do partial parsing because config" not in log
+    assert log.count("Nothing changed, skipping partial parsing") >= 5
+
+
+def test_the_window_table_restricts_the_incremental_models(incremental: Incremental) -> None:
+    # read when the node runs, inlined as literals: the plans prune by the date column
+    sql = incremental.compiled_day1
+    assert "usage_date >= date '2026-11-14' and usage_date <= date '2026-11-14'" in sql
+    assert "2026-11-15" not in sql
+    # cleared once dbt ended: dbt run by hand processes every day
+    assert incremental.window_rows_after == []
 
 
 # --- determinism -----------------------------------------------------------------------------
@@ -867,13 +911,45 @@ def test_same_input_in_another_row_order_gives_bit_identical_marts(
 # --- Python interface -----------------------------------------------------------------------
 
 
-def test_dbt_vars_spans_the_days_and_carry_the_metric_types() -> None:
-    variables = dbt_vars([DAY2, DAY1])
-    assert (variables["start_date"], variables["end_date"]) == ("2026-11-14", "2026-11-15")
+def test_dbt_vars_carry_the_metric_types_and_never_the_window() -> None:
+    variables = dbt_vars(idle_gpu_utilisation_pct=5)
     assert variables["metric_columns"] == metric_columns()
-    assert "start_date" not in dbt_vars()
+    assert variables["idle_gpu_utilisation_pct"] == 5
+    assert "start_date" not in variables and "end_date" not in variables
+    # the same text on every invocation, whatever the order the user's vars come in
+    assert dbt_vars_json({"a": 1, "b": 2}) == dbt_vars_json({"b": 2, "a": 1})
+    assert json.loads(dbt_vars_json()) == dbt_vars()
+    assert usage_window([DAY2, DAY1]) == (DAY1, DAY2)
+    assert usage_window(None) is None
     with pytest.raises(ValueError, match="at least one day"):
-        dbt_vars([])
+        usage_window([])
+
+
+def test_the_runner_and_dagster_name_the_same_profile_and_target(tmp_path: Path) -> None:
+    from workloads_etl.defs.transform.project import dbt_project
+
+    paths = DataPaths(tmp_path)
+    args = invocation_args(paths, memory_limit="1GB")
+    assert args[args.index("--profile") + 1] == PROFILE
+    assert args[args.index("--target") + 1] == TARGET
+    assert args[args.index("--log-path") + 1] == str(log_dir(paths))
+    project = dbt_project(paths, memory_limit="1GB")
+    assert (project.profile, project.target) == (PROFILE, TARGET)
+    assert str(project.profiles_dir) == args[args.index("--profiles-dir") + 1]
+    profile = json.loads((paths.dbt / "profiles.yml").read_text())
+    output = profile[PROFILE]["outputs"][TARGET]
+    assert profile[PROFILE]["target"] == TARGET
+    assert output["settings"] == {"TimeZone": "UTC"}
+    assert output["config_options"] == {
+        "memory_limit": "1GB",
+        "threads": 2,
+        "temp_directory": str(tmp_path / ".duckdb_tmp"),
+        "preserve_insertion_order": False,
+    }
+    text = profile_text(
+        paths.warehouse, memory_limit="512MB", temp_directory=tmp_path / "spill", threads=4
+    )
+    assert json.loads(text)[PROFILE]["outputs"][TARGET]["threads"] == 4
 
 
 def test_run_dbt_names_the_failure(built: Built) -> None:

@@ -281,3 +281,42 @@ def test_a_corrupt_lake_file_is_refused_naming_the_rebuild(tmp_path: Path, role:
         reasons = wh.con.execute("SELECT reason FROM raw.quarantine").fetchall()
     assert values == [(5.0,), (6.0,)]
     assert [r[0].split(" (")[0] for r in reasons] == ["value is not numeric"]
+
+
+def test_the_dbt_window_is_one_row_of_the_warehouse(tmp_path: Path) -> None:
+    from workloads_etl.warehouse.dbt import WINDOW_TABLE, clear_window, write_window
+
+    paths = DataPaths(tmp_path)
+    with Warehouse.open(paths):
+        pass
+    day2 = date(2024, 12, 21)
+    write_window(paths.warehouse, (DAY, day2))
+    write_window(paths.warehouse, (day2, day2))  # replaces, never adds
+    with Warehouse.open(paths) as wh:
+        rows = wh.con.execute(f"SELECT * FROM {WINDOW_TABLE}").fetchall()  # noqa: S608
+    assert rows == [(day2, day2)]
+    clear_window(paths.warehouse)
+    with Warehouse.open(paths) as wh:
+        assert wh.con.execute(f"SELECT count(*) FROM {WINDOW_TABLE}").fetchall() == [(0,)]  # noqa: S608
+    clear_window(tmp_path / "missing.duckdb")  # nothing to clear, nothing created
+    assert not (tmp_path / "missing.duckdb").exists()
+
+
+def test_duckdb_memory_limit_is_a_validated_pipeline_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workloads_etl.settings import (
+        DEFAULT_DUCKDB_MEMORY_LIMIT,
+        PipelineSettings,
+        SettingsError,
+        duckdb_memory_limit,
+    )
+
+    monkeypatch.delenv("WORKLOADS_ETL_DUCKDB_MEMORY_LIMIT", raising=False)
+    assert duckdb_memory_limit() == DEFAULT_DUCKDB_MEMORY_LIMIT == "512MB"
+    monkeypatch.setenv("WORKLOADS_ETL_DUCKDB_MEMORY_LIMIT", "2GB")
+    assert duckdb_memory_limit() == "2GB"
+    assert PipelineSettings.read(data_dir=tmp_path).duckdb_memory_limit == "2GB"
+    monkeypatch.setenv("WORKLOADS_ETL_DUCKDB_MEMORY_LIMIT", "lots")
+    with pytest.raises(SettingsError, match="WORKLOADS_ETL_DUCKDB_MEMORY_LIMIT"):
+        duckdb_memory_limit()

@@ -1,12 +1,14 @@
 {#- Daily GPU utilisation of fct_workload_usage_daily rolled up to one grain. `keys` are the
     grouping columns, `labels` descriptive columns taken per group (max). Measures are summed
-    with exact_sum, so reruns give bit-identical values. -#}
+    with exact_sum, so reruns give bit-identical values. The models are incremental like the
+    fact: an incremental run replaces the days of its window (pre-hook delete_usage_window). -#}
 {% macro utilisation_rollup(keys, labels=[]) %}
 with
 
 usage as (
 
     select * from {{ ref('fct_workload_usage_daily') }}
+    where {{ usage_window_predicate('usage_date') }}
 
 ),
 

@@ -1,5 +1,6 @@
 -- Conservation per month: the chargeback rows of a month add up to the fact rows of that
 -- month, for every measure (hours and all costs), and every month of the fact is billed.
+-- Only the months the run's window touches are compared (the months it rebuilt).
 {{ config(meta={'dagster': {'ref': {'name': 'rpt_chargeback_monthly'}}}) }}
 {%- set tolerance = var('test_tolerance') %}
 {%- set measures = [
@@ -18,6 +19,7 @@ chargeback as (
         sum({{ m }}) as {{ m }}{{ ',' if not loop.last }}
         {%- endfor %}
     from {{ ref('rpt_chargeback_monthly') }}
+    where {{ usage_window_filter('usage_month', whole_months=true) }}
     group by usage_month
 
 ),
@@ -30,6 +32,7 @@ facts as (
         sum({{ m }}) as {{ m }}{{ ',' if not loop.last }}
         {%- endfor %}
     from {{ ref('fct_workload_usage_daily') }}
+    where {{ usage_window_filter('usage_date', whole_months=true) }}
     group by all
 
 ),

@@ -1,5 +1,5 @@
 -- Conservation per month: the chargeback rows (projects of departments) of a cluster add up
--- to the cluster's daily totals over the month.
+-- to the cluster's daily totals over the month. Only the months the run's window touches.
 {{ config(meta={'dagster': {'ref': {'name': 'rpt_chargeback_monthly'}}}) }}
 {%- set tolerance = var('test_tolerance') %}
 {%- set measures = ['allocated_gpu_hours', 'used_gpu_hours', 'idle_gpu_hours', 'gpu_cost', 'idle_gpu_cost', 'total_cost'] %}
@@ -15,6 +15,7 @@ chargeback as (
         sum({{ m }}) as {{ m }}{{ ',' if not loop.last }}
         {%- endfor %}
     from {{ ref('rpt_chargeback_monthly') }}
+    where {{ usage_window_filter('usage_month', whole_months=true) }}
     group by usage_month, cluster_id
 
 ),
@@ -28,6 +29,7 @@ clusters as (
         sum({{ m }}) as {{ m }}{{ ',' if not loop.last }}
         {%- endfor %}
     from {{ ref('rpt_utilisation_daily_by_cluster') }}
+    where {{ usage_window_filter('usage_date', whole_months=true) }}
     group by all
 
 ),

@@ -1,5 +1,6 @@
 -- Conservation per day: the departments of a cluster add up to the cluster's totals, and
--- the cluster totals add up to the workload rows of the fact table.
+-- the cluster totals add up to the workload rows of the fact table. Only the days of the
+-- run's window.
 {{ config(meta={'dagster': {'ref': {'name': 'rpt_utilisation_daily_by_department'}}}) }}
 {%- set tolerance = var('test_tolerance') %}
 {%- set measures = ['allocated_gpu_hours', 'used_gpu_hours', 'idle_gpu_hours', 'gpu_cost', 'idle_gpu_cost', 'total_cost'] %}
@@ -15,6 +16,7 @@ departments as (
         sum({{ m }}) as {{ m }}{{ ',' if not loop.last }}
         {%- endfor %}
     from {{ ref('rpt_utilisation_daily_by_department') }}
+    where {{ usage_window_filter('usage_date') }}
     group by usage_date, cluster_id
 
 ),
@@ -22,6 +24,7 @@ departments as (
 clusters as (
 
     select * from {{ ref('rpt_utilisation_daily_by_cluster') }}
+    where {{ usage_window_filter('usage_date') }}
 
 ),
 
@@ -34,6 +37,7 @@ workloads as (
         sum({{ m }}) as {{ m }}{{ ',' if not loop.last }}
         {%- endfor %}
     from {{ ref('fct_workload_usage_daily') }}
+    where {{ usage_window_filter('usage_date') }}
     group by usage_date, cluster_id
 
 ),

@@ -1,7 +1,7 @@
 -- Conservation per day along an independent path: allocated, used and idle GPU-hours of the
 -- fact table equal the same quantities computed straight from the staged metric samples
 -- (unlabelled GPU_ALLOCATION joined to GPU_UTILIZATION at the same time), without the
--- intermediate models. Only the days of the run's window (vars start_date / end_date) are
+-- intermediate models. Only the days of the run's window (macros/usage_window.sql) are
 -- compared: other days of the incremental fact keep what earlier runs built.
 {{ config(meta={'dagster': {'ref': {'name': 'fct_workload_usage_daily'}}}) }}
 {%- set tolerance = var('test_tolerance') %}

@@ -3,6 +3,7 @@
 -- is out of date or the control plane reported GPUs that do not exist. Each record may be
 -- possible on its own (the normaliser bounds a workload by the GPU ceiling); together they
 -- are not, so the build fails and nothing is published until the seed or the data is fixed.
+-- Only the hours of the run's window.
 {{ config(meta={'dagster': {'ref': {'name': 'rpt_nodepool_allocation_hourly'}}}) }}
 
 with
@@ -11,6 +12,7 @@ hours as (
 
     select * from {{ ref('rpt_nodepool_allocation_hourly') }}
     where capacity_gpus is not null
+      and {{ usage_window_filter('usage_date') }}
 
 ),
 

@@ -7,10 +7,18 @@ under the data directory (``<data>/.dbt``): its profile, generated from :class:`
 so the warehouse location is passed explicitly, its target (manifest, partial parse, run
 results) and its logs. Every invocation gets the vars dbt needs (:func:`dbt_vars`), among
 them the metric types the pipeline fetches.
+
+The days a run reprocesses (its window) are data, not vars: the runner writes them to
+:data:`WINDOW_TABLE` in the warehouse right before dbt starts (:func:`write_window`), and the
+macros of ``dbt/macros/usage_window.sql`` read them when a node runs. So every invocation of
+the pipeline passes the same ``--vars``, profile and target, and dbt parses the project only
+partially (what changed) instead of fully on every run. After dbt ends the window is cleared,
+so dbt run by hand processes every day (or the days of its vars start_date / end_date).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -20,11 +28,19 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 
+import duckdb
+
 from workloads_etl.children import die_with_parent
 from workloads_etl.lake.metric_types import metric_columns
-from workloads_etl.settings import DataPaths
+from workloads_etl.settings import DataPaths, duckdb_memory_limit
 
 PROFILE = "workloads_etl"
+TARGET = "warehouse"
+# The window of the dbt invocation under way: one row (start_date, end_date), both inclusive;
+# no row (or a null bound) means every day. Written by the runner, read by the window macros.
+WINDOW_TABLE = "raw._dbt_window"
+# DuckDB's threads in dbt (its `threads` setting; dbt's own threads are the profile's).
+DUCKDB_THREADS = 2
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -51,35 +67,97 @@ class DbtRunError(RuntimeError):
         super().__init__(f"dbt {' '.join(args)} failed:\n{detail}")
 
 
-def dbt_vars(days: Sequence[date] | None = None, **extra: Any) -> dict[str, Any]:
-    """The ``--vars`` of an invocation: the metric types, and the days it (re)processes.
-
-    With ``days``, the inclusive range they span (days between the first and the last are
-    reprocessed too, harmlessly: the daily models replace whole days); without, every day.
-    ``extra`` vars are added as given.
-    """
+def dbt_vars(**extra: Any) -> dict[str, Any]:
+    """The ``--vars`` of every invocation of the pipeline: the metric types, and the ``extra``
+    vars as given (the user's contract). Never the run's days: those are data
+    (:func:`write_window`), so the vars, and with them dbt's partial parse, stay the same from
+    one run to the next."""
     out: dict[str, Any] = {"metric_columns": metric_columns()}
-    if days is not None:
-        if not days:
-            raise ValueError("dbt_vars needs at least one day; pass None to process all days")
-        for d in days:
-            if not isinstance(d, date):
-                raise TypeError(f"dbt_vars expects datetime.date values, got {type(d).__name__}")
-        out.update(start_date=min(days).isoformat(), end_date=max(days).isoformat())
     out.update(extra)
     return out
 
 
-def profile_text(warehouse: Path, threads: int = 2) -> str:
-    """The dbt profile of the DuckDB database at ``warehouse`` (UTC session)."""
+def dbt_vars_json(user_vars: dict[str, Any] | None = None) -> str:
+    """:func:`dbt_vars` as the text passed to ``--vars``: the same text on every invocation
+    with the same user vars (keys sorted)."""
+    return json.dumps(dbt_vars(**(user_vars or {})), sort_keys=True)
+
+
+def usage_window(days: Sequence[date] | None) -> tuple[date, date] | None:
+    """The inclusive range of days an invocation (re)processes: the span of ``days`` (days
+    between the first and the last are reprocessed too, harmlessly: the daily models replace
+    whole days); ``None`` for every day."""
+    if days is None:
+        return None
+    if not days:
+        raise ValueError("a window needs at least one day; pass None to process all days")
+    for d in days:
+        if not isinstance(d, date):
+            raise TypeError(f"a window takes datetime.date values, got {type(d).__name__}")
+    return min(days), max(days)
+
+
+def write_window(warehouse: Path, window: tuple[date, date] | None) -> None:
+    """Record the window of the next dbt invocation in :data:`WINDOW_TABLE` of ``warehouse``
+    (``None``: every day), in one transaction. The caller is the warehouse's single writer
+    and calls this before dbt starts (the connection is closed when it returns)."""
+    con = duckdb.connect(str(warehouse))
+    try:
+        con.execute("begin transaction")
+        con.execute(f"create schema if not exists {WINDOW_TABLE.split('.')[0]}")
+        con.execute(f"create table if not exists {WINDOW_TABLE} (start_date date, end_date date)")
+        con.execute(f"delete from {WINDOW_TABLE}")  # noqa: S608
+        if window is not None:
+            con.execute(f"insert into {WINDOW_TABLE} values (?, ?)", list(window))  # noqa: S608
+        con.execute("commit")
+    finally:
+        con.close()
+
+
+def clear_window(warehouse: Path) -> None:
+    """Forget the window once dbt has ended, so that dbt run by hand processes every day; a
+    warehouse that cannot be opened (missing, held by another process) keeps it, harmlessly:
+    the next run of the pipeline writes its own window first."""
+    if not warehouse.is_file():
+        return
+    with contextlib.suppress(duckdb.Error):
+        write_window(warehouse, None)
+
+
+def duckdb_temp_dir(paths: DataPaths) -> Path:
+    """Where DuckDB spills what does not fit in its memory limit (emptied by DuckDB)."""
+    return paths.root / ".duckdb_tmp"
+
+
+def profile_text(
+    warehouse: Path,
+    *,
+    memory_limit: str,
+    temp_directory: Path,
+    threads: int = 2,
+    duckdb_threads: int = DUCKDB_THREADS,
+) -> str:
+    """The dbt profile of the DuckDB database at ``warehouse`` (UTC session): dbt runs
+    ``threads`` nodes at a time in one DuckDB instance bounded to ``memory_limit`` and
+    ``duckdb_threads`` threads, which spills to ``temp_directory`` beyond that. Insertion
+    order is not preserved (every model that needs an order says so), which lets DuckDB
+    stream large inserts instead of buffering them."""
     profile = {
         PROFILE: {
-            "target": "warehouse",
+            "target": TARGET,
             "outputs": {
-                "warehouse": {
+                TARGET: {
                     "type": "duckdb",
                     "path": str(warehouse),
                     "threads": threads,
+                    # when dbt opens the database (not SET on each of its cursors: DuckDB
+                    # refuses to move its temporary directory once it spilled there)
+                    "config_options": {
+                        "memory_limit": memory_limit,
+                        "threads": duckdb_threads,
+                        "temp_directory": str(temp_directory),
+                        "preserve_insertion_order": False,
+                    },
                     "settings": {"TimeZone": "UTC"},
                 }
             },
@@ -89,13 +167,20 @@ def profile_text(warehouse: Path, threads: int = 2) -> str:
     return json.dumps(profile, indent=2) + "\n"
 
 
-def profiles_dir(paths: DataPaths, warehouse: Path | None = None) -> Path:
+def profiles_dir(
+    paths: DataPaths, warehouse: Path | None = None, *, memory_limit: str | None = None
+) -> Path:
     """Write the profile of ``warehouse`` (default: the warehouse of ``paths``) when it
-    changed, and return its directory."""
+    changed, and return its directory. ``memory_limit`` is DuckDB's (default: the pipeline
+    setting, :func:`~workloads_etl.settings.duckdb_memory_limit`)."""
     directory = paths.dbt if warehouse is None else paths.dbt / "other-profile"
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / "profiles.yml"
-    text = profile_text(warehouse or paths.warehouse)
+    text = profile_text(
+        warehouse or paths.warehouse,
+        memory_limit=memory_limit or duckdb_memory_limit(),
+        temp_directory=duckdb_temp_dir(paths),
+    )
     if not target.is_file() or target.read_text(encoding="utf-8") != text:
         tmp = directory / f".profiles.yml.{os.getpid()}.tmp"
         tmp.write_text(text, encoding="utf-8")
@@ -105,6 +190,11 @@ def profiles_dir(paths: DataPaths, warehouse: Path | None = None) -> Path:
 
 def target_dir(paths: DataPaths) -> Path:
     return paths.dbt / "target"
+
+
+def log_dir(paths: DataPaths) -> Path:
+    """dbt's log file (``dbt.log``) of every invocation, the runner's and Dagster's."""
+    return paths.dbt / "logs"
 
 
 def dbt_executable() -> str:
@@ -131,6 +221,36 @@ def _problems(events: Sequence[dict[str, Any]]) -> list[str]:
     return out
 
 
+# The commands that run nodes, whose window macros read the window.
+_WINDOWED_COMMANDS = frozenset({"build", "run", "test", "compile", "show", "seed", "retry"})
+
+
+def invocation_args(
+    paths: DataPaths,
+    *,
+    warehouse: Path | None = None,
+    extra_vars: dict[str, Any] | None = None,
+    memory_limit: str | None = None,
+) -> list[str]:
+    """The arguments every dbt invocation of the pipeline shares, the runner's and Dagster's:
+    the profile and target (its directory, written by :func:`profiles_dir`), the log
+    directory and the vars. dbt keeps its partial parse only while the vars, the profile and
+    the target given on the command line stay the same: these are the same text on every
+    run."""
+    return [
+        "--profiles-dir",
+        str(profiles_dir(paths, warehouse, memory_limit=memory_limit)),
+        "--profile",
+        PROFILE,
+        "--target",
+        TARGET,
+        "--log-path",
+        str(log_dir(paths)),
+        "--vars",
+        dbt_vars_json(extra_vars),
+    ]
+
+
 def run_dbt(
     args: Sequence[str],
     paths: DataPaths,
@@ -145,27 +265,24 @@ def run_dbt(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``dbt <args>`` on the warehouse at ``paths.warehouse``, in a subprocess.
 
-    The vars are :func:`dbt_vars` of ``days`` and ``extra_vars``. dbt's messages go to
-    ``log`` as text (never to the terminal). ``warehouse`` and ``target`` point dbt at
-    another database and target directory (the docs use a copy of the serving database);
-    ``project`` at another copy of the dbt project.
+    The vars are :func:`dbt_vars` of ``extra_vars``; the window of ``days`` (default: every
+    day) is written to the warehouse before a command that runs nodes and cleared after it.
+    dbt's messages go to ``log`` as text (never to the terminal). ``warehouse`` and
+    ``target`` point dbt at another database and target directory (the docs use a copy of
+    the serving database); ``project`` at another copy of the dbt project.
     Raises :class:`DbtRunError` naming the failures unless ``raise_on_failure`` is false.
     """
     paths.root.mkdir(parents=True, exist_ok=True)
-    variables = dbt_vars(days, **(extra_vars or {}))
+    window = usage_window(days)
+    database = warehouse or paths.warehouse
     full_args = [
         dbt_executable(),
         *args,
+        *invocation_args(paths, warehouse=warehouse, extra_vars=extra_vars),
         "--project-dir",
         str(project or dbt_project_dir()),
-        "--profiles-dir",
-        str(profiles_dir(paths, warehouse)),
         "--target-path",
         str(target or target_dir(paths)),
-        "--log-path",
-        str(paths.dbt / "logs"),
-        "--vars",
-        json.dumps(variables),
         "--log-format",
         "json",
         "--log-format-file",
@@ -173,15 +290,22 @@ def run_dbt(
         "--no-use-colors",
     ]
     env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    proc = subprocess.run(
-        full_args,
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        cwd=paths.root,
-        preexec_fn=die_with_parent(),
-    )
+    windowed = bool(args) and args[0] in _WINDOWED_COMMANDS
+    if windowed:
+        write_window(database, window)
+    try:
+        proc = subprocess.run(
+            full_args,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            cwd=paths.root,
+            preexec_fn=die_with_parent(),
+        )
+    finally:
+        if windowed and window is not None:
+            clear_window(database)
     events = []
     for line in proc.stdout.splitlines():
         try:

@@ -1,8 +1,21 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_usage_window('usage_month', whole_months=true) }}",
+        on_schema_change='append_new_columns',
+    )
+}}
+
+{#- An incremental run replaces the whole months its window touches, recomputed from the
+    fact's days of those months (at most 31 days each, whatever the history). -#}
+
 with
 
 usage as (
 
     select * from {{ ref('fct_workload_usage_daily') }}
+    where {{ usage_window_predicate('usage_date', whole_months=true) }}
 
 ),
 

@@ -1,8 +1,23 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_usage_window('usage_date') }}",
+        on_schema_change='append_new_columns',
+    )
+}}
+
+{#- Incremental: a run replaces the hours of its window's days. Its hours run, as on a full
+    build, from the first to the last sampled hour of the whole report (those of the days
+    kept from earlier runs included), and its pools are the capacity seed's, the pools of
+    earlier runs and those of the window. -#}
+
 with
 
 samples as (
 
     select * from {{ ref('int_workload_metric_samples') }}
+    where {{ usage_window_predicate('usage_date') }}
 
 ),
 
@@ -11,6 +26,7 @@ attribution as (
 
     select usage_date, workload_id, cluster_id, nodepool
     from {{ ref('fct_workload_usage_daily') }}
+    where {{ usage_window_predicate('usage_date') }}
 
 ),
 
@@ -23,6 +39,7 @@ capacity as (
 telemetry as (
 
     select * from {{ ref('int_telemetry_gpu_allocation') }}
+    where {{ usage_window_predicate('cast(fetched_at as date)') }}
 
 ),
 
@@ -44,13 +61,36 @@ allocated as (
 
 ),
 
+{%- if is_incremental() %}
+
+-- The rows of the days outside the window, kept from earlier runs (the pre-hook deleted the
+-- window's).
+kept as (
+
+    select * from {{ this }}
+
+),
+{%- endif %}
+
 hours as (
 
     select unnest(generate_series(
+        {%- if is_incremental() %}
+        least((select min(hour_start) from allocated), (select min(hour_start) from kept)),
+        greatest((select max(hour_start) from allocated), (select max(hour_start) from kept)),
+        {%- else %}
         (select min(hour_start) from allocated),
         (select max(hour_start) from allocated),
+        {%- endif %}
         interval 1 hour
     )) as hour_start
+
+),
+
+window_hours as (
+
+    select hour_start from hours
+    where {{ usage_window_predicate('cast(hour_start as date)') }}
 
 ),
 
@@ -59,6 +99,10 @@ pools as (
     select cluster_id, nodepool from capacity
     union
     select cluster_id, nodepool from allocated
+    {%- if is_incremental() %}
+    union
+    select distinct cluster_id, nodepool from kept
+    {%- endif %}
 
 ),
 
@@ -99,7 +143,7 @@ final as (
         telemetry_hourly.telemetry_fetches,
         telemetry_hourly.telemetry_allocated_gpus - coalesce(allocated.allocated_gpus, 0)
             as telemetry_minus_allocated_gpus
-    from hours
+    from window_hours as hours
     cross join pools
     left join capacity
         on capacity.cluster_id = pools.cluster_id and capacity.nodepool = pools.nodepool

@@ -1,14 +1,27 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_usage_window('snapshot_date') }}",
+        on_schema_change='append_new_columns',
+    )
+}}
+
+{#- Incremental: a run replaces the fetches of its window's day partitions (snapshot_date). -#}
+
 with
 
 telemetry as (
 
     select * from {{ ref('int_telemetry_gpu_allocation') }}
+    where {{ usage_window_predicate('snapshot_date') }}
 
 ),
 
 snapshots as (
 
     select * from {{ ref('stg_runai__workload_snapshots') }}
+    where {{ usage_window_predicate('snapshot_date') }}
 
 ),
 

@@ -1,8 +1,18 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_usage_window('usage_date') }}",
+        on_schema_change='append_new_columns',
+    )
+}}
+
 with
 
 samples as (
 
     select * from {{ ref('int_workload_metric_samples') }}
+    where {{ usage_window_predicate('usage_date') }}
 
 ),
 

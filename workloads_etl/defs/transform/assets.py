@@ -3,7 +3,6 @@
 # No `from __future__ import annotations` here: Dagster reads the annotations of the asset
 # functions (the context type) at definition time.
 
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -21,7 +20,13 @@ from workloads_etl.defs.partitions import backfill_policy, partition_days
 from workloads_etl.defs.transform.project import prepared_manifest
 from workloads_etl.defs.warehouse.assets import WRITER_POOL, raw_table_key
 from workloads_etl.settings import DataPaths
-from workloads_etl.warehouse.dbt import dbt_vars
+from workloads_etl.warehouse.dbt import (
+    clear_window,
+    dbt_vars_json,
+    log_dir,
+    usage_window,
+    write_window,
+)
 
 
 class WarehouseTranslator(DagsterDbtTranslator):
@@ -71,15 +76,20 @@ def build_dbt_assets(
     )
     def warehouse_models(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
         """One ``dbt build`` for the run's days: the daily models reprocess only those days.
-        It keeps its target (partial parse) between runs."""
-        variables = dbt_vars(partition_days(context), **(user_vars or {}))
-        invocation = dbt.cli(
-            ["build", "--vars", json.dumps(variables)],
-            context=context,
-            target_path=project.target_path,
-            raise_on_error=False,
-        )
-        yield from invocation.stream()
+        The days are written to the warehouse's window table before dbt starts (this step
+        holds the writer pool) and cleared after it; the vars are the same on every run, so
+        dbt keeps its partial parse (its target) from one run to the next."""
+        write_window(paths.warehouse, usage_window(partition_days(context)))
+        try:
+            invocation = dbt.cli(
+                ["build", "--vars", dbt_vars_json(user_vars), "--log-path", str(log_dir(paths))],
+                context=context,
+                target_path=project.target_path,
+                raise_on_error=False,
+            )
+            yield from invocation.stream()
+        finally:
+            clear_window(paths.warehouse)
         if not invocation.is_successful():
             failed = failed_nodes(invocation.get_artifact("run_results.json"))
             raise dg.Failure(

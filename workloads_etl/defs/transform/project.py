@@ -11,17 +11,28 @@ from dagster_dbt import DbtCliResource, DbtProject
 from packaging import version
 
 from workloads_etl.settings import DataPaths
-from workloads_etl.warehouse.dbt import PROFILE, dbt_project_dir, profiles_dir, run_dbt, target_dir
+from workloads_etl.warehouse.dbt import (
+    PROFILE,
+    TARGET,
+    dbt_project_dir,
+    profiles_dir,
+    run_dbt,
+    target_dir,
+)
 
 
-def dbt_project(paths: DataPaths) -> DbtProject:
+def dbt_project(paths: DataPaths, memory_limit: str | None = None) -> DbtProject:
     """The project for ``paths``: its target (manifest, partial parse, run results) and its
-    generated profile live under the data directory, never inside the package."""
+    generated profile live under the data directory, never inside the package. The profile
+    and target are named on dbt's command line exactly as the runner names them
+    (:func:`~workloads_etl.warehouse.dbt.invocation_args`), so the partial parse of one
+    serves the other. ``memory_limit``: DuckDB's (default: the pipeline setting)."""
     return DbtProject(
         project_dir=dbt_project_dir(),
         target_path=target_dir(paths),
-        profiles_dir=profiles_dir(paths),
+        profiles_dir=profiles_dir(paths, memory_limit=memory_limit),
         profile=PROFILE,
+        target=TARGET,
     )
 
 
