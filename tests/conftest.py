@@ -18,6 +18,7 @@ from workloads_etl.settings import DataPaths, PipelineSettings
 # A frozen clock: the run is reproducible, and the three days before it are complete.
 E2E_NOW = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
 E2E_DAYS = [date(2026, 11, 17), date(2026, 11, 18), date(2026, 11, 19)]
+E2E_CHUNK_SAMPLES = 20_000
 
 
 @dataclass
@@ -56,7 +57,8 @@ def pipeline_run(
     from workloads_etl.defs.resources import RunaiResource
 
     paths = DataPaths(tmp_path_factory.mktemp("pipeline")).ensure()
-    settings = PipelineSettings.read(data_dir=paths.root)
+    # Small chunks: every metrics partition is several files, as a large day's would be.
+    settings = PipelineSettings.read(data_dir=paths.root, chunk_samples=E2E_CHUNK_SAMPLES)
     resources = {
         "runai": RunaiResource(
             base_url=e2e_simulator.base_url,

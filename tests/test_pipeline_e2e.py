@@ -20,9 +20,10 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from tests.conftest import PipelineRun, marts_content, read_only
+from tests.conftest import E2E_CHUNK_SAMPLES, PipelineRun, marts_content, read_only
 from workloads_etl.lake.datasets import EXTRACTED
-from workloads_etl.lake.parquet import read_partition
+from workloads_etl.lake.parquet import read_manifest, read_partition
+from workloads_etl.lake.quality import duplicate_keys
 
 STEP = 60
 pytestmark = pytest.mark.slow
@@ -64,6 +65,23 @@ def test_materialisations_carry_row_counts(pipeline_run: PipelineRun) -> None:
     assert mats[0].metadata["dagster/row_count"].value > 100_000
     snap = pipeline_run.result.asset_materializations_for_node("runai__workload_snapshots")
     assert "preview" in snap[0].metadata
+
+
+def test_a_day_larger_than_a_chunk_is_several_files_loaded_whole(pipeline_run: PipelineRun) -> None:
+    """The run's chunks are small (E2E_CHUNK_SAMPLES): each metrics day is several files,
+    each sorted by key with no key in two files, and the warehouse holds every row."""
+    lake = pipeline_run.paths.lake
+    with read_only(pipeline_run.paths) as con:
+        for day in pipeline_run.days:
+            manifest = read_manifest(lake, "workload_metrics", day)
+            assert manifest is not None
+            assert manifest.rows > 3 * E2E_CHUNK_SAMPLES
+            assert len(manifest.data_files) >= 3
+            assert duplicate_keys(lake, "workload_metrics", day) == 0
+            loaded = con.execute(
+                "select count(*) from raw.workload_metrics where usage_date = ?", [day]
+            ).fetchone()
+            assert loaded == (manifest.rows,)
 
 
 def test_marts_match_the_simulator_ground_truth(pipeline_run: PipelineRun) -> None:

@@ -444,7 +444,14 @@ def renormalise(
 
     paths = settings.paths
     try:
-        result = normalise_partition(paths, dataset, day, run_id, limits=settings.limits)
+        result = normalise_partition(
+            paths,
+            dataset,
+            day,
+            run_id,
+            limits=settings.limits,
+            chunk_samples=settings.chunk_samples,
+        )
     except RawRunNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
     out.print(Text(f"{dataset} {day}: {result.rows} rows, {result.quarantined} quarantined"))

@@ -25,6 +25,7 @@ from pydantic_settings import SettingsError as EnvironmentParseError
 
 from workloads_etl.lake.bounds import DEFAULT_MAX_GPUS, Limits
 from workloads_etl.lake.metric_types import check_selection, metric_type_names
+from workloads_etl.lake.normalise.metrics import DEFAULT_CHUNK_SAMPLES
 from workloads_etl.runai.errors import ConfigurationError
 from workloads_etl.runai.settings import RunaiSettings, describe_validation_error
 
@@ -35,6 +36,10 @@ DEFAULT_START_DATE = date(2025, 1, 1)
 # The most days one run covers: a longer range runs as several runs, oldest first.
 DAYS_PER_RUN = 31
 RESERVED_DBT_VARS = frozenset({"metric_columns", "start_date", "end_date"})
+# DuckDB's memory_limit for the processes that write the warehouse (dbt, the loader): beyond
+# it DuckDB spills to disk instead of growing. A size DuckDB reads: 512MB, 2GB, 1.5GiB...
+DEFAULT_DUCKDB_MEMORY_LIMIT = "512MB"
+_MEMORY_SIZE = r"^\s*\d+(\.\d+)?\s*([KMGT]i?B|B|bytes)\s*$"
 
 
 class SettingsError(ValueError):
@@ -214,6 +219,11 @@ class PipelineSettings(BaseSettings):
     lock_wait: float = Field(default=300.0, ge=0)
     # The most GPUs one workload can hold: a larger value from the API is quarantined.
     max_gpus: float = Field(default=DEFAULT_MAX_GPUS, gt=0)
+    # Metric samples normalised at a time: bounds memory (about 0.3 KB per sample) whatever
+    # the day's size; each chunk is a file of the day's lake partition.
+    chunk_samples: int = Field(default=DEFAULT_CHUNK_SAMPLES, ge=1000)
+    # DuckDB's memory limit for the warehouse's writers (WORKLOADS_ETL_DUCKDB_MEMORY_LIMIT).
+    duckdb_memory_limit: str = Field(default=DEFAULT_DUCKDB_MEMORY_LIMIT)
     # Dagster's own variable: a persistent instance (runs shown in the UI, concurrency pools).
     dagster_home: Path | None = Field(default=None, validation_alias="DAGSTER_HOME")
 
@@ -230,6 +240,13 @@ class PipelineSettings(BaseSettings):
         if reserved:
             raise ValueError(f"{', '.join(reserved)} are set by the pipeline itself")
         return value
+
+    @field_validator("duckdb_memory_limit")
+    @classmethod
+    def _memory_limit(cls, value: str) -> str:
+        if not re.match(_MEMORY_SIZE, value, flags=re.IGNORECASE):
+            raise ValueError(f"must be a size such as 512MB or 4GB, got {value!r}")
+        return value.strip()
 
     @classmethod
     def read(cls, **overrides: Any) -> PipelineSettings:
@@ -250,3 +267,10 @@ class PipelineSettings(BaseSettings):
     def limits(self) -> Limits:
         """The physical bounds values from the API are checked against."""
         return Limits(max_gpus=self.max_gpus)
+
+
+def duckdb_memory_limit() -> str:
+    """DuckDB's ``memory_limit`` for the processes that write the warehouse: the setting
+    ``WORKLOADS_ETL_DUCKDB_MEMORY_LIMIT`` (default :data:`DEFAULT_DUCKDB_MEMORY_LIMIT`),
+    validated; raises :class:`SettingsError` naming it when invalid."""
+    return PipelineSettings.read().duckdb_memory_limit

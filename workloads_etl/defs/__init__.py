@@ -33,8 +33,10 @@ def build_definitions(
     paths = settings.paths
     partitions = daily_partitions(settings.start_date)
     project = dbt_project(paths)
-    extracted = build_ingest_assets(partitions, settings.metric_types, settings.limits)
-    loaded = build_warehouse_assets(partitions, settings.lock_wait)
+    extracted = build_ingest_assets(
+        partitions, settings.metric_types, settings.limits, settings.chunk_samples
+    )
+    loaded = build_warehouse_assets(partitions, settings.lock_wait, settings.duckdb_memory_limit)
     checks, sensor = build_freshness_checks([*extracted, *loaded])
     job, nightly = build_job_and_schedule(checks)
     models = build_dbt_assets(project, paths, partitions, settings.dbt_vars)

@@ -8,14 +8,19 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from workloads_etl.ingest.lists import extract_workload_list
-from workloads_etl.ingest.metrics import alive_workloads, extract_metrics
+from workloads_etl.ingest.metrics import ALIVE_COLUMNS, alive_workloads, extract_metrics
 from workloads_etl.ingest.recording import ExtractStats
 from workloads_etl.ingest.telemetry import extract_telemetry
 from workloads_etl.lake.bounds import Limits
 from workloads_etl.lake.datasets import WORKLOAD_LISTS
 from workloads_etl.lake.metric_types import metric_type_names
-from workloads_etl.lake.normalise.partition import NormaliseResult, normalise_partition
-from workloads_etl.lake.parquet import read_partition
+from workloads_etl.lake.normalise.metrics import DEFAULT_CHUNK_SAMPLES, MetricsChunks
+from workloads_etl.lake.normalise.partition import (
+    NormaliseResult,
+    committed,
+    normalise_partition,
+)
+from workloads_etl.lake.parquet import PartitionWriter, read_partition
 from workloads_etl.lake.quality import workloads_with_metrics
 from workloads_etl.lake.raw import RawLanding
 from workloads_etl.runai import RunaiClient
@@ -86,7 +91,7 @@ async def workload_list_day(
 def metrics_targets(paths: DataPaths, day: date) -> dict[str, str | None]:
     """Workloads alive on ``day`` with their types, from that day's snapshot and deleted
     partitions."""
-    tables = [read_partition(paths.lake, ds, day) for ds in WORKLOAD_LISTS]
+    tables = [read_partition(paths.lake, ds, day, columns=ALIVE_COLUMNS) for ds in WORKLOAD_LISTS]
     return alive_workloads(tables, day)
 
 
@@ -100,23 +105,45 @@ async def metrics_day(
     metric_types: Sequence[str] = metric_type_names(),
     progress: Callable[[int, int], None] | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    chunk_samples: int = DEFAULT_CHUNK_SAMPLES,
 ) -> DayResult:
+    """Fetch, land and normalise a day's metrics in one pass: each workload's answers are
+    normalised as they arrive (decoded once), in chunks of about ``chunk_samples`` samples,
+    each chunk a file of the partition; the partition is committed once the raw run is."""
     targets = metrics_targets(paths, day)
-    stats = await extract_metrics(
-        client,
-        RawLanding(paths.raw),
+    dataset = "workload_metrics"
+    writer = PartitionWriter(paths.lake, dataset, day, run_id)
+    chunks = MetricsChunks(
+        dataset,
         day,
         run_id,
-        targets,
-        step_seconds=step_seconds,
-        metric_types=metric_types,
-        progress=progress,
+        writer.write,
+        chunk_samples=chunk_samples,
+        limits=limits,
+        background=True,
     )
-    result = _result(
-        stats, normalise_partition(paths, "workload_metrics", day, run_id, limits=limits)
-    )
+    try:
+        stats = await extract_metrics(
+            client,
+            RawLanding(paths.raw),
+            day,
+            run_id,
+            targets,
+            step_seconds=step_seconds,
+            metric_types=metric_types,
+            progress=progress,
+            parse=chunks.parse,
+            on_workload=chunks.add,
+        )
+        chunks.finish()
+    finally:
+        chunks.close()
+    stats.records = chunks.records
+    norm = committed(writer, chunks)
+    result = _result(stats, norm)
     result.extra["alive_workloads"] = len(targets)
     result.extra["workloads_with_metrics"] = workloads_with_metrics(paths.lake, day)
+    result.extra["files"] = len(norm.manifest.data_files) if norm.manifest else 0
     return result
 
 

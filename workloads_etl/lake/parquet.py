@@ -34,8 +34,9 @@ quarantine file.
 
 Writes are deterministic: rows are sorted by the primary key and the files hold no
 wall-clock time, so the same table gives byte-identical files under the same names, and
-re-running a day rewrites the same files. The manifest is a list so that a partition may
-hold several data files; today each holds one.
+re-running a day rewrites the same files. A partition may hold several data files: a large
+day is written in chunks (:class:`PartitionWriter`), each a file sorted by the key, with the
+chunks holding disjoint keys (the metrics of one workload are never split).
 
 Manifests of format 1 (one ``file`` and ``sha256``, ``data.parquet``, and the quarantine
 partition with a manifest of its own) are still read, as if they were one commit.
@@ -46,6 +47,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath
@@ -342,6 +344,94 @@ def quarantine_path(lake_dir: Path | str, dataset: str, day: date) -> Path:
     return partition_path(lake_dir, "quarantine", day, {"dataset": dataset})
 
 
+class PartitionWriter:
+    """Writes one partition commit in chunks: each :meth:`write` adds data files, and
+    :meth:`commit` publishes them, with the quarantine rows, under one manifest.
+
+    Memory stays bounded by the chunk: every chunk becomes a file of its own as it comes
+    (sorted by the primary key within the file; chunks hold disjoint keys, see the
+    normalisers). Quarantine rows are gathered and written as few files as their size allows.
+    Nothing is visible to readers before the commit; a writer that is dropped without one
+    leaves only files no manifest names, for ``workloads-etl gc``.
+    """
+
+    QUARANTINE_ROWS_PER_FILE = 100_000
+
+    def __init__(self, lake_dir: Path | str, dataset: str, day: date, run_id: str) -> None:
+        if dataset not in DATASETS or not DATASETS[dataset].extracted:
+            raise ValueError(f"{dataset!r} is not a dataset of its own partitions")
+        self.lake = Path(lake_dir)
+        self.dataset = dataset
+        self.day = day
+        self.run_id = run_id
+        self.directory = partition_path(self.lake, dataset, day)
+        self.q_directory = quarantine_path(self.lake, dataset, day)
+        self.rows = 0
+        self.quarantined = 0
+        self._files: list[ManifestFile] = []
+        self._names: set[str] = set()
+        self._quarantine: list[pa.Table] = []
+        self._pending_quarantine = 0
+        self._columns: list[str] = file_schema(dataset).names
+
+    def write(self, table: pa.Table, quarantine: pa.Table | None = None) -> None:
+        """Add ``table``'s rows as a data file (none for an empty table) and gather
+        ``quarantine``'s rows."""
+        if table.num_rows:
+            self._add(self.directory, prepare_table(self.dataset, table, self.day), DATA)
+        if quarantine is not None and quarantine.num_rows:
+            self._quarantine.append(quarantine)
+            self._pending_quarantine += quarantine.num_rows
+            if self._pending_quarantine >= self.QUARANTINE_ROWS_PER_FILE:
+                self._flush_quarantine()
+
+    def _add(self, directory: Path, prepared: pa.Table, role: str) -> None:
+        f = _write_file(self.lake, directory, prepared, role)
+        if f.path in self._names:  # the same content twice: one file holds it
+            raise ValueError(f"{self.dataset} {self.day}: two chunks hold identical rows")
+        self._names.add(f.path)
+        self._files.append(f)
+        if role == DATA:
+            self.rows += prepared.num_rows
+        else:
+            self.quarantined += prepared.num_rows
+
+    def _flush_quarantine(self) -> None:
+        if not self._quarantine:
+            return
+        rows = pa.concat_tables(self._quarantine)
+        self._quarantine, self._pending_quarantine = [], 0
+        self._add(self.q_directory, prepare_table("quarantine", rows, self.day), QUARANTINE)
+
+    def commit(self) -> Manifest:
+        """Publish the files written so far as the partition (one manifest rename)."""
+        try:
+            previous = read_manifest(self.lake, self.dataset, self.day)
+        except ManifestError:
+            previous = None  # unreadable: replaced; its files are left to gc
+        self._flush_quarantine()
+        if not any(f.role == DATA for f in self._files):  # an empty day: one empty file
+            empty = DATASETS[self.dataset].schema.empty_table()
+            self._add(self.directory, prepare_table(self.dataset, empty, self.day), DATA)
+        if any(f.role == QUARANTINE for f in self._files):
+            _fsync_up_to(self.lake, self.q_directory)
+        _fsync_up_to(self.lake, self.directory)
+        manifest = Manifest(
+            dataset=self.dataset,
+            partition=_partition_values(DATASETS[self.dataset], self.day, None),
+            rows=self.rows,
+            schema_version=SCHEMA_VERSION,
+            run_id=self.run_id,
+            written_at=datetime.now(UTC).isoformat(),
+            files=tuple(sorted(self._files, key=lambda f: f.role)),  # data first
+            columns=self._columns,
+        )
+        _atomic_write_text(self.directory / MANIFEST_FILE, manifest.to_json())  # the commit
+        if previous is not None:
+            _drop_previous(self.lake, previous, manifest)
+        return manifest
+
+
 def write_partition(
     lake_dir: Path | str,
     dataset: str,
@@ -354,36 +444,9 @@ def write_partition(
 
     ``quarantine`` holds the rows of the quarantine schema (None: the day has none).
     """
-    if dataset not in DATASETS or not DATASETS[dataset].extracted:
-        raise ValueError(f"{dataset!r} is not a dataset of its own partitions")
-    lake = Path(lake_dir)
-    directory = partition_path(lake, dataset, day)
-    q_directory = quarantine_path(lake, dataset, day)
-    try:
-        previous = read_manifest(lake, dataset, day)
-    except ManifestError:
-        previous = None  # unreadable: replaced; its files are left to gc
-    prepared = prepare_table(dataset, table, day)
-    files = [_write_file(lake, directory, prepared, DATA)]
-    if quarantine is not None and quarantine.num_rows:
-        q_prepared = prepare_table("quarantine", quarantine, day)
-        files.append(_write_file(lake, q_directory, q_prepared, QUARANTINE))
-        _fsync_up_to(lake, q_directory)
-    _fsync_up_to(lake, directory)
-    manifest = Manifest(
-        dataset=dataset,
-        partition=_partition_values(DATASETS[dataset], day, None),
-        rows=prepared.num_rows,
-        schema_version=SCHEMA_VERSION,
-        run_id=run_id,
-        written_at=datetime.now(UTC).isoformat(),
-        files=tuple(files),
-        columns=prepared.column_names,
-    )
-    _atomic_write_text(directory / MANIFEST_FILE, manifest.to_json())  # the commit
-    if previous is not None:
-        _drop_previous(lake, previous, manifest)
-    return manifest
+    writer = PartitionWriter(lake_dir, dataset, day, run_id)
+    writer.write(table, quarantine)
+    return writer.commit()
 
 
 def _drop_previous(lake: Path, previous: Manifest, current: Manifest) -> None:
@@ -466,17 +529,33 @@ def conform(table: pa.Table, target: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=target)
 
 
-def _read_files(lake: Path, files: tuple[ManifestFile, ...], dataset: str) -> pa.Table:
+def _read_files(
+    lake: Path,
+    files: tuple[ManifestFile, ...],
+    dataset: str,
+    columns: Sequence[str] | None = None,
+) -> pa.Table:
     target = file_schema(dataset).remove_metadata()
-    tables = [conform(pq.ParquetFile(file_path(lake, f)).read(), target) for f in files]
+    if columns is not None:
+        target = pa.schema([f for f in target if f.name in columns])
+    tables = []
+    for f in files:
+        pf = pq.ParquetFile(file_path(lake, f))
+        present = [n for n in target.names if n in pf.schema_arrow.names]
+        tables.append(conform(pf.read(columns=present), target))
     return pa.concat_tables(tables) if tables else target.empty_table()
 
 
 def read_partition(
-    lake_dir: Path | str, dataset: str, day: date, extra_keys: dict[str, str] | None = None
+    lake_dir: Path | str,
+    dataset: str,
+    day: date,
+    extra_keys: dict[str, str] | None = None,
+    columns: Sequence[str] | None = None,
 ) -> pa.Table:
-    """The partition's rows with the partition columns added back (full dataset schema),
-    read from the files its manifest names; older schema versions are conformed.
+    """The partition's rows with the partition columns added back (full dataset schema, or
+    only ``columns``), read from the files its manifest names; older schema versions are
+    conformed.
 
     The quarantine rows of a dataset-day: ``read_partition(lake, "quarantine", day,
     {"dataset": <dataset>})``."""
@@ -485,7 +564,7 @@ def read_partition(
     values = _partition_values(ds, day, extra_keys)
     if dataset == "quarantine":
         source = read_manifest(lake, values["dataset"], day)
-        table = _read_files(lake, source.quarantine_files if source else (), dataset)
+        table = _read_files(lake, source.quarantine_files if source else (), dataset, columns)
     else:
         manifest = read_manifest(lake, dataset, day)
         if manifest is None:
@@ -493,12 +572,33 @@ def read_partition(
                 f"no lake partition {dataset} {day.isoformat()}: "
                 f"{partition_path(lake, dataset, day) / MANIFEST_FILE} is missing"
             )
-        table = _read_files(lake, manifest.data_files, dataset)
+        table = _read_files(lake, manifest.data_files, dataset, columns)
     for key in ds.partition_by:
+        if columns is not None and key not in columns:
+            continue
         typ = ds.schema.field(key).type
         scalar = pa.scalar(day, typ) if key == ds.partition_key else pa.scalar(values[key], typ)
         table = table.append_column(ds.schema.field(key), pa.repeat(scalar, table.num_rows))
-    return table.select(ds.schema.names).cast(ds.schema)
+    schema = (
+        ds.schema if columns is None else pa.schema([f for f in ds.schema if f.name in columns])
+    )
+    return table.select(schema.names).cast(schema)
+
+
+def head_of_partition(
+    lake_dir: Path | str, dataset: str, day: date, columns: Sequence[str], n: int
+) -> pa.Table:
+    """The first ``n`` rows of the partition's first data file (``columns`` only), read
+    without loading the partition."""
+    lake = Path(lake_dir)
+    manifest = read_manifest(lake, dataset, day)
+    files = manifest.data_files if manifest else ()
+    target = pa.schema([f for f in file_schema(dataset).remove_metadata() if f.name in columns])
+    for f in files:
+        pf = pq.ParquetFile(file_path(lake, f))
+        for batch in pf.iter_batches(batch_size=n, columns=target.names):
+            return conform(pa.Table.from_batches([batch]), target).slice(0, n)
+    return target.empty_table()
 
 
 def _manifests(lake: Path, dataset: str) -> list[Manifest]:

@@ -23,6 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+import orjson
+
 from workloads_etl.lake.datasets import DATASETS, EXTRACTED
 from workloads_etl.runai.models import RawResponse
 
@@ -65,17 +67,21 @@ class RawRunWriter:
     def __enter__(self) -> RawRunWriter:
         self.final_path.parent.mkdir(parents=True, exist_ok=True)
         self._raw = open(self.tmp_path, "wb")  # closed in __exit__
-        # mtime=0: the same responses give the same bytes.
-        self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=6, mtime=0)
+        # mtime=0: the same responses give the same bytes. Level 1: twice as fast as 6 for
+        # 10 % more bytes (the raw landing is written at the API's pace, read rarely).
+        self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=1, mtime=0)
         return self
 
     def record(self, resp: RawResponse) -> None:
         """Append one response (a single line of JSON)."""
         if self._gz is None:
             raise RuntimeError("the raw run writer is not open")
-        line = json.dumps(resp.to_json_dict(), ensure_ascii=False, separators=(",", ":"))
-        self._gz.write(line.encode("utf-8"))
-        self._gz.write(b"\n")
+        doc = resp.to_json_dict()
+        try:
+            line = orjson.dumps(doc)
+        except TypeError:  # text orjson cannot encode (a lone surrogate): escaped instead
+            line = json.dumps(doc, separators=(",", ":")).encode("ascii")
+        self._gz.write(line + b"\n")
         self.count += 1
 
     def __exit__(

@@ -31,7 +31,7 @@ from workloads_etl.runai.errors import (
     ProtocolError,
 )
 from workloads_etl.runai.filters import FilterBy, filter_param
-from workloads_etl.runai.measurements import merge_windows, parse_measurements
+from workloads_etl.runai.measurements import answer_types, merge_windows, parse_measurements
 from workloads_etl.runai.models import (
     TELEMETRY_GROUP_BY,
     TELEMETRY_TYPES,
@@ -350,7 +350,13 @@ class RunaiClient:
         start: datetime,
         end: datetime,
         step_seconds: int = 60,
+        *,
+        samples: bool = True,
     ) -> MetricsResult:
+        """The metrics of one workload. With ``samples=False`` the answers are only fetched
+        (with their partial-answer retries) and handed to the recorder, which decodes nothing
+        again (:meth:`RawResponse.decoded`): the result's ``table`` is empty and its
+        ``empty_types`` unknown (empty); use it when the recorded answers are what is kept."""
         path = f"{WORKLOADS_PATH}/{quote(workload_id, safe='')}/metrics"
         return await self._metrics(
             "get_workload_metrics",
@@ -362,6 +368,7 @@ class RunaiClient:
             start,
             end,
             step_seconds,
+            samples,
         )
 
     async def get_pod_metrics(
@@ -399,6 +406,7 @@ class RunaiClient:
         start: datetime,
         end: datetime,
         step_seconds: int,
+        samples: bool = True,
     ) -> MetricsResult:
         types = tuple(dict.fromkeys(metric_types))
         if not types:
@@ -440,10 +448,13 @@ class RunaiClient:
                         "types": len(batch),
                     },
                 )
-                parsed = parse_measurements(body)
-                tables.append(parsed.table)
-                rejects.extend(parsed.rejects)
-                got = set(parsed.types)
+                if samples:
+                    parsed = parse_measurements(body)
+                    tables.append(parsed.table)
+                    rejects.extend(parsed.rejects)
+                    got = set(parsed.types)
+                else:
+                    got = set(answer_types(body))
                 wanted = [t for t in wanted if t not in got]
                 if status != 207 or not wanted:
                     if status != 207:
@@ -475,7 +486,7 @@ class RunaiClient:
         rejects = [r for _, _, rj in results for r in rj]
         table = merge_windows(all_tables, utc(start), utc(end))
         present = set(table.column("metric_type").to_pylist()) if table.num_rows else set()
-        empty = [t for t in types if t not in present and t not in missing]
+        empty = [t for t in types if t not in present and t not in missing] if samples else []
         return MetricsResult(
             workload_id=workload_id,
             start=utc(start),

@@ -21,7 +21,7 @@ still fail a cast are looked at one by one.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -167,6 +167,34 @@ def _codes(valid: pa.Array, raw: pa.Array, wrong: list[int]) -> np.ndarray:
     return code
 
 
+def measurement_problem(m: Any) -> str | None:
+    """Why a ``measurements`` item yields no samples at all (None: it is usable)."""
+    if not isinstance(m, dict):
+        return MEASUREMENT_NOT_OBJECT
+    mtype = m.get("type")
+    if not isinstance(mtype, str) or not body_codec.valid_text(mtype):
+        return MEASUREMENT_NO_TYPE
+    labels = m.get("labels")
+    if labels is not None and not isinstance(labels, dict):
+        return MEASUREMENT_BAD_LABELS
+    if body_codec.too_deep(labels):
+        return MEASUREMENT_DEEP_LABELS
+    values = m.get("values")
+    if values is not None and not isinstance(values, list):
+        return MEASUREMENT_BAD_VALUES
+    return None
+
+
+def answer_types(body: str | bytes | dict[str, Any]) -> list[str]:
+    """The metric types of an answer's usable measurements, in order, without gathering its
+    samples (what :meth:`SampleCollector.add` returns for it)."""
+    data = _load(body)
+    if not isinstance(data.get("measurements"), list):
+        raise MeasurementsParseError("metrics body has no 'measurements' array")
+    types = [m["type"] for m in data["measurements"] if measurement_problem(m) is None]
+    return list(dict.fromkeys(types))
+
+
 class SampleCollector:
     """Gathers the samples of any number of decoded answers column-wise; see :class:`Samples`."""
 
@@ -193,24 +221,11 @@ class SampleCollector:
         of its usable measurements. Unusable measurements become :class:`Reject` items."""
         types: list[str] = []
         for mi, m in enumerate(data["measurements"]):
-            if not isinstance(m, dict):
-                self.rejects.append(Reject(source, MEASUREMENT_NOT_OBJECT, m))
+            problem = measurement_problem(m)
+            if problem is not None:
+                self.rejects.append(Reject(source, problem, m))
                 continue
-            mtype = m.get("type")
-            if not isinstance(mtype, str) or not body_codec.valid_text(mtype):
-                self.rejects.append(Reject(source, MEASUREMENT_NO_TYPE, m))
-                continue
-            labels = m.get("labels")
-            if labels is not None and not isinstance(labels, dict):
-                self.rejects.append(Reject(source, MEASUREMENT_BAD_LABELS, m))
-                continue
-            if body_codec.too_deep(labels):
-                self.rejects.append(Reject(source, MEASUREMENT_DEEP_LABELS, m))
-                continue
-            values = m.get("values")
-            if values is not None and not isinstance(values, list):
-                self.rejects.append(Reject(source, MEASUREMENT_BAD_VALUES, m))
-                continue
+            mtype, labels, values = m["type"], m.get("labels"), m.get("values")
             if mtype not in types:
                 types.append(mtype)
             if not values:
@@ -241,6 +256,11 @@ class SampleCollector:
             lj = canonical_labels(labels)
             self._series_labels.append(self._labels.setdefault(lj, len(self._labels)))
         return types
+
+    @property
+    def samples(self) -> int:
+        """Sample items gathered so far."""
+        return self._n
 
     def item(self, pos: int) -> Any:
         """The sample item ``pos`` (only with ``keep_items``)."""
@@ -296,6 +316,57 @@ class SampleCollector:
             table = table.filter(pa.array(keep))
         items = self._items if self._keep_items else None
         return Samples(table, items, rejects, n, ends, self._series_measurement)
+
+
+def _global_codes(parts: Sequence[Samples], column: str) -> tuple[pa.DictionaryArray, np.ndarray]:
+    """One dictionary column over ``parts`` (each with its own dictionary) and its ranks in a
+    string sort with nulls last."""
+    dictionaries = [p.table[column].combine_chunks().dictionary.to_pylist() for p in parts]
+    names = sorted({n for d in dictionaries for n in d}, key=lambda n: (n is None, n or ""))
+    index = {n: i for i, n in enumerate(names)}
+    codes = [
+        np.asarray([index[n] for n in d], dtype=np.int32)[
+            p.table[column].combine_chunks().indices.to_numpy(zero_copy_only=False)
+        ]
+        if len(d)
+        else np.empty(0, dtype=np.int32)
+        for p, d in zip(parts, dictionaries, strict=True)
+    ]
+    idx = np.concatenate(codes) if codes else np.empty(0, dtype=np.int32)
+    array = pa.DictionaryArray.from_arrays(pa.array(idx), pa.array(names, pa.string()))
+    return array, idx  # names are sorted: the index is the rank
+
+
+def concat_samples(parts: Sequence[Samples]) -> tuple[pa.Table, list[Reject]]:
+    """The samples of several collections (one per answer) as one table, ``source`` being the
+    collection's index and ``pos`` its own (:meth:`Samples.locate` of ``parts[source]``), with
+    one dictionary and one rank order for the metric types and the labels; and their
+    rejects, ``source`` set likewise."""
+    rejects = [replace(r, source=i) for i, p in enumerate(parts) for r in p.rejects]
+    if not parts:
+        return SampleCollector().finish().table, rejects
+    metric_type, type_rank = _global_codes(parts, "metric_type")
+    labels_json, labels_rank = _global_codes(parts, "labels_json")
+    sizes = [p.table.num_rows for p in parts]
+    columns = {
+        name: pa.concat_arrays([p.table[name].combine_chunks() for p in parts])
+        for name in ("pos", "ts", "value", "ts_code", "value_code")
+    }
+    table = pa.table(
+        {
+            "pos": columns["pos"],
+            "source": pa.array(np.repeat(np.arange(len(parts), dtype=np.int32), sizes)),
+            "metric_type": metric_type,
+            "labels_json": labels_json,
+            "type_rank": pa.array(type_rank),
+            "labels_rank": pa.array(labels_rank),
+            "ts": columns["ts"],
+            "value": columns["value"],
+            "ts_code": columns["ts_code"],
+            "value_code": columns["value_code"],
+        }
+    )
+    return table, rejects
 
 
 def _sample_record(item: Any) -> dict[str, Any]:

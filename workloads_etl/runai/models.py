@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypedDict
 
 import pyarrow as pa
 
 from workloads_etl.openapi import enum_values, items_enum
+from workloads_etl.runai import body as body_codec
+
+_NOT_DECODED: Any = object()
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,19 @@ class RawResponse:
     received_at: datetime  # UTC
     text: str
     meta: dict[str, Any] = field(default_factory=dict)  # e.g. {"page": 3}
+    # The body as the client decoded it, so that nothing decodes it again; never serialised.
+    body: Any = field(default=_NOT_DECODED, repr=False, compare=False)
+
+    def decoded(self) -> Any:
+        """The decoded JSON body: the client's decoding when it kept it, otherwise ``text``
+        decoded now (:func:`workloads_etl.runai.body.loads`; raises ``ValueError``)."""
+        if self.body is not _NOT_DECODED:
+            return self.body
+        return body_codec.loads(self.text)
+
+    def without_body(self) -> RawResponse:
+        """This response without the decoded body (to keep it without its memory)."""
+        return replace(self, body=_NOT_DECODED)
 
     def to_json_dict(self) -> dict[str, Any]:
         return {

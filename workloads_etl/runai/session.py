@@ -440,6 +440,7 @@ class Session:
                     received_at=datetime.now(UTC),
                     text=text,
                     meta={**(meta or {}), "server_date": resp.headers.get("date")},
+                    body=body,
                 )
             )
         return resp.status_code, body, text

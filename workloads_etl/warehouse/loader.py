@@ -48,7 +48,7 @@ from workloads_etl.lake.parquet import (
     verify_files,
 )
 from workloads_etl.lake.schemas import SCHEMA_VERSION
-from workloads_etl.settings import DataPaths
+from workloads_etl.settings import DEFAULT_DUCKDB_MEMORY_LIMIT, DataPaths
 from workloads_etl.writer import current_holder, is_part_of, process_line
 
 log = logging.getLogger(__name__)
@@ -171,8 +171,16 @@ def rebuild_hint(paths: DataPaths) -> str:
     )
 
 
-def _session(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+def _session(
+    con: duckdb.DuckDBPyConnection, memory_limit: str | None = None, temp_dir: Path | None = None
+) -> duckdb.DuckDBPyConnection:
     con.execute("SET TimeZone='UTC'")
+    if memory_limit is not None:  # the writer: bounded memory, spilling to disk beyond it
+        con.execute("SET memory_limit = ?", [memory_limit])
+        con.execute("SET threads = 2")
+        con.execute("SET preserve_insertion_order = false")
+        if temp_dir is not None:
+            con.execute("SET temp_directory = ?", [str(temp_dir)])
     return con
 
 
@@ -198,8 +206,15 @@ class Warehouse:
     # ------------------------------------------------------------------ connections
 
     @classmethod
-    def open(cls, paths: DataPaths, wait_seconds: float = 30) -> Warehouse:
-        """Open for writing, waiting up to ``wait_seconds`` for another writer to finish."""
+    def open(
+        cls,
+        paths: DataPaths,
+        wait_seconds: float = 30,
+        memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT,
+    ) -> Warehouse:
+        """Open for writing, waiting up to ``wait_seconds`` for another writer to finish.
+        DuckDB holds at most ``memory_limit`` and spills beyond it (under the data
+        directory), so loading a day of any size takes bounded memory."""
         paths.root.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + max(0.0, wait_seconds)
         delay = 0.05
@@ -217,7 +232,7 @@ class Warehouse:
                     ) from None
                 time.sleep(min(remaining, delay * (1 + random.random() / 2)))
                 delay = min(delay * 2, 1.0)
-        wh = cls(paths, _session(con))
+        wh = cls(paths, _session(con, memory_limit, paths.root / ".duckdb_tmp"))
         try:
             wh.ensure_schema()
         except BaseException:

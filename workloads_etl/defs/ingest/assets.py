@@ -17,7 +17,8 @@ from workloads_etl.ingest import day as ingest_day
 from workloads_etl.ingest.day import DayResult
 from workloads_etl.lake.bounds import Limits
 from workloads_etl.lake.datasets import DATASETS
-from workloads_etl.lake.parquet import read_partition
+from workloads_etl.lake.normalise.metrics import DEFAULT_CHUNK_SAMPLES
+from workloads_etl.lake.parquet import head_of_partition
 from workloads_etl.lake.quality import duplicate_keys
 from workloads_etl.runai import RunaiClient
 from workloads_etl.settings import DataPaths
@@ -78,7 +79,7 @@ def _materialization(
     paths: DataPaths, dataset: str, results: list[DayResult], preview: list[str]
 ) -> dg.MaterializeResult:
     """Row counts per day and in all, and the first rows of the last day written."""
-    sample = read_partition(paths.lake, dataset, results[-1].day).select(preview).slice(0, 10)
+    sample = head_of_partition(paths.lake, dataset, results[-1].day, preview, 10)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": sum(r.rows for r in results),
@@ -167,7 +168,10 @@ def _workload_list_asset(
 
 
 def _metrics_asset(
-    partitions: dg.PartitionsDefinition, metric_types: Sequence[str], limits: Limits
+    partitions: dg.PartitionsDefinition,
+    metric_types: Sequence[str],
+    limits: Limits,
+    chunk_samples: int,
 ) -> dg.AssetsDefinition:
     @dg.asset(
         key=_key("workload_metrics"),
@@ -186,7 +190,7 @@ def _metrics_asset(
 
         async def step(client: RunaiClient, p: DataPaths, day: date) -> DayResult:
             def progress(done: int, total: int) -> None:
-                if done == total or done % 50 == 0:
+                if done == total or done % max(50, total // 10) == 0:
                     context.log.info(f"metrics {day}: {done}/{total} workloads")
 
             return await ingest_day.metrics_day(
@@ -198,6 +202,7 @@ def _metrics_asset(
                 metric_types=metric_types,
                 progress=progress,
                 limits=limits,
+                chunk_samples=chunk_samples,
             )
 
         results = _run_days(context, runai, step, paths)
@@ -274,7 +279,10 @@ def _telemetry_asset(partitions: dg.PartitionsDefinition, limits: Limits) -> dg.
 
 
 def build_ingest_assets(
-    partitions: dg.PartitionsDefinition, metric_types: Sequence[str], limits: Limits
+    partitions: dg.PartitionsDefinition,
+    metric_types: Sequence[str],
+    limits: Limits,
+    chunk_samples: int = DEFAULT_CHUNK_SAMPLES,
 ) -> list[dg.AssetsDefinition]:
     """One asset per extracted dataset, each a daily-partitioned step with its checks;
     ``metric_types`` are the types fetched (those that apply to each workload), ``limits``
@@ -282,6 +290,6 @@ def build_ingest_assets(
     return [
         _workload_list_asset("workload_snapshots", False, partitions, limits),
         _workload_list_asset("deleted_workloads", True, partitions, limits),
-        _metrics_asset(partitions, metric_types, limits),
+        _metrics_asset(partitions, metric_types, limits, chunk_samples),
         _telemetry_asset(partitions, limits),
     ]

@@ -14,6 +14,7 @@ from workloads_etl.defs.partitions import backfill_policy, partition_days
 from workloads_etl.defs.resources import DataDirResource
 from workloads_etl.lake.datasets import DATASETS, EXTRACTED
 from workloads_etl.lake.parquet import read_manifest
+from workloads_etl.settings import DEFAULT_DUCKDB_MEMORY_LIMIT
 from workloads_etl.warehouse.loader import Warehouse
 
 GROUP = "warehouse"
@@ -27,10 +28,13 @@ def raw_table_key(dataset: str) -> dg.AssetKey:
 
 
 def build_warehouse_assets(
-    partitions: dg.PartitionsDefinition, lock_wait: float
+    partitions: dg.PartitionsDefinition,
+    lock_wait: float,
+    memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT,
 ) -> list[dg.AssetsDefinition]:
     """One multi-asset loading every extracted dataset's days into ``raw.<dataset>``; a load
-    waits up to ``lock_wait`` seconds for another process holding the warehouse."""
+    waits up to ``lock_wait`` seconds for another process holding the warehouse, and DuckDB
+    holds at most ``memory_limit`` while loading."""
 
     @dg.multi_asset(
         specs=[
@@ -65,7 +69,10 @@ def build_warehouse_assets(
         paths = data.paths()
         days = partition_days(context)
         selected = [ds for ds in EXTRACTED if raw_table_key(ds) in context.selected_asset_keys]
-        with named_failure(), Warehouse.open(paths, wait_seconds=lock_wait) as wh:
+        with (
+            named_failure(),
+            Warehouse.open(paths, wait_seconds=lock_wait, memory_limit=memory_limit) as wh,
+        ):
             for ds in selected:
                 loads = [wh.load_partition(ds, day) for day in days]
                 per_day = {str(r.day): r.rows for r in loads}

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
 from workloads_etl.lake.bounds import Limits
 from workloads_etl.lake.datasets import DATASETS
+from workloads_etl.lake.normalise.metrics import DEFAULT_CHUNK_SAMPLES, MetricsChunks
 from workloads_etl.lake.normalise.records import Normalised
-from workloads_etl.lake.parquet import Manifest, write_partition
+from workloads_etl.lake.parquet import Manifest, PartitionWriter, write_partition
 from workloads_etl.lake.raw import RawLanding
 from workloads_etl.runai.models import RawResponse
 from workloads_etl.settings import DataPaths
@@ -71,6 +73,47 @@ def _check_accounting(r: NormaliseResult) -> None:
         )
 
 
+def _log(result: NormaliseResult) -> None:
+    log.info(
+        "normalised %s %s run %s: %d records: %d rows (%d with fields set to null), "
+        "%d rejected, %d identical repeats dropped, %d outside the day",
+        result.dataset,
+        result.day,
+        result.run_id,
+        result.records,
+        result.rows,
+        result.field_issues,
+        result.rejected,
+        result.duplicates_dropped,
+        result.out_of_window,
+    )
+
+
+def committed(writer: PartitionWriter, chunks: MetricsChunks) -> NormaliseResult:
+    """Commit a metrics partition written chunk by chunk, after checking its accounting."""
+    result = NormaliseResult(
+        dataset=writer.dataset,
+        day=writer.day,
+        run_id=writer.run_id,
+        records=chunks.records,
+        rows=chunks.rows,
+        rejected=chunks.quarantined,  # every quarantined point is a rejected record
+        quarantined=chunks.quarantined,
+        out_of_window=chunks.out_of_window,
+    )
+    _check_accounting(result)
+    result.manifest = writer.commit()
+    _log(result)
+    return result
+
+
+def by_workload(responses: Iterable[RawResponse]) -> Iterator[list[RawResponse]]:
+    """Consecutive answers of one workload, together: a raw metrics run holds each workload's
+    answers in one block (:func:`workloads_etl.ingest.metrics.extract_metrics`)."""
+    for _, group in itertools.groupby(responses, key=lambda r: r.path_params.get("workloadId")):
+        yield list(group)
+
+
 def normalise_partition(
     paths: DataPaths,
     dataset: str,
@@ -78,18 +121,29 @@ def normalise_partition(
     run_id: str | None = None,
     *,
     limits: Limits = DEFAULT_LIMITS,
+    chunk_samples: int = DEFAULT_CHUNK_SAMPLES,
 ) -> NormaliseResult:
     """Normalise one raw run (the latest by default) into the lake partition of ``day``.
 
     The quarantine rows (``quarantine/dataset=<dataset>/quarantine_date=<day>``) are part of
     the same commit, so a re-run replaces them with the partition. Safe to repeat: the same
-    raw run gives byte-identical files.
+    raw run gives byte-identical files. Metrics are read and written in chunks of about
+    ``chunk_samples`` samples, as when they were fetched.
     """
     landing = RawLanding(paths.raw)
     run = run_id if run_id is not None else landing.latest_run(dataset, day)
     wanted = DATASETS[dataset].operations
     # Other responses of the run (e.g. the count asked for completeness) stay in raw only.
-    responses = [r for r in landing.read(dataset, day, run) if r.operation in wanted]
+    responses = (r for r in landing.read(dataset, day, run) if r.operation in wanted)
+    if dataset == "workload_metrics":
+        writer = PartitionWriter(paths.lake, dataset, day, run)
+        chunks = MetricsChunks(
+            dataset, day, run, writer.write, chunk_samples=chunk_samples, limits=limits
+        )
+        for answers in by_workload(responses):
+            chunks.add(answers)
+        chunks.finish()
+        return committed(writer, chunks)
     res = normalise_responses(dataset, responses, day, run, limits)
     manifest = write_partition(paths.lake, dataset, res.rows, day, run, quarantine=res.quarantine)
     result = NormaliseResult(
@@ -107,17 +161,5 @@ def normalise_partition(
         manifest=manifest,
     )
     _check_accounting(result)
-    log.info(
-        "normalised %s %s run %s: %d records: %d rows (%d with fields set to null), "
-        "%d rejected, %d identical repeats dropped, %d outside the day",
-        dataset,
-        day,
-        run,
-        result.records,
-        result.rows,
-        result.field_issues,
-        result.rejected,
-        result.duplicates_dropped,
-        result.out_of_window,
-    )
+    _log(result)
     return result
