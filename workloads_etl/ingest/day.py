@@ -3,9 +3,14 @@ its lake partition. Every step replaces exactly one partition, so re-running a d
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+
+import pyarrow as pa
 
 from workloads_etl.ingest.lists import extract_workload_list
 from workloads_etl.ingest.metrics import ALIVE_COLUMNS, alive_workloads, extract_metrics
@@ -27,6 +32,15 @@ from workloads_etl.runai import RunaiClient
 from workloads_etl.settings import DataPaths
 
 DEFAULT_LIMITS = Limits()
+
+
+def release_memory() -> None:
+    """Give the memory a large day used back to the system: the steps after it (the load,
+    dbt in its own process) would otherwise run beside a process still holding its peak."""
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):  # glibc only
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 @dataclass
@@ -138,6 +152,7 @@ async def metrics_day(
         chunks.finish()
     finally:
         chunks.close()
+        release_memory()
     stats.records = chunks.records
     norm = committed(writer, chunks)
     result = _result(stats, norm)

@@ -73,7 +73,7 @@ _VALUE_REASON = {
 _TS_BITS = 37  # microseconds of one day < 2**37
 # Samples per chunk of a metrics partition: bounds the normaliser's memory (about 0.3 KB per
 # sample while gathered) and sets the size of the partition's files.
-DEFAULT_CHUNK_SAMPLES = 1_000_000
+DEFAULT_CHUNK_SAMPLES = 500_000
 DEFAULT_LIMITS = Limits()
 
 
