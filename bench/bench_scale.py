@@ -157,9 +157,9 @@ def _environment(url: str, data: Path, home: Path) -> dict[str, str]:
             "RUNAI_BASE_URL": url,
             "WORKLOADS_ETL_DATA_DIR": str(data),
             "WORKLOADS_ETL_START_DATE": "2026-01-01",
-        # The nodepool_capacity seed describes the default catalogue; a generated one reuses
-        # its first two clusters' ids and pool names with other capacities.
-        "WORKLOADS_ETL_DBT_VARS": json.dumps({"capacity_overrun_tolerance": 1000}),
+            # The nodepool_capacity seed describes the default catalogue; a generated one reuses
+            # its first two clusters' ids and pool names with other capacities.
+            "WORKLOADS_ETL_DBT_VARS": json.dumps({"capacity_overrun_tolerance": 1000}),
             "DAGSTER_HOME": str(home),
         }
     )
