@@ -14,12 +14,19 @@ import sys
 from pathlib import Path
 
 SCRIPT = r"""
-import json, resource, sys
+import json, sys
 from datetime import UTC, date, datetime, timedelta
 import orjson
 from workloads_etl.lake.normalise.metrics import MetricsChunks
 from workloads_etl.lake.parquet import PartitionWriter, read_manifest
 from workloads_etl.runai.models import RawResponse
+
+def peak_mb():
+    # The high-water mark of this process's own memory (ru_maxrss would keep the parent's,
+    # pytest's, across the exec).
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
 
 lake, workloads, chunk = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 day = date(2026, 11, 17)
@@ -50,7 +57,7 @@ manifest = writer.commit()
 print(json.dumps({
     "rows": read_manifest(lake, "workload_metrics", day).rows,
     "files": len(manifest.data_files),
-    "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "peak_mb": peak_mb(),
 }))
 """
 SAMPLES_PER_WORKLOAD = 2 * 720
