@@ -38,7 +38,7 @@ DAYS_PER_RUN = 31
 RESERVED_DBT_VARS = frozenset({"metric_columns", "start_date", "end_date"})
 # DuckDB's memory_limit for the processes that write the warehouse (dbt, the loader): beyond
 # it DuckDB spills to disk instead of growing. A size DuckDB reads: 512MB, 2GB, 1.5GiB...
-DEFAULT_DUCKDB_MEMORY_LIMIT = "256MB"
+DEFAULT_DUCKDB_MEMORY_LIMIT = "512MB"
 _MEMORY_SIZE = r"^\s*\d+(\.\d+)?\s*([KMGT]i?B|B|bytes)\s*$"
 
 
