@@ -167,6 +167,15 @@ def _codes(valid: pa.Array, raw: pa.Array, wrong: list[int]) -> np.ndarray:
     return code
 
 
+def _answer(body: str | bytes | dict[str, Any]) -> dict[str, Any]:
+    """A decoded answer with a ``measurements`` array; raises
+    :class:`MeasurementsParseError` otherwise."""
+    data = _load(body)
+    if not isinstance(data.get("measurements"), list):
+        raise MeasurementsParseError("metrics body has no 'measurements' array")
+    return data
+
+
 def measurement_problem(m: Any) -> str | None:
     """Why a ``measurements`` item yields no samples at all (None: it is usable)."""
     if not isinstance(m, dict):
@@ -188,9 +197,7 @@ def measurement_problem(m: Any) -> str | None:
 def answer_types(body: str | bytes | dict[str, Any]) -> list[str]:
     """The metric types of an answer's usable measurements, in order, without gathering its
     samples (what :meth:`SampleCollector.add` returns for it)."""
-    data = _load(body)
-    if not isinstance(data.get("measurements"), list):
-        raise MeasurementsParseError("metrics body has no 'measurements' array")
+    data = _answer(body)
     types = [m["type"] for m in data["measurements"] if measurement_problem(m) is None]
     return list(dict.fromkeys(types))
 
@@ -377,9 +384,7 @@ def _sample_record(item: Any) -> dict[str, Any]:
 
 def parse_measurements(body: str | bytes | dict[str, Any]) -> ParsedMeasurements:
     """Parse one ``MetricsCompositeResponse`` (text, bytes or decoded JSON)."""
-    data = _load(body)
-    if not isinstance(data.get("measurements"), list):
-        raise MeasurementsParseError("metrics body has no 'measurements' array")
+    data = _answer(body)
     collector = SampleCollector()
     types = collector.add(data)
     samples = collector.finish()

@@ -49,6 +49,7 @@ from workloads_etl.lake.parquet import (
 )
 from workloads_etl.lake.schemas import SCHEMA_VERSION
 from workloads_etl.settings import DEFAULT_DUCKDB_MEMORY_LIMIT, DataPaths
+from workloads_etl.warehouse.dbt import duckdb_temp_dir
 from workloads_etl.writer import current_holder, is_part_of, process_line
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ class Warehouse:
                     ) from None
                 time.sleep(min(remaining, delay * (1 + random.random() / 2)))
                 delay = min(delay * 2, 1.0)
-        wh = cls(paths, _session(con, memory_limit, paths.root / ".duckdb_tmp"))
+        wh = cls(paths, _session(con, memory_limit, duckdb_temp_dir(paths)))
         try:
             wh.ensure_schema()
         except BaseException:
