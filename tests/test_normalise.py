@@ -392,6 +392,56 @@ def test_copy_with_unparsable_updated_at_loses_and_is_not_also_a_field_issue() -
     assert "different content" in res.quarantine["reason"][0].as_py()
 
 
+def test_batches_change_nothing_and_a_second_pass_reads_only_losers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Records are typed a few at a time and a losing copy's text is read in a second pass:
+    the result is the same as in one batch, whatever page the copies sit on."""
+    from workloads_etl.lake.normalise import workloads as module
+
+    wid = str(uuid.UUID(int=7))
+    pages = [
+        page([workload(id=str(uuid.UUID(int=i)), name=f"w{i}") for i in range(1, 7)]),
+        page(
+            [
+                workload(id=str(uuid.UUID(int=8)), allocatedResources={"gpuMemory": "12 gigs"}),
+                {"id": "not-a-uuid"},
+                workload(id=wid, updatedAt="2024-01-01T00:00:00Z", phase="Pending"),
+            ]
+        ),
+        page([workload(id=str(uuid.UUID(int=i))) for i in range(9, 14)]),
+        page([workload(id=wid, updatedAt="2024-01-02T00:00:00Z", phase="Running")]),
+    ]
+    whole = workloads_of(*pages)
+
+    class Twice:
+        """Counts the passes over the pages."""
+
+        passes = 0
+
+        def __iter__(self) -> Any:
+            Twice.passes += 1
+            return iter(pages)
+
+    monkeypatch.setattr(module, "BATCH_RECORDS", 2)
+    batched = normalise_responses("workload_snapshots", Twice(), DAY, "r9")
+    assert Twice.passes == 2  # one losing copy: its text is read again
+    assert batched.rows.equals(whole.rows)
+    assert batched.quarantine.equals(whole.quarantine)
+    assert (batched.records, batched.rejected, batched.field_issues) == (15, 2, 1)
+    assert batched.rows.num_rows == 13
+    reasons = batched.quarantine["reason"].to_pylist()
+    assert reasons[0] == "id is not a uuid"
+    assert reasons[1].startswith(f"duplicate workload id {wid}")
+    assert json.loads(batched.quarantine["raw_record"][1].as_py())["phase"] == "Pending"
+    assert "12 gigs" in reasons[2]
+
+    Twice.passes = 0
+    del pages[3]  # no losing copy: one pass
+    assert normalise_responses("workload_snapshots", Twice(), DAY, "r9").rows.num_rows == 13
+    assert Twice.passes == 1
+
+
 def test_unknown_enum_value_is_kept() -> None:
     assert "Hibernating" not in enum_values("Phase")
     rows, q = normalise_workloads([page([workload(phase="Hibernating")])], DAY, "r")

@@ -99,7 +99,10 @@ async def workload_list_day(
     limits: Limits = DEFAULT_LIMITS,
 ) -> DayResult:
     stats = await extract_workload_list(client, RawLanding(paths.raw), day, run_id, deleted=deleted)
-    return _result(stats, normalise_partition(paths, stats.dataset, day, run_id, limits=limits))
+    try:
+        return _result(stats, normalise_partition(paths, stats.dataset, day, run_id, limits=limits))
+    finally:
+        release_memory()
 
 
 def metrics_targets(paths: DataPaths, day: date) -> dict[str, str | None]:

@@ -107,6 +107,24 @@ def committed(writer: PartitionWriter, chunks: MetricsChunks) -> NormaliseResult
     return result
 
 
+@dataclass(frozen=True)
+class RawAnswers:
+    """The answers of one raw run to its dataset's operations, read from the landing anew on
+    each iteration (nothing is held; a normaliser may take a second pass). Other responses of
+    the run, such as the count asked for completeness, stay in raw only."""
+
+    landing: RawLanding
+    dataset: str
+    day: date
+    run_id: str
+
+    def __iter__(self) -> Iterator[RawResponse]:
+        wanted = DATASETS[self.dataset].operations
+        for resp in self.landing.read(self.dataset, self.day, self.run_id):
+            if resp.operation in wanted:
+                yield resp
+
+
 def by_workload(responses: Iterable[RawResponse]) -> Iterator[list[RawResponse]]:
     """Consecutive answers of one workload, together: a raw metrics run holds each workload's
     answers in one block (:func:`workloads_etl.ingest.metrics.extract_metrics`)."""
@@ -132,9 +150,7 @@ def normalise_partition(
     """
     landing = RawLanding(paths.raw)
     run = run_id if run_id is not None else landing.latest_run(dataset, day)
-    wanted = DATASETS[dataset].operations
-    # Other responses of the run (e.g. the count asked for completeness) stay in raw only.
-    responses = (r for r in landing.read(dataset, day, run) if r.operation in wanted)
+    responses = RawAnswers(landing, dataset, day, run)
     if dataset == "workload_metrics":
         writer = PartitionWriter(paths.lake, dataset, day, run)
         chunks = MetricsChunks(

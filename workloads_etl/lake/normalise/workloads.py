@@ -8,9 +8,10 @@ problems reject a record and which only null a field.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -168,63 +169,40 @@ def flatten_workload(
     return row, fields.problems
 
 
-def normalise_workloads(
-    dataset: str,
-    responses: Iterable[RawResponse],
-    day: date,
-    run_id: str,
-    snapshot_at: datetime | None = None,
-    *,
-    limits: Limits = DEFAULT_LIMITS,
-) -> Normalised:
-    """Pages of ``GET /api/v1/workloads`` (or of the deleted list) of one raw run."""
-    quarantine = Quarantine(dataset, day, run_id)
-    rows: list[dict[str, Any]] = []
-    problems: list[list[tuple[str, bool]]] = []  # per row: (problem, several fields nulled)
-    sources: list[tuple[Any, datetime]] = []  # (record, received_at) per row
-    seen: set[str] = set()  # canonical JSON of every record made a row
-    records = rejected = dropped = 0
-    first_received: datetime | None = None
-    for resp in responses:
-        received = observed_at(resp)
-        first_received = received if first_received is None else min(first_received, received)
-        doc, problem = decode_body(resp, "workloads")
-        if problem is not None:
-            records += 1
-            rejected += 1
-            quarantine.add(f"unparsable workloads page: {problem}", resp.text, received)
-            continue
-        for rec in doc["workloads"]:
-            records += 1
-            try:
-                row, issues = flatten_workload(rec, limits)
-            except RecordError as exc:
-                rejected += 1
-                quarantine.add(str(exc), dumps(rec), received)
-                continue
-            text = dumps_canonical(rec)
-            if text in seen:  # a page repeated by offset paging over a changing list
-                dropped += 1
-                continue
-            seen.add(text)
-            rows.append(row)
-            problems.append(issues)
-            sources.append((rec, received))
-    snap = utc(snapshot_at) if snapshot_at else first_received or datetime.combine(day, time(), UTC)
+# Records are flattened and typed this many at a time; only the typed columns stay.
+BATCH_RECORDS = 5_000
 
-    n = len(rows)
+
+@dataclass
+class _Batch:
+    """Records flattened since the last conversion to columns."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[list[tuple[str, bool]]] = field(default_factory=list)
+    records: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class _Rows:
+    """The rows of a day so far: typed columns in batches, and per row only where its record
+    sits in the run (for the rare record whose text a quarantine row needs after the pass)."""
+
+    tables: list[pa.Table] = field(default_factory=list)
+    page: list[int] = field(default_factory=list)  # ordinal of the row's response in the run
+    index: list[int] = field(default_factory=list)  # the row's place in that page's list
+    problems: dict[int, list[tuple[str, bool]]] = field(default_factory=dict)
+    texts: dict[int, str] = field(default_factory=dict)  # records of rows with a field issue
+    n: int = 0
+
+
+def _columns(batch: _Batch, rows: _Rows) -> pa.Table:
+    """Type one batch of flattened rows; field problems found column-wise are noted per row."""
+    n = len(batch.rows)
     arrays: dict[str, pa.Array] = {}
     for f in WORKLOADS:
-        if f.name == "snapshot_date":
-            arrays[f.name] = pa.repeat(pa.scalar(day, f.type), n)
-            continue
-        if f.name == "snapshot_at":
-            arrays[f.name] = pa.repeat(pa.scalar(snap, f.type), n)
-            continue
-        if f.name == "run_id":
-            arrays[f.name] = pa.repeat(pa.scalar(run_id, f.type), n)
-            continue
-        values = [row.get(f.name) for row in rows]
+        if f.name in ("snapshot_date", "snapshot_at", "run_id"):
+            continue  # the same for every row: set once the day is complete
+        values = [row.get(f.name) for row in batch.rows]
         if f.name in _QUANTITY_COLUMNS:
             parsed, bad = parse_quantity_array(pa.array(values, pa.string()))
             what = "quantity"
@@ -237,48 +215,139 @@ def normalise_workloads(
         if f.name in _QUANTITY_COLUMNS:  # memory: never negative
             negative = pc.fill_null(pc.less(parsed, 0), False)
             for i in np.flatnonzero(negative.to_numpy(zero_copy_only=False)):
-                problems[i].append((f"{f.name}: {values[i]!r} is negative", False))
+                batch.problems[i].append((f"{f.name}: {values[i]!r} is negative", False))
             parsed = pc.if_else(negative, pa.scalar(None, parsed.type), parsed)
         arrays[f.name] = parsed  # unparsable values are null already
         for i in np.flatnonzero(bad.to_numpy(zero_copy_only=False)):
-            problems[i].append((f"{f.name}: unparsable {what} {values[i]!r}", False))
-    table = pa.table(arrays, schema=WORKLOADS)
+            batch.problems[i].append((f"{f.name}: unparsable {what} {values[i]!r}", False))
+    for k, issues in enumerate(batch.problems):
+        if issues:
+            rows.problems[rows.n + k] = issues
+            rows.texts[rows.n + k] = dumps(batch.records[k])
+    rows.n += n
+    return pa.table(arrays)
+
+
+def normalise_workloads(
+    dataset: str,
+    responses: Iterable[RawResponse],
+    day: date,
+    run_id: str,
+    snapshot_at: datetime | None = None,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Normalised:
+    """Pages of ``GET /api/v1/workloads`` (or of the deleted list) of one raw run.
+
+    Memory follows the typed rows, not the records: records are flattened and typed
+    :data:`BATCH_RECORDS` at a time, identical repeats are found by a digest, and the text
+    of a record that loses to another copy of its id is read again from ``responses`` (a
+    second pass, only then; pass something that can be iterated twice, such as a list or
+    :class:`workloads_etl.lake.normalise.partition.RawAnswers`).
+    """
+    if isinstance(responses, Iterator):  # one pass only: keep it for the rare second one
+        responses = list(responses)
+    quarantine = Quarantine(dataset, day, run_id)
+    rows = _Rows()
+    batch = _Batch()
+    received_at: list[datetime] = []  # per response of the run
+    seen: set[bytes] = set()  # digest of the canonical JSON of every record made a row
+    records = rejected = dropped = 0
+    for ordinal, resp in enumerate(responses):
+        received = observed_at(resp)
+        received_at.append(received)
+        doc, problem = decode_body(resp, "workloads")
+        if problem is not None:
+            records += 1
+            rejected += 1
+            quarantine.add(f"unparsable workloads page: {problem}", resp.text, received)
+            continue
+        for k, rec in enumerate(doc["workloads"]):
+            records += 1
+            try:
+                row, issues = flatten_workload(rec, limits)
+            except RecordError as exc:
+                rejected += 1
+                quarantine.add(str(exc), dumps(rec), received)
+                continue
+            digest = hashlib.blake2b(dumps_canonical(rec).encode(), digest_size=16).digest()
+            if digest in seen:  # a page repeated by offset paging over a changing list
+                dropped += 1
+                continue
+            seen.add(digest)
+            batch.rows.append(row)
+            batch.problems.append(issues)
+            batch.records.append(rec)
+            rows.page.append(ordinal)
+            rows.index.append(k)
+        if len(batch.rows) >= BATCH_RECORDS:
+            rows.tables.append(_columns(batch, rows))
+            batch = _Batch()
+        del doc
+    if batch.rows or not rows.tables:
+        rows.tables.append(_columns(batch, rows))
+    del batch, seen
+    first_received = min(received_at, default=None)
+    snap = utc(snapshot_at) if snapshot_at else first_received or datetime.combine(day, time(), UTC)
+    typed_rows = pa.concat_tables(rows.tables)
+    rows.tables.clear()
+    n = typed_rows.num_rows
+    constant = {
+        "snapshot_date": pa.scalar(day, WORKLOADS.field("snapshot_date").type),
+        "snapshot_at": pa.scalar(snap, WORKLOADS.field("snapshot_at").type),
+        "run_id": pa.scalar(run_id, WORKLOADS.field("run_id").type),
+    }
+    table = pa.table(
+        [
+            pa.repeat(constant[f.name], n) if f.name in constant else typed_rows[f.name]
+            for f in WORKLOADS
+        ],
+        schema=WORKLOADS,
+    )
+    del typed_rows
 
     # Copies of one id with different content: keep the latest updatedAt, then the latest
     # received; the other copies have no row.
     keep = np.ones(n, dtype=bool)
-    by_id: dict[str, list[int]] = {}
-    for j, row in enumerate(rows):
-        by_id.setdefault(row["workload_id"], []).append(j)
-    updated = table["updated_at"].to_pylist()
-    min_ts = datetime.min.replace(tzinfo=UTC)
-    for wid, idx in by_id.items():
-        if len(idx) < 2:
-            continue
-        winner = max(idx, key=lambda j: (updated[j] or min_ts, sources[j][1], j))
-        for j in idx:
-            if j != winner:
-                keep[j] = False
-                rejected += 1
-                quarantine.add(
-                    f"duplicate workload id {wid} in one snapshot "
-                    "(different content; the copy with the latest updatedAt kept)",
-                    dumps(sources[j][0]),
-                    sources[j][1],
-                )
+    losers: list[tuple[int, str]] = []  # (row, workload id), in the order ids first appear
+    repeated = _repeated_ids(table["workload_id"])
+    if repeated:
+        ids = table["workload_id"].to_pylist()
+        updated = table["updated_at"].to_pylist()
+        by_id: dict[str, list[int]] = {}
+        for j, wid in enumerate(ids):
+            if wid in repeated:
+                by_id.setdefault(wid, []).append(j)
+        min_ts = datetime.min.replace(tzinfo=UTC)
+        for wid, idx in by_id.items():
+            winner = max(idx, key=lambda j: (updated[j] or min_ts, received_at[rows.page[j]], j))
+            losers += [(j, wid) for j in idx if j != winner]
+        texts = _record_texts(responses, [(rows.page[j], rows.index[j]) for j, _ in losers])
+        for j, wid in losers:
+            keep[j] = False
+            rejected += 1
+            quarantine.add(
+                f"duplicate workload id {wid} in one snapshot "
+                "(different content; the copy with the latest updatedAt kept)",
+                texts[rows.page[j], rows.index[j]],
+                received_at[rows.page[j]],
+            )
 
     field_issues = 0
-    for j in np.flatnonzero(keep).tolist():
-        if problems[j]:
-            field_issues += 1
-            several = len(problems[j]) > 1 or problems[j][0][1]
-            quarantine.add(
-                "; ".join(text for text, _ in problems[j])
-                + (FIELDS_ISSUE_SUFFIX if several else FIELD_ISSUE_SUFFIX),
-                dumps(sources[j][0]),
-                sources[j][1],
-            )
-    table = table.filter(pa.array(keep))
+    for j in sorted(rows.problems):
+        if not keep[j]:
+            continue
+        problems = rows.problems[j]
+        field_issues += 1
+        several = len(problems) > 1 or problems[0][1]
+        quarantine.add(
+            "; ".join(text for text, _ in problems)
+            + (FIELDS_ISSUE_SUFFIX if several else FIELD_ISSUE_SUFFIX),
+            rows.texts[j],
+            received_at[rows.page[j]],
+        )
+    if losers:
+        table = table.filter(pa.array(keep))
 
     unknown: Counter[str] = Counter()
     for col, schema_name in _ENUM_COLUMNS.items():
@@ -299,3 +368,26 @@ def normalise_workloads(
         field_issues=field_issues,
         duplicates_dropped=dropped,
     )
+
+
+def _repeated_ids(ids: pa.ChunkedArray) -> set[str]:
+    """The workload ids on more than one row."""
+    counts = pc.value_counts(ids)
+    several = pc.greater(counts.field("counts"), 1)
+    return set(counts.field("values").filter(several).to_pylist())
+
+
+def _record_texts(
+    responses: Iterable[RawResponse], places: list[tuple[int, int]]
+) -> dict[tuple[int, int], str]:
+    """The records at ``(response ordinal, place in its list)``, as ``raw_record`` text."""
+    wanted: dict[int, list[int]] = {}
+    for page, index in places:
+        wanted.setdefault(page, []).append(index)
+    texts: dict[tuple[int, int], str] = {}
+    for ordinal, resp in enumerate(responses):
+        if ordinal in wanted:
+            doc, _ = decode_body(resp, "workloads")
+            for index in wanted[ordinal]:
+                texts[ordinal, index] = dumps(doc["workloads"][index])
+    return texts
