@@ -1,8 +1,9 @@
 """The HTTP core of the Run:ai client: the only code that speaks HTTP to the control plane.
 
-One :class:`Session` owns one ``httpx.AsyncClient`` (one connection pool sized to
-``max_concurrency``), an ``asyncio.Semaphore`` bounding requests in flight, an optional
-requests-per-second budget (``aiolimiter``) and a shared :class:`TokenManager`.
+One :class:`Session` owns one ``httpx.AsyncClient`` (``max_concurrency`` connections in
+small pools, :mod:`workloads_etl.runai.transport`), an ``asyncio.Semaphore`` bounding
+requests in flight, an optional requests-per-second budget (``aiolimiter``) and a shared
+:class:`TokenManager`.
 :meth:`Session.call` is one logical request: authenticated, retried with ``tenacity`` as
 :mod:`workloads_etl.runai.retry` decides (within the run's :class:`RetryBudget`), its final
 successful answer handed to the caller's recorder as a :class:`RawResponse`.
@@ -59,6 +60,7 @@ from workloads_etl.runai.retry import (
     retryable,
 )
 from workloads_etl.runai.settings import RunaiSettings
+from workloads_etl.runai.transport import PoolOfPools
 
 logger = logging.getLogger("workloads_etl.runai")
 
@@ -125,15 +127,12 @@ class Session:
 
     async def open(self) -> None:
         s = self.settings
-        limits = httpx.Limits(
-            max_connections=s.max_concurrency, max_keepalive_connections=s.max_concurrency
-        )
         self._http = httpx.AsyncClient(
             base_url=s.base_url,
             timeout=httpx.Timeout(s.timeout, connect=s.connect_timeout),
-            limits=limits,
-            verify=s.ssl_verify(),
-            transport=self._transport,
+            transport=self._transport
+            if self._transport is not None
+            else PoolOfPools(s.base_url, s.max_concurrency, s.ssl_verify()),
             headers={"Accept": "application/json", "User-Agent": "workloads-etl"},
             follow_redirects=False,
         )
