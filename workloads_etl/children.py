@@ -14,11 +14,19 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib
+import logging
 import os
+import pickle
 import signal
+import subprocess
 import sys
+import tempfile
+import threading
+import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
@@ -39,3 +47,138 @@ def exec_dbt() -> None:
         _die_with_parent()
     dbt = Path(sys.executable).with_name("dbt")
     os.execv(dbt, [str(dbt), *sys.argv[1:]])  # noqa: S606 (no shell: the arguments as given)
+
+
+class ChildTraceback(Exception):
+    """The traceback of an error in a child process, as text: the cause of its
+    :class:`ChildError`, so that the whole chain shows wherever tracebacks are logged."""
+
+
+class ChildError(RuntimeError):
+    """A call in a child process failed: its cause as the child explained it
+    (:func:`workloads_etl.failures.explain`), and the child's traceback."""
+
+    def __init__(self, kind: str, detail: str, action: str, line: str, trace: str) -> None:
+        super().__init__(line)
+        self.kind, self.detail, self.action, self.line, self.trace = (
+            kind,
+            detail,
+            action,
+            line,
+            trace,
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ChildError, (self.kind, self.detail, self.action, self.line, self.trace))
+
+
+def call_in_child(target: str, args: tuple[Any, ...], on_message: Callable[[Any], None]) -> Any:
+    """``target(*args, send)`` in a fresh Python process; its result.
+
+    ``target`` is ``"module:function"``. What the function passes to ``send`` reaches
+    ``on_message`` here as it is sent, and its log records are logged here under their own
+    logger names, so the child is seen as if it ran in this process. Its memory, though, is
+    the system's again when it ends: a step that handles a large day leaves nothing behind
+    in a long-lived process. Arguments, messages and the result travel pickled over a pipe
+    (secrets in them are never written anywhere). If this process is interrupted the child
+    is stopped; if this process dies the kernel ends it (:func:`die_with_parent`). An error
+    of the child is raised here as :class:`ChildError`.
+    """
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workloads_etl.children"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            preexec_fn=die_with_parent(),
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            pickle.dump((target, args), proc.stdin)
+            proc.stdin.close()
+            while True:
+                try:
+                    kind, payload = pickle.load(proc.stdout)  # noqa: S301 (our own child)
+                except EOFError:
+                    proc.wait()
+                    stderr.seek(0)
+                    tail = stderr.read().decode(errors="replace")[-2000:]
+                    raise RuntimeError(
+                        f"the process of {target} ended without an answer "
+                        f"(exit code {proc.returncode}): {tail.strip()}"
+                    ) from None
+                if kind == "message":
+                    on_message(payload)
+                elif kind == "log":
+                    name, level, text = payload
+                    logging.getLogger(name).log(level, "%s", text)
+                elif kind == "error":
+                    raise payload from ChildTraceback(payload.trace)
+                else:
+                    return payload
+        finally:
+            if proc.poll() is None:
+                proc.terminate()  # the child cleans up as on any interruption
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+class _Forward(logging.Handler):
+    def __init__(self, send: Callable[[str, Any], None]) -> None:
+        super().__init__()
+        self.send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.send("log", (record.name, record.levelno, self.format(record)))
+        except Exception:
+            self.handleError(record)
+
+
+def _child_main() -> None:
+    """``python -m workloads_etl.children``: the child side of :func:`call_in_child`."""
+    from workloads_etl.failures import explain
+
+    channel = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    sys.stdout = sys.stderr  # the pipe carries messages only
+    lock = threading.Lock()
+
+    def post(kind: str, payload: Any) -> None:
+        data = pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL)
+        with lock:
+            channel.write(data)
+            channel.flush()
+
+    def _stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _stop)
+    root = logging.getLogger()
+    root.handlers[:] = [_Forward(post)]
+    root.setLevel(logging.INFO)
+    target, args = pickle.load(sys.stdin.buffer)  # noqa: S301 (from our parent)
+    module, _, name = target.partition(":")
+    func = getattr(importlib.import_module(module), name)
+    try:
+        result = func(*args, lambda payload: post("message", payload))
+    except Exception as exc:
+        # this module runs as __main__ here: the class the parent unpickles is the package's
+        from workloads_etl import children
+        from workloads_etl.failures import describe
+
+        cause = explain(exc)
+        post(
+            "error",
+            children.ChildError(
+                cause.kind, cause.detail, cause.action, describe(exc), traceback.format_exc()
+            ),
+        )
+        return
+    post("result", result)
+
+
+if __name__ == "__main__":
+    _child_main()

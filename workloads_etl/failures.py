@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import duckdb
 import httpx
 
+from workloads_etl.children import ChildError
 from workloads_etl.lake.parquet import LakeIntegrityError
 from workloads_etl.runai import errors as api
 from workloads_etl.settings import SettingsError
@@ -128,6 +129,8 @@ def _disk(chain: list[BaseException]) -> Cause | None:
 
 def explain(exc: BaseException) -> Cause:
     """The named cause of ``exc`` (see the module docstring)."""
+    if isinstance(exc, ChildError):  # explained where it happened
+        return Cause(exc.kind, exc.detail, exc.action)
     chain = list(_chain(exc))
     for e in chain:
         if isinstance(e, api.TLSVerificationError):
@@ -214,6 +217,8 @@ def explain(exc: BaseException) -> Cause:
 
 def describe(exc: BaseException) -> str:
     """:func:`explain` as one line, with the budget's word when retrying gave up."""
+    if isinstance(exc, ChildError):
+        return exc.line
     cause = explain(exc)
     line = cause.line()
     spent = next((e for e in _chain(exc) if isinstance(e, api.ControlPlaneUnavailableError)), None)

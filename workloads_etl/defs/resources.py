@@ -70,9 +70,15 @@ class RunaiResource(dg.ConfigurableResource):
         }
         return RunaiSettings(**{k: v for k, v in values.items() if v is not None})
 
+    def budget(self) -> RetryBudget:
+        """The run's retry budget (see :meth:`setup_for_execution`)."""
+        if self._budget is None:
+            self._budget = RetryBudget(self.settings().retry_budget)
+        return self._budget
+
     def client(self) -> RunaiClient:
         """A client of the run's control plane, sharing the run's retry budget."""
-        return RunaiClient(self.settings(), budget=self._budget)
+        return RunaiClient(self.settings(), budget=self.budget())
 
 
 def retry_policy_line(settings: RunaiSettings) -> str:

@@ -3,12 +3,14 @@ its lake partition. Every step replaces exactly one partition, so re-running a d
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import gc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 import pyarrow as pa
 
@@ -29,6 +31,8 @@ from workloads_etl.lake.parquet import PartitionWriter, read_partition
 from workloads_etl.lake.quality import workloads_with_metrics
 from workloads_etl.lake.raw import RawLanding
 from workloads_etl.runai import RunaiClient
+from workloads_etl.runai.retry import RetryBudget
+from workloads_etl.runai.settings import RunaiSettings
 from workloads_etl.settings import DataPaths
 
 DEFAULT_LIMITS = Limits()
@@ -175,3 +179,77 @@ async def telemetry_day(
 ) -> DayResult:
     stats = await extract_telemetry(client, RawLanding(paths.raw), day, run_id)
     return _result(stats, normalise_partition(paths, "telemetry", day, run_id, limits=limits))
+
+
+@dataclass(frozen=True)
+class DaysJob:
+    """One extraction step over a run's days: which dataset, against which control plane,
+    into which data directory, with which options (the keyword arguments of its day
+    function), continuing the run's retry budget (:attr:`RetryBudget.last_success`)."""
+
+    dataset: str
+    settings: RunaiSettings
+    paths: DataPaths
+    days: tuple[date, ...]
+    run_id: str
+    options: dict[str, Any]
+    last_success: float
+
+
+@dataclass(frozen=True)
+class DayDone:
+    """Sent by :func:`fetch_days` when a day is done."""
+
+    result: DayResult
+    index: int
+    of: int
+
+
+@dataclass(frozen=True)
+class MetricsProgress:
+    """Sent by :func:`fetch_days` every tenth of a day's workloads (and at 50 at least)."""
+
+    day: date
+    done: int
+    total: int
+
+
+def fetch_days(job: DaysJob, send: Callable[[object], None]) -> tuple[list[DayResult], float]:
+    """Run ``job`` day after day with one client: the day results and the retry budget's
+    :attr:`~RetryBudget.last_success` at the end. ``send`` gets a :class:`DayDone` per day
+    and, for metrics, :class:`MetricsProgress`. Meant for its own process
+    (:func:`workloads_etl.children.call_in_child`), so that a large day's memory is given
+    back whole when the step ends."""
+    budget = RetryBudget(job.settings.retry_budget)
+    budget.resume(job.last_success)
+
+    async def one(client: RunaiClient, day: date) -> DayResult:
+        if job.dataset in WORKLOAD_LISTS:
+            return await workload_list_day(
+                client,
+                job.paths,
+                day,
+                job.run_id,
+                deleted=job.dataset == "deleted_workloads",
+                **job.options,
+            )
+        if job.dataset == "telemetry":
+            return await telemetry_day(client, job.paths, day, job.run_id, **job.options)
+
+        def progress(done: int, total: int) -> None:
+            if done == total or done % max(50, total // 10) == 0:
+                send(MetricsProgress(day, done, total))
+
+        return await metrics_day(
+            client, job.paths, day, job.run_id, progress=progress, **job.options
+        )
+
+    async def run() -> list[DayResult]:
+        results = []
+        async with RunaiClient(job.settings, budget=budget) as client:
+            for i, day in enumerate(job.days, 1):
+                results.append(await one(client, day))
+                send(DayDone(results[-1], i, len(job.days)))
+        return results
+
+    return asyncio.run(run()), budget.last_success

@@ -115,6 +115,16 @@ class RetryBudget:
     def left(self) -> float:
         return self.seconds - (self._clock() - self._last_success)
 
+    @property
+    def last_success(self) -> float:
+        """When the last success was, on the system's monotonic clock (which every process
+        of the machine shares, so a budget can travel to a child process and back)."""
+        return self._last_success
+
+    def resume(self, last_success: float) -> None:
+        """Continue a budget of another process of this machine (see :attr:`last_success`)."""
+        self._last_success = last_success
+
     def spent(self) -> bool:
         return self.left() <= 0
 

@@ -3,27 +3,26 @@
 # No `from __future__ import annotations` here: Dagster reads the annotations of the asset
 # functions (the context type) at definition time.
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from datetime import date
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
 
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from workloads_etl.children import call_in_child
 from workloads_etl.defs.failure import named_failure
 from workloads_etl.defs.partitions import backfill_policy, partition_days
 from workloads_etl.defs.resources import DataDirResource, RunaiResource
-from workloads_etl.ingest import day as ingest_day
-from workloads_etl.ingest.day import DayResult
+from workloads_etl.ingest.day import DayDone, DayResult, DaysJob, MetricsProgress
 from workloads_etl.lake.bounds import Limits
 from workloads_etl.lake.datasets import DATASETS
 from workloads_etl.lake.normalise.metrics import DEFAULT_CHUNK_SAMPLES
 from workloads_etl.lake.parquet import head_of_partition
 from workloads_etl.lake.quality import duplicate_keys
-from workloads_etl.runai import RunaiClient
 from workloads_etl.settings import DataPaths
 
 GROUP = "runai_extract"
+FETCH_DAYS = "workloads_etl.ingest.day:fetch_days"
 KINDS = {"python", "parquet"}
 # No step retries: the client retries what retrying can fix, within the run's retry
 # budget; a step failure is final and names its cause.
@@ -54,25 +53,37 @@ def _checks(name: str, *extra: str) -> list[dg.AssetCheckSpec]:
 def _run_days(
     context: AssetExecutionContext,
     runai: RunaiResource,
-    step: Callable[[RunaiClient, DataPaths, date], Awaitable[DayResult]],
+    dataset: str,
     paths: DataPaths,
+    options: dict[str, Any],
 ) -> list[DayResult]:
-    days = partition_days(context)
+    """Fetch ``dataset`` for the run's days in a process of its own
+    (:func:`~workloads_etl.ingest.day.fetch_days`): whatever a large day takes, the run's
+    process is as small after the step as before it, and its log shows each day."""
+    job = DaysJob(
+        dataset,
+        runai.settings(),
+        paths,
+        tuple(partition_days(context)),
+        context.run.run_id,
+        options,
+        runai.budget().last_success,
+    )
 
-    async def run() -> list[DayResult]:
-        out = []
-        async with runai.client() as client:
-            for i, day in enumerate(days, 1):
-                result = await step(client, paths, day)
-                context.log.info(
-                    f"{result.dataset} {day} ({i}/{len(days)}): {result.rows} rows, "
-                    f"{result.quarantined} quarantined, {result.responses} responses"
-                )
-                out.append(result)
-        return out
+    def on_message(message: object) -> None:
+        if isinstance(message, DayDone):
+            r = message.result
+            context.log.info(
+                f"{r.dataset} {r.day} ({message.index}/{message.of}): {r.rows} rows, "
+                f"{r.quarantined} quarantined, {r.responses} responses"
+            )
+        elif isinstance(message, MetricsProgress):
+            context.log.info(f"metrics {message.day}: {message.done}/{message.total} workloads")
 
     with named_failure():
-        return asyncio.run(run())
+        results, last_success = call_in_child(FETCH_DAYS, (job,), on_message)
+    runai.budget().resume(last_success)
+    return cast(list[DayResult], results)
 
 
 def _materialization(
@@ -134,13 +145,7 @@ def _workload_list_asset(
         context: AssetExecutionContext, runai: RunaiResource, data: DataDirResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         paths = data.paths()
-
-        async def step(client: RunaiClient, p: DataPaths, day: date) -> DayResult:
-            return await ingest_day.workload_list_day(
-                client, p, day, context.run.run_id, deleted=deleted, limits=limits
-            )
-
-        results = _run_days(context, runai, step, paths)
+        results = _run_days(context, runai, name, paths, {"limits": limits})
         yield _materialization(
             paths, name, results, ["workload_id", "name", "phase", "project_name"]
         )
@@ -187,25 +192,13 @@ def _metrics_asset(
         context: AssetExecutionContext, runai: RunaiResource, data: DataDirResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         paths = data.paths()
-
-        async def step(client: RunaiClient, p: DataPaths, day: date) -> DayResult:
-            def progress(done: int, total: int) -> None:
-                if done == total or done % max(50, total // 10) == 0:
-                    context.log.info(f"metrics {day}: {done}/{total} workloads")
-
-            return await ingest_day.metrics_day(
-                client,
-                p,
-                day,
-                context.run.run_id,
-                step_seconds=runai.metrics_step_seconds,
-                metric_types=metric_types,
-                progress=progress,
-                limits=limits,
-                chunk_samples=chunk_samples,
-            )
-
-        results = _run_days(context, runai, step, paths)
+        options = {
+            "step_seconds": runai.metrics_step_seconds,
+            "metric_types": list(metric_types),
+            "limits": limits,
+            "chunk_samples": chunk_samples,
+        }
+        results = _run_days(context, runai, "workload_metrics", paths, options)
         yield _materialization(
             paths, "workload_metrics", results, ["workload_id", "metric_type", "ts", "value"]
         )
@@ -265,11 +258,7 @@ def _telemetry_asset(partitions: dg.PartitionsDefinition, limits: Limits) -> dg.
         context: AssetExecutionContext, runai: RunaiResource, data: DataDirResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         paths = data.paths()
-
-        async def step(client: RunaiClient, p: DataPaths, day: date) -> DayResult:
-            return await ingest_day.telemetry_day(client, p, day, context.run.run_id, limits=limits)
-
-        results = _run_days(context, runai, step, paths)
+        results = _run_days(context, runai, "telemetry", paths, {"limits": limits})
         yield _materialization(
             paths, "telemetry", results, ["telemetry_type", "group1_value", "group2_value", "value"]
         )
