@@ -313,7 +313,7 @@ def test_duckdb_memory_limit_is_a_validated_pipeline_setting(
     )
 
     monkeypatch.delenv("WORKLOADS_ETL_DUCKDB_MEMORY_LIMIT", raising=False)
-    assert duckdb_memory_limit() == DEFAULT_DUCKDB_MEMORY_LIMIT == "512MB"
+    assert duckdb_memory_limit() == DEFAULT_DUCKDB_MEMORY_LIMIT == "320MB"
     monkeypatch.setenv("WORKLOADS_ETL_DUCKDB_MEMORY_LIMIT", "2GB")
     assert duckdb_memory_limit() == "2GB"
     assert PipelineSettings.read(data_dir=tmp_path).duckdb_memory_limit == "2GB"

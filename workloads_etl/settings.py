@@ -37,8 +37,9 @@ DEFAULT_START_DATE = date(2025, 1, 1)
 DAYS_PER_RUN = 31
 RESERVED_DBT_VARS = frozenset({"metric_columns", "start_date", "end_date"})
 # DuckDB's memory_limit for the processes that write the warehouse (dbt, the loader): beyond
-# it DuckDB spills to disk instead of growing. A size DuckDB reads: 512MB, 2GB, 1.5GiB...
-DEFAULT_DUCKDB_MEMORY_LIMIT = "512MB"
+# it DuckDB spills to disk instead of growing. A size DuckDB reads: 320MB, 2GB, 1.5GiB...
+# The default keeps a nightly run's whole process tree within 1 GB (bench/bench_scale.py).
+DEFAULT_DUCKDB_MEMORY_LIMIT = "320MB"
 _MEMORY_SIZE = r"^\s*\d+(\.\d+)?\s*([KMGT]i?B|B|bytes)\s*$"
 
 
