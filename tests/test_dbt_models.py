@@ -43,6 +43,7 @@ from workloads_etl.lake.datasets import DATASETS
 from workloads_etl.lake.metric_types import metric_columns
 from workloads_etl.settings import DataPaths
 from workloads_etl.warehouse.dbt import (
+    DUCKDB_THREADS,
     PROFILE,
     TARGET,
     WINDOW_TABLE,
@@ -942,7 +943,7 @@ def test_the_runner_and_dagster_name_the_same_profile_and_target(tmp_path: Path)
     assert output["settings"] == {"TimeZone": "UTC"}
     assert output["config_options"] == {
         "memory_limit": "1GB",
-        "threads": 2,
+        "threads": DUCKDB_THREADS,
         "temp_directory": str(tmp_path / ".duckdb_tmp"),
         "preserve_insertion_order": False,
     }
