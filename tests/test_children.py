@@ -27,7 +27,8 @@ def test_an_error_of_the_child_is_explained_where_it_happened() -> None:
     with pytest.raises(ChildError) as info:
         call_in_child("tests.child_targets:refused", (), lambda m: None)
     err = info.value
-    assert err.kind == "credentials" or "401" in err.line
+    assert err.kind == "credentials"
+    assert "HTTP 401" in err.line
     assert describe(err) == err.line
     assert "AuthenticationError" in err.trace
 

@@ -60,13 +60,11 @@ class ChildError(RuntimeError):
 
     def __init__(self, kind: str, detail: str, action: str, line: str, trace: str) -> None:
         super().__init__(line)
-        self.kind, self.detail, self.action, self.line, self.trace = (
-            kind,
-            detail,
-            action,
-            line,
-            trace,
-        )
+        self.kind = kind
+        self.detail = detail
+        self.action = action
+        self.line = line
+        self.trace = trace
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (ChildError, (self.kind, self.detail, self.action, self.line, self.trace))
@@ -140,7 +138,10 @@ class _Forward(logging.Handler):
 
 def _child_main() -> None:
     """``python -m workloads_etl.children``: the child side of :func:`call_in_child`."""
-    from workloads_etl.failures import explain
+    # This module runs as __main__ here: the error class the parent unpickles is the
+    # package's.
+    from workloads_etl import children
+    from workloads_etl.failures import describe, explain
 
     channel = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     sys.stdout = sys.stderr  # the pipe carries messages only
@@ -165,10 +166,6 @@ def _child_main() -> None:
     try:
         result = func(*args, lambda payload: post("message", payload))
     except Exception as exc:
-        # this module runs as __main__ here: the class the parent unpickles is the package's
-        from workloads_etl import children
-        from workloads_etl.failures import describe
-
         cause = explain(exc)
         post(
             "error",

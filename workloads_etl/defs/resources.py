@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from workloads_etl.runai import RunaiClient, RunaiSettings
+from workloads_etl.runai import RunaiSettings
 from workloads_etl.runai.retry import RetryBudget
 from workloads_etl.settings import DataPaths, RunaiEnvironment
 
@@ -75,10 +75,6 @@ class RunaiResource(dg.ConfigurableResource):
         if self._budget is None:
             self._budget = RetryBudget(self.settings().retry_budget)
         return self._budget
-
-    def client(self) -> RunaiClient:
-        """A client of the run's control plane, sharing the run's retry budget."""
-        return RunaiClient(self.settings(), budget=self.budget())
 
 
 def retry_policy_line(settings: RunaiSettings) -> str:

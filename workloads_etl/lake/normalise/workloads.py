@@ -192,12 +192,12 @@ class _Rows:
     index: list[int] = field(default_factory=list)  # the row's place in that page's list
     problems: dict[int, list[tuple[str, bool]]] = field(default_factory=dict)
     texts: dict[int, str] = field(default_factory=dict)  # records of rows with a field issue
-    n: int = 0
 
 
 def _columns(batch: _Batch, rows: _Rows) -> pa.Table:
-    """Type one batch of flattened rows; field problems found column-wise are noted per row."""
-    n = len(batch.rows)
+    """Type one batch of flattened rows (the last ones of ``rows``); field problems found
+    column-wise are noted per row."""
+    first = len(rows.page) - len(batch.rows)  # the batch's first row in the day
     arrays: dict[str, pa.Array] = {}
     for f in WORKLOADS:
         if f.name in ("snapshot_date", "snapshot_at", "run_id"):
@@ -222,9 +222,8 @@ def _columns(batch: _Batch, rows: _Rows) -> pa.Table:
             batch.problems[i].append((f"{f.name}: unparsable {what} {values[i]!r}", False))
     for k, issues in enumerate(batch.problems):
         if issues:
-            rows.problems[rows.n + k] = issues
-            rows.texts[rows.n + k] = dumps(batch.records[k])
-    rows.n += n
+            rows.problems[first + k] = issues
+            rows.texts[first + k] = dumps(batch.records[k])
     return pa.table(arrays)
 
 
