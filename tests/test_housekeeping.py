@@ -93,7 +93,7 @@ def killed_writer_temp_file(paths: DataPaths) -> Path:
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
-    (tmp,) = (paths.raw / "workload_metrics" / "usage_date=2024-12-20").glob(".*.tmp")
+    (tmp,) = (paths.raw.directory / "workload_metrics" / "usage_date=2024-12-20").glob(".*.tmp")
     assert tmp.name == f".run=killed.jsonl.gz.{proc.pid}.tmp"
     return tmp
 

@@ -251,7 +251,7 @@ def test_readers_trust_only_the_manifest(tmp_path: Path) -> None:
     stray = data_file(tmp_path / "other", "workload_metrics")
     shutil.copy(stray, directory / stray.name)
     assert read_partition(tmp_path, "workload_metrics", DAY).num_rows == 10
-    assert [p.name for p in lake_files(tmp_path, "workload_metrics")] != [stray.name]
+    assert [Path(p).name for p in lake_files(tmp_path, "workload_metrics")] != [stray.name]
     assert duplicate_keys(tmp_path, "workload_metrics", DAY) == 0
     # a manifest is what makes a partition: without one there is none
     (directory / "_manifest.json").unlink()
@@ -376,7 +376,7 @@ def test_a_writer_killed_anywhere_leaves_one_whole_commit(
     tmp_path: Path, stop: str, committed: str
 ) -> None:
     paths = DataPaths(tmp_path)
-    lake = paths.lake
+    lake = paths.lake.directory
     old = write_partition(
         lake, "workload_metrics", metric_table(100), DAY, "old", quarantine=OLD_QUARANTINE
     )
@@ -428,7 +428,7 @@ def test_renormalise_from_raw_is_identical(tmp_path: Path) -> None:
     assert qfile.parent == quarantine_path(paths.lake, "workload_snapshots", DAY)
     hashes = (sha(data), sha(qfile))
     first = read_partition(paths.lake, "workload_snapshots", DAY)
-    shutil.rmtree(paths.lake)
+    shutil.rmtree(paths.lake.directory)
     res2 = normalise_partition(paths, "workload_snapshots", DAY, "run-1")
     assert (sha(data), sha(qfile)) == hashes
     assert read_partition(paths.lake, "workload_snapshots", DAY).equals(first)

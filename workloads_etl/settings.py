@@ -26,6 +26,7 @@ from pydantic_settings import SettingsError as EnvironmentParseError
 from workloads_etl.lake.bounds import DEFAULT_MAX_GPUS, Limits
 from workloads_etl.lake.metric_types import check_selection, metric_type_names
 from workloads_etl.lake.normalise.metrics import DEFAULT_CHUNK_SAMPLES
+from workloads_etl.lake.store import Store, StoreError, check_url
 from workloads_etl.runai.errors import ConfigurationError
 from workloads_etl.runai.settings import RunaiSettings, describe_validation_error
 
@@ -155,17 +156,27 @@ def _name_variables(message: str) -> str:
 
 @dataclass(frozen=True)
 class DataPaths:
-    """Locations of the raw landing zone, the Parquet lake and the DuckDB warehouse."""
+    """Locations of the raw landing zone, the Parquet lake and the DuckDB warehouse.
+
+    ``root`` is the local data directory (the warehouse, the serving database, logs, dbt's
+    files). The raw landing and the lake live under ``lake_url`` (``s3://bucket/prefix`` or
+    ``file:///path``, see :mod:`workloads_etl.lake.store`), by default the data directory."""
 
     root: Path
+    lake_url: str | None = None
 
     @property
-    def raw(self) -> Path:
-        return self.root / "raw"
+    def store(self) -> Store:
+        """The root of the raw landing and the lake."""
+        return Store.at(self.lake_url or self.root)
 
     @property
-    def lake(self) -> Path:
-        return self.root / "lake"
+    def raw(self) -> Store:
+        return self.store.child("raw")
+
+    @property
+    def lake(self) -> Store:
+        return self.store.child("lake")
 
     @property
     def warehouse(self) -> Path:
@@ -190,7 +201,8 @@ class DataPaths:
         """Create the directories, and prove the data directory writable; raises
         :class:`SettingsError` saying why not."""
         try:
-            for p in (self.root, self.raw, self.lake):
+            local = [s.directory for s in (self.raw, self.lake) if s.is_local]
+            for p in (self.root, *local):
                 p.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=self.root):
                 pass
@@ -211,6 +223,9 @@ class PipelineSettings(BaseSettings):
     )
 
     data_dir: Path = Field(default=Path("data"), description="raw/, lake/, warehouse.duckdb")
+    # Where the raw landing and the lake live instead of the data directory: s3://bucket/prefix
+    # (endpoint and credentials from the standard AWS variables) or file:///path.
+    lake_url: str | None = None
     start_date: date = Field(default=DEFAULT_START_DATE, description="first daily partition")
     # dbt vars of your contract (a JSON object), e.g. {"idle_gpu_utilisation_pct": 5}.
     dbt_vars: dict[str, Any] = Field(default_factory=dict)
@@ -242,6 +257,16 @@ class PipelineSettings(BaseSettings):
             raise ValueError(f"{', '.join(reserved)} are set by the pipeline itself")
         return value
 
+    @field_validator("lake_url")
+    @classmethod
+    def _lake_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check_url(value.strip())
+        except StoreError as exc:
+            raise ValueError(str(exc).removeprefix("WORKLOADS_ETL_LAKE_URL: ")) from None
+
     @field_validator("duckdb_memory_limit")
     @classmethod
     def _memory_limit(cls, value: str) -> str:
@@ -262,7 +287,7 @@ class PipelineSettings(BaseSettings):
 
     @property
     def paths(self) -> DataPaths:
-        return DataPaths(self.data_dir.expanduser().resolve())
+        return DataPaths(self.data_dir.expanduser().resolve(), self.lake_url)
 
     @property
     def limits(self) -> Limits:

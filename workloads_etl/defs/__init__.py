@@ -43,7 +43,7 @@ def build_definitions(
     served = build_serving_assets(partitions, [k for a in models for k in a.keys])
     defaults: dict[str, object] = {
         "runai": runai_resource_from_env(RunaiEnvironment.read()),
-        "data": DataDirResource(data_dir=str(paths.root)),
+        "data": DataDirResource(data_dir=str(paths.root), lake_url=paths.lake_url),
         # DbtCliResource takes a DbtProject (its __init__); the subclass hides that from mypy.
         "dbt": WarehouseDbtResource(project_dir=project, dbt_executable=dbt_launcher()),  # type: ignore[arg-type]
     }

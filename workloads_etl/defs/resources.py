@@ -90,9 +90,13 @@ class DataDirResource(dg.ConfigurableResource):
     """Where raw files, the Parquet lake and the DuckDB warehouse live."""
 
     data_dir: str = Field(description="Root of raw/, lake/ and warehouse.duckdb")
+    lake_url: str | None = Field(
+        default=None,
+        description="Where raw/ and lake/ live instead (s3://bucket/prefix or file:///path)",
+    )
 
     def paths(self) -> DataPaths:
-        return DataPaths(Path(self.data_dir).resolve()).ensure()
+        return DataPaths(Path(self.data_dir).resolve(), self.lake_url).ensure()
 
 
 def runai_resource_from_env(env: RunaiEnvironment) -> RunaiResource:

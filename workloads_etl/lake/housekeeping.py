@@ -38,11 +38,11 @@ from workloads_etl.lake.parquet import (
     MANIFEST_FILE,
     Manifest,
     ManifestError,
-    file_path,
-    partition_path,
-    quarantine_path,
+    partition_dir,
+    quarantine_dir,
     read_manifest,
 )
+from workloads_etl.lake.store import Entry, Store
 from workloads_etl.settings import DataPaths
 from workloads_etl.writer import WriterLock
 
@@ -63,19 +63,25 @@ def exclusive_access(paths: DataPaths) -> Iterator[None]:
 
 @dataclass
 class Freed:
-    """The files of one kind of garbage."""
+    """The files of one kind of garbage: local paths, or URLs on an object store."""
 
     label: str
-    paths: list[Path] = field(default_factory=list)
+    paths: list[Path | str] = field(default_factory=list)
     bytes: int = 0
+    _targets: list[tuple[Store, str]] = field(default_factory=list, repr=False)
 
     @property
     def files(self) -> int:
         return len(self.paths)
 
-    def add(self, path: Path, size: int) -> None:
-        self.paths.append(path)
-        self.bytes += size
+    def add(self, store: Store, entry: Entry) -> None:
+        self.paths.append(store.directory / entry.path if store.is_local else store.uri(entry.path))
+        self._targets.append((store, entry.path))
+        self.bytes += entry.size
+
+    def remove(self) -> None:
+        for store, path in self._targets:
+            store.delete(path)
 
 
 @dataclass
@@ -89,7 +95,7 @@ class GcReport:
     lake_files: Freed = field(default_factory=lambda: Freed("lake files no manifest names"))
     kept_named_runs: int = 0  # raw runs a manifest names
     kept_unpartitioned_runs: int = 0  # raw runs of days the lake has no partition of
-    unreadable: list[Path] = field(default_factory=list)  # manifests that could not be read
+    unreadable: list[str] = field(default_factory=list)  # manifests that could not be read
 
     @property
     def categories(self) -> tuple[Freed, Freed, Freed]:
@@ -117,25 +123,15 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _stat(path: Path) -> os.stat_result | None:
-    try:
-        return path.stat()
-    except FileNotFoundError:
+def _day_of(part: str, key: str) -> date | None:
+    """The day of a ``<key>=<day>`` path component (None: not one)."""
+    name, _, value = part.partition("=")
+    if name != key:
         return None
-
-
-def _partitions(base: Path, key: str) -> Iterator[tuple[Path, date]]:
-    """The ``<key>=<day>`` directories under ``base`` and their days."""
-    if not base.is_dir():
-        return
-    for directory in sorted(base.iterdir()):
-        name, _, value = directory.name.partition("=")
-        if name != key or not directory.is_dir():
-            continue
-        try:
-            yield directory, date.fromisoformat(value)
-        except ValueError:
-            continue
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -143,80 +139,85 @@ class _Commits:
     """Every committed partition of the lake: the runs and files its manifests name."""
 
     runs: dict[tuple[str, date], str] = field(default_factory=dict)
-    files: set[Path] = field(default_factory=set)
-    unreadable: dict[tuple[str, date], Path] = field(default_factory=dict)
+    files: set[str] = field(default_factory=set)  # relative to the lake
+    unreadable: dict[tuple[str, date], str] = field(default_factory=dict)
 
-    def add(self, lake: Path, manifest: Manifest) -> None:
+    def add(self, manifest: Manifest) -> None:
         self.runs[(manifest.dataset, manifest.day)] = manifest.run_id
-        self.files.update(file_path(lake, f) for f in manifest.files)
+        self.files.update(f.path for f in manifest.files)
         if manifest.format == 1:  # its quarantine partition has a manifest of its own
-            self.files.add(quarantine_path(lake, manifest.dataset, manifest.day) / MANIFEST_FILE)
+            self.files.add(f"{quarantine_dir(manifest.dataset, manifest.day)}/{MANIFEST_FILE}")
 
 
-def _commits(lake: Path) -> _Commits:
+def _commits(lake: Store) -> _Commits:
     found = _Commits()
     for dataset in EXTRACTED:
         key = DATASETS[dataset].partition_key
-        for directory, day in _partitions(lake / dataset, key):
+        for entry in lake.list(dataset, suffix=f"/{MANIFEST_FILE}"):
+            parts = entry.path.split("/")
+            day = _day_of(parts[1], key) if len(parts) == 3 else None
+            if day is None:
+                continue
             try:
                 manifest = read_manifest(lake, dataset, day)
             except ManifestError:
-                found.unreadable[(dataset, day)] = directory / MANIFEST_FILE
+                found.unreadable[(dataset, day)] = lake.uri(entry.path)
                 continue
             if manifest is not None:
-                found.add(lake, manifest)
+                found.add(manifest)
     return found
 
 
 def _raw_runs(paths: DataPaths, commits: _Commits, keep_seconds: float, report: GcReport) -> None:
-    now = report.now
+    now, raw = report.now, paths.raw
     for dataset in EXTRACTED:
         key = DATASETS[dataset].partition_key
-        for directory, day in _partitions(paths.raw / dataset, key):
-            if (dataset, day) in commits.unreadable:
+        for entry in raw.list(dataset):
+            parts = entry.path.split("/")
+            day = _day_of(parts[1], key) if len(parts) == 3 else None
+            match = _RUN_FILE.fullmatch(parts[-1])
+            if day is None or match is None or (dataset, day) in commits.unreadable:
                 continue
             named = commits.runs.get((dataset, day))
-            for path in sorted(directory.iterdir()):
-                match = _RUN_FILE.fullmatch(path.name)
-                st = _stat(path)
-                if match is None or st is None:
-                    continue
-                if named is None:
-                    report.kept_unpartitioned_runs += 1
-                elif match["run"] == named:
-                    report.kept_named_runs += 1
-                elif now - st.st_mtime > keep_seconds:
-                    report.raw_runs.add(path, st.st_size)
+            if named is None:
+                report.kept_unpartitioned_runs += 1
+            elif match["run"] == named:
+                report.kept_named_runs += 1
+            elif now - entry.modified > keep_seconds:
+                report.raw_runs.add(raw, entry)
 
 
 def _temp_files(paths: DataPaths, now: float, freed: Freed, only_gone: bool = False) -> None:
-    for root in (paths.raw, paths.lake):
-        if not root.is_dir():
+    """Temporary files of local writers (an object store has none: an upload that fails is
+    aborted, and one a crash interrupted is never visible as a file)."""
+    for store in (paths.raw, paths.lake):
+        if not store.is_local:
             continue
-        for path in sorted(root.rglob(".*.tmp")):
-            st = _stat(path)
-            if st is None or not _TEMP_FILE.fullmatch(path.name) or not path.is_file():
+        for entry in store.list(suffix=".tmp"):
+            name = entry.path.rsplit("/", 1)[-1]
+            if not _TEMP_FILE.fullmatch(name):
                 continue
-            pid = _TEMP_PID.search(path.name)
+            pid = _TEMP_PID.search(name)
             writer_gone = pid is not None and not pid_alive(int(pid.group(1)))
-            if writer_gone or (not only_gone and now - st.st_mtime > STALE_SECONDS):
-                freed.add(path, st.st_size)
+            if writer_gone or (not only_gone and now - entry.modified > STALE_SECONDS):
+                freed.add(store, entry)
 
 
-def _lake_files(lake: Path, commits: _Commits, now: float, freed: Freed) -> None:
-    skip = {partition_path(lake, ds, day) for ds, day in commits.unreadable}
-    skip |= {quarantine_path(lake, ds, day) for ds, day in commits.unreadable}
+def _lake_files(lake: Store, commits: _Commits, now: float, freed: Freed) -> None:
+    skip = {partition_dir(ds, day) for ds, day in commits.unreadable}
+    skip |= {quarantine_dir(ds, day) for ds, day in commits.unreadable}
     for dataset, ds in DATASETS.items():
-        partitions = "/".join(f"{k}=*" for k in ds.partition_by)
-        candidates = list((lake / dataset).glob(f"{partitions}/*.parquet"))
-        if dataset == "quarantine":
-            candidates += (lake / dataset).glob(f"{partitions}/{MANIFEST_FILE}")
-        for path in sorted(candidates):
-            if path in commits.files or path.parent in skip:
+        depth = len(ds.partition_by) + 2
+        for entry in lake.list(dataset):
+            parts = entry.path.split("/")
+            name = parts[-1]
+            orphan_manifest = dataset == "quarantine" and name == MANIFEST_FILE
+            if len(parts) != depth or not (name.endswith(".parquet") or orphan_manifest):
                 continue
-            st = _stat(path)
-            if st is not None and now - st.st_mtime > STALE_SECONDS:
-                freed.add(path, st.st_size)
+            if entry.path in commits.files or entry.path.rsplit("/", 1)[0] in skip:
+                continue
+            if now - entry.modified > STALE_SECONDS:
+                freed.add(lake, entry)
 
 
 def collect_garbage(
@@ -239,8 +240,7 @@ def collect_garbage(
         _lake_files(paths.lake, commits, report.now, report.lake_files)
         if not dry_run:
             for category in report.categories:
-                for path in category.paths:
-                    path.unlink(missing_ok=True)
+                category.remove()
     return report
 
 
@@ -249,6 +249,5 @@ def sweep_temp_files(paths: DataPaths) -> Freed:
     as a run does at its start, under the writer lock it holds. Returns what was removed."""
     freed = Freed("temporary files of writers gone")
     _temp_files(paths, time.time(), freed, only_gone=True)
-    for path in freed.paths:
-        path.unlink(missing_ok=True)
+    freed.remove()
     return freed

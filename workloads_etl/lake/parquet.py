@@ -1,6 +1,7 @@
 """The Parquet lake: Hive partitions whose content is exactly what their manifest names.
 
-Layout (Hive style, readable as is by DuckDB, Spark, Trino, pandas/pyarrow)::
+Layout (Hive style, readable as is by DuckDB, Spark, Trino, pandas/pyarrow), on a local disk
+or under a prefix of an S3-API store::
 
     <lake>/<dataset>/<key>=<day>/part-<sha256 prefix>.parquet     the partition's rows
     <lake>/<dataset>/<key>=<day>/_manifest.json                   the partition's commit
@@ -10,20 +11,24 @@ Following the Hive convention the partition columns live in the directory names 
 inside the files (``read_parquet(..., hive_partitioning=true)`` adds them back).
 
 **One commit per partition.** A dataset-day and its quarantine rows are written as one
-commit:
+commit, the same way on a local disk and on an object store (:mod:`workloads_etl.lake.store`,
+``WORKLOADS_ETL_LAKE_URL``), which has no rename:
 
-1. every file is written to ``.part.<pid>.tmp`` beside its final place (no ``*.parquet``
-   glob matches it), fsynced and renamed to ``part-<first 16 hex digits of its
-   sha256>.parquet``: a new name, so nothing the current manifest names is touched;
-2. the directories are fsynced, then ONE manifest (format 2) naming every file of the
-   commit (path relative to the lake, role, rows, bytes, sha256) is written to a temporary
-   file, fsynced and renamed over ``_manifest.json``. That rename is the commit point;
+1. every file is serialised, named ``part-<first 16 hex digits of its sha256>.parquet``
+   and published whole under that name (a local file is written to ``.<name>.<pid>.tmp``,
+   fsynced and renamed; an object is one PUT or one completed multipart upload): a new name,
+   so nothing the current manifest names is touched;
+2. then ONE manifest (format 2) naming every file of the commit (path relative to the lake,
+   role, rows, bytes, sha256) is published over ``_manifest.json``, the same way. That
+   replacement is the commit point: a reader of the manifest sees the previous commit or
+   the new one, never both and never neither;
 3. the files of the previous commit that the new manifest no longer names are deleted.
 
 A crash before step 2 leaves the previous commit (and files no manifest names); a crash
 after it, the new one (and the previous commit's files). Readers trust only what the
-manifest names; ``workloads-etl gc`` (:mod:`workloads_etl.lake.housekeeping`) removes the
-files no manifest names.
+manifest names (:func:`lake_files`, :func:`read_partition`): a plain glob of the directory
+may count a crashed writer's files. ``workloads-etl gc``
+(:mod:`workloads_etl.lake.housekeeping`) removes the files no manifest names.
 
 **Quarantine files stay in the quarantine tree**, under content-addressed names like the
 data: the quarantine remains a Hive dataset of its own (a glob over
@@ -45,8 +50,8 @@ partition with a manifest of its own) are still read, as if they were one commit
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -59,8 +64,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from workloads_etl.lake.datasets import DATASETS, EXTRACTED, Dataset
-from workloads_etl.lake.raw import fsync_dir
 from workloads_etl.lake.schemas import SCHEMA_VERSION
+from workloads_etl.lake.store import Store
+
+# Where a lake is: a Store, a local directory, or a URL (s3://bucket/prefix/lake).
+LakeLocation = Store | Path | str
 
 MANIFEST_FILE = "_manifest.json"
 MANIFEST_FORMAT = 2
@@ -200,14 +208,22 @@ def _partition_values(ds: Dataset, day: date, extra_keys: dict[str, str] | None)
     return values
 
 
+def partition_dir(dataset: str, day: date, extra_keys: dict[str, str] | None = None) -> str:
+    """The partition's directory, relative to the lake (``dataset/key=value/...``)."""
+    values = _partition_values(DATASETS[dataset], day, extra_keys)
+    return "/".join([dataset, *(f"{k}={v}" for k, v in values.items())])
+
+
 def partition_path(
-    lake_dir: Path | str, dataset: str, day: date, extra_keys: dict[str, str] | None = None
+    lake_dir: LakeLocation, dataset: str, day: date, extra_keys: dict[str, str] | None = None
 ) -> Path:
-    ds = DATASETS[dataset]
-    path = Path(lake_dir) / dataset
-    for k, v in _partition_values(ds, day, extra_keys).items():
-        path = path / f"{k}={v}"
-    return path
+    """The partition's directory in a local lake."""
+    return Store.at(lake_dir).directory / partition_dir(dataset, day, extra_keys)
+
+
+def partition_uri(lake_dir: LakeLocation, dataset: str, day: date) -> str:
+    """The partition's directory as messages name it (a local path or a URL)."""
+    return Store.at(lake_dir).uri(partition_dir(dataset, day))
 
 
 def file_schema(dataset: str) -> pa.Schema:
@@ -219,26 +235,12 @@ def file_schema(dataset: str) -> pa.Schema:
     return schema.with_metadata({"workloads_etl.schema_version": str(SCHEMA_VERSION)})
 
 
-def _sha256(path: Path) -> str:
+def _sha256(store: Store, path: str) -> str:
     h = hashlib.sha256()
-    with path.open("rb") as f:
+    with store.open(path) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
 
 
 def prepare_table(dataset: str, table: pa.Table, day: date) -> pa.Table:
@@ -304,44 +306,37 @@ def _is_sorted(codes: list[np.ndarray]) -> bool:
     return bool(ok.all())
 
 
-def _write_file(lake: Path, directory: Path, table: pa.Table, role: str) -> ManifestFile:
-    """Write ``table`` under its content-addressed name in ``directory`` (fsynced)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".part.{os.getpid()}.tmp"
-    try:
-        with tmp.open("wb") as sink:
-            pq.write_table(
-                table,
-                sink,
-                row_group_size=ROW_GROUP_SIZE,
-                compression="zstd",
-                compression_level=ZSTD_LEVEL,
-                use_dictionary=True,
-                write_statistics=True,
-                version="2.6",
-            )
-            sink.flush()
-            os.fsync(sink.fileno())
-        digest = _sha256(tmp)
-        size = tmp.stat().st_size
-        final = directory / f"{PART_PREFIX}{digest[:16]}{PART_SUFFIX}"
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return ManifestFile(final.relative_to(lake).as_posix(), role, table.num_rows, size, digest)
+def _write_file(lake: Store, directory: str, table: pa.Table, role: str) -> ManifestFile:
+    """Write ``table`` under its content-addressed name in ``directory`` (relative to the
+    lake): serialised in memory (one chunk's compressed bytes), named by its sha256, then
+    published whole (:meth:`Store.writer`)."""
+    sink = io.BytesIO()
+    pq.write_table(
+        table,
+        sink,
+        row_group_size=ROW_GROUP_SIZE,
+        compression="zstd",
+        compression_level=ZSTD_LEVEL,
+        use_dictionary=True,
+        write_statistics=True,
+        version="2.6",
+    )
+    data = sink.getbuffer()
+    digest = hashlib.sha256(data).hexdigest()
+    path = f"{directory}/{PART_PREFIX}{digest[:16]}{PART_SUFFIX}"
+    with lake.writer(path) as out:
+        out.write(data)
+    return ManifestFile(path, role, table.num_rows, len(data), digest)
 
 
-def _fsync_up_to(lake: Path, directory: Path) -> None:
-    """Make the files renamed into ``directory``, and the directories made for it, durable."""
-    fsync_dir(directory)
-    for parent in directory.relative_to(lake).parents:
-        fsync_dir(lake / parent)
+def quarantine_dir(dataset: str, day: date) -> str:
+    """The quarantine directory of a dataset-day, relative to the lake."""
+    return partition_dir("quarantine", day, {"dataset": dataset})
 
 
-def quarantine_path(lake_dir: Path | str, dataset: str, day: date) -> Path:
-    """The quarantine directory of a dataset-day."""
-    return partition_path(lake_dir, "quarantine", day, {"dataset": dataset})
+def quarantine_path(lake_dir: LakeLocation, dataset: str, day: date) -> Path:
+    """The quarantine directory of a dataset-day in a local lake."""
+    return Store.at(lake_dir).directory / quarantine_dir(dataset, day)
 
 
 class PartitionWriter:
@@ -357,15 +352,15 @@ class PartitionWriter:
 
     QUARANTINE_ROWS_PER_FILE = 100_000
 
-    def __init__(self, lake_dir: Path | str, dataset: str, day: date, run_id: str) -> None:
+    def __init__(self, lake_dir: LakeLocation, dataset: str, day: date, run_id: str) -> None:
         if dataset not in DATASETS or not DATASETS[dataset].extracted:
             raise ValueError(f"{dataset!r} is not a dataset of its own partitions")
-        self.lake = Path(lake_dir)
+        self.lake = Store.at(lake_dir)
         self.dataset = dataset
         self.day = day
         self.run_id = run_id
-        self.directory = partition_path(self.lake, dataset, day)
-        self.q_directory = quarantine_path(self.lake, dataset, day)
+        self.directory = partition_dir(dataset, day)
+        self.q_directory = quarantine_dir(dataset, day)
         self.rows = 0
         self.quarantined = 0
         self._files: list[ManifestFile] = []
@@ -385,7 +380,7 @@ class PartitionWriter:
             if self._pending_quarantine >= self.QUARANTINE_ROWS_PER_FILE:
                 self._flush_quarantine()
 
-    def _add(self, directory: Path, prepared: pa.Table, role: str) -> None:
+    def _add(self, directory: str, prepared: pa.Table, role: str) -> None:
         f = _write_file(self.lake, directory, prepared, role)
         if f.path in self._names:  # the same content twice: one file holds it
             raise ValueError(f"{self.dataset} {self.day}: two chunks hold identical rows")
@@ -413,9 +408,6 @@ class PartitionWriter:
         if not any(f.role == DATA for f in self._files):  # an empty day: one empty file
             empty = DATASETS[self.dataset].schema.empty_table()
             self._add(self.directory, prepare_table(self.dataset, empty, self.day), DATA)
-        if any(f.role == QUARANTINE for f in self._files):
-            _fsync_up_to(self.lake, self.q_directory)
-        _fsync_up_to(self.lake, self.directory)
         manifest = Manifest(
             dataset=self.dataset,
             partition=_partition_values(DATASETS[self.dataset], self.day, None),
@@ -426,14 +418,16 @@ class PartitionWriter:
             files=tuple(sorted(self._files, key=lambda f: f.role)),  # data first
             columns=self._columns,
         )
-        _atomic_write_text(self.directory / MANIFEST_FILE, manifest.to_json())  # the commit
+        # The commit: one rename on a disk, one PUT on an object store (each file it names is
+        # already whole: the store publishes files whole, and durably on a disk).
+        self.lake.write_bytes(f"{self.directory}/{MANIFEST_FILE}", manifest.to_json().encode())
         if previous is not None:
             _drop_previous(self.lake, previous, manifest)
         return manifest
 
 
 def write_partition(
-    lake_dir: Path | str,
+    lake_dir: LakeLocation,
     dataset: str,
     table: pa.Table,
     day: date,
@@ -449,49 +443,59 @@ def write_partition(
     return writer.commit()
 
 
-def _drop_previous(lake: Path, previous: Manifest, current: Manifest) -> None:
+def _drop_previous(lake: Store, previous: Manifest, current: Manifest) -> None:
     """Delete the files of ``previous`` that ``current`` no longer names (after the commit)."""
     named = {f.path for f in current.files}
-    stale = [file_path(lake, f) for f in previous.files if f.path not in named]
+    stale = [_checked(f.path) for f in previous.files if f.path not in named]
     if previous.format == 1:  # the quarantine partition had a manifest of its own
-        stale.append(quarantine_path(lake, previous.dataset, previous.day) / MANIFEST_FILE)
+        stale.append(f"{quarantine_dir(previous.dataset, previous.day)}/{MANIFEST_FILE}")
     for path in stale:
-        path.unlink(missing_ok=True)
+        lake.delete(path)
 
 
-def file_path(lake_dir: Path | str, f: ManifestFile) -> Path:
-    """Where a file a manifest names lives; refuses paths outside the lake."""
-    rel = PurePosixPath(f.path)
+def _checked(path: str) -> str:
+    """A path a manifest names, refused when it leads outside the lake."""
+    rel = PurePosixPath(path)
     if not rel.parts or rel.is_absolute() or ".." in rel.parts:
-        raise ManifestError(f"a manifest names a path outside the lake: {f.path!r}")
-    return Path(lake_dir, *rel.parts)
+        raise ManifestError(f"a manifest names a path outside the lake: {path!r}")
+    return rel.as_posix()
 
 
-def _load_manifest(lake: Path, directory: Path) -> Manifest | None:
-    path = directory / MANIFEST_FILE
+def file_path(lake_dir: LakeLocation, f: ManifestFile) -> Path:
+    """Where a file a manifest names lives in a local lake; refuses paths outside it."""
+    return Store.at(lake_dir).directory / _checked(f.path)
+
+
+def file_uri(lake_dir: LakeLocation, f: ManifestFile) -> str:
+    """A file a manifest names as readers open it: a local path or ``s3://...``."""
+    return Store.at(lake_dir).uri(_checked(f.path))
+
+
+def _load_manifest(lake: Store, directory: str) -> Manifest | None:
+    path = f"{directory}/{MANIFEST_FILE}"
     try:
-        text = path.read_text(encoding="utf-8")
+        text = lake.read_bytes(path).decode("utf-8")
     except FileNotFoundError:
         return None
     try:
-        manifest = Manifest.from_dict(json.loads(text), directory.relative_to(lake).as_posix())
+        manifest = Manifest.from_dict(json.loads(text), directory)
         for f in manifest.files:
-            file_path(lake, f)
+            _checked(f.path)
     except (ValueError, KeyError, TypeError) as exc:
-        raise ManifestError(f"{path}: not a readable manifest ({exc})") from None
+        raise ManifestError(f"{lake.uri(path)}: not a readable manifest ({exc})") from None
     return manifest
 
 
-def read_manifest(lake_dir: Path | str, dataset: str, day: date) -> Manifest | None:
+def read_manifest(lake_dir: LakeLocation, dataset: str, day: date) -> Manifest | None:
     """The committed manifest of a dataset-day (None: no partition), its quarantine file
     included. A format-1 partition is read with its quarantine partition's manifest."""
     if dataset == "quarantine":
         raise ValueError("quarantine rows are committed with their source partition's manifest")
-    lake = Path(lake_dir)
-    manifest = _load_manifest(lake, partition_path(lake, dataset, day))
+    lake = Store.at(lake_dir)
+    manifest = _load_manifest(lake, partition_dir(dataset, day))
     if manifest is None or manifest.format > 1:
         return manifest
-    q_manifest = _load_manifest(lake, quarantine_path(lake, dataset, day))
+    q_manifest = _load_manifest(lake, quarantine_dir(dataset, day))
     if q_manifest is None:
         return manifest
     files = manifest.files + tuple(
@@ -500,22 +504,33 @@ def read_manifest(lake_dir: Path | str, dataset: str, day: date) -> Manifest | N
     return replace(manifest, files=files)
 
 
-def verify_files(lake_dir: Path | str, manifest: Manifest) -> None:
-    """Check every file the manifest names against its size and sha256; raise
-    :class:`LakeIntegrityError` naming the file and the command that rebuilds it."""
+def verify_files(lake_dir: LakeLocation, manifest: Manifest) -> None:
+    """Check every file the manifest names: its sha256 on a local disk, its size on an
+    object store (which checks each object's integrity on upload itself, and where hashing
+    would download the partition twice); raise :class:`LakeIntegrityError` naming the file
+    and the command that rebuilds it."""
+    lake = Store.at(lake_dir)
     fix = rebuild_command(manifest.dataset, manifest.day, manifest.run_id)
     for f in manifest.files:
-        path = file_path(lake_dir, f)
-        if not path.is_file():
+        path = _checked(f.path)
+        size = lake.size(path)
+        if size is None:
             raise LakeIntegrityError(
-                f"lake file {path} is missing, yet the manifest of {manifest.dataset} "
-                f"{manifest.day} names it; rebuild the partition: {fix}"
+                f"lake file {lake.uri(path)} is missing, yet the manifest of "
+                f"{manifest.dataset} {manifest.day} names it; rebuild the partition: {fix}"
             )
-        digest = _sha256(path)
+        if size != f.bytes:
+            raise LakeIntegrityError(
+                f"lake file {lake.uri(path)} does not match its manifest ({size} bytes, "
+                f"expected {f.bytes}); rebuild the partition: {fix}"
+            )
+        if not lake.is_local:
+            continue
+        digest = _sha256(lake, path)
         if digest != f.sha256:
             raise LakeIntegrityError(
-                f"lake file {path} does not match its manifest (sha256 {digest[:12]}..., "
-                f"expected {f.sha256[:12]}...); rebuild the partition: {fix}"
+                f"lake file {lake.uri(path)} does not match its manifest (sha256 "
+                f"{digest[:12]}..., expected {f.sha256[:12]}...); rebuild the partition: {fix}"
             )
 
 
@@ -530,7 +545,7 @@ def conform(table: pa.Table, target: pa.Schema) -> pa.Table:
 
 
 def _read_files(
-    lake: Path,
+    lake: Store,
     files: tuple[ManifestFile, ...],
     dataset: str,
     columns: Sequence[str] | None = None,
@@ -540,14 +555,15 @@ def _read_files(
         target = pa.schema([f for f in target if f.name in columns])
     tables = []
     for f in files:
-        pf = pq.ParquetFile(file_path(lake, f))
-        present = [n for n in target.names if n in pf.schema_arrow.names]
-        tables.append(conform(pf.read(columns=present), target))
+        with lake.open(_checked(f.path)) as source:
+            pf = pq.ParquetFile(source)
+            present = [n for n in target.names if n in pf.schema_arrow.names]
+            tables.append(conform(pf.read(columns=present), target))
     return pa.concat_tables(tables) if tables else target.empty_table()
 
 
 def read_partition(
-    lake_dir: Path | str,
+    lake_dir: LakeLocation,
     dataset: str,
     day: date,
     extra_keys: dict[str, str] | None = None,
@@ -559,7 +575,7 @@ def read_partition(
 
     The quarantine rows of a dataset-day: ``read_partition(lake, "quarantine", day,
     {"dataset": <dataset>})``."""
-    lake = Path(lake_dir)
+    lake = Store.at(lake_dir)
     ds = DATASETS[dataset]
     values = _partition_values(ds, day, extra_keys)
     if dataset == "quarantine":
@@ -570,7 +586,7 @@ def read_partition(
         if manifest is None:
             raise PartitionNotFoundError(
                 f"no lake partition {dataset} {day.isoformat()}: "
-                f"{partition_path(lake, dataset, day) / MANIFEST_FILE} is missing"
+                f"{lake.uri(partition_dir(dataset, day))}/{MANIFEST_FILE} is missing"
             )
         table = _read_files(lake, manifest.data_files, dataset, columns)
     for key in ds.partition_by:
@@ -586,30 +602,32 @@ def read_partition(
 
 
 def head_of_partition(
-    lake_dir: Path | str, dataset: str, day: date, columns: Sequence[str], n: int
+    lake_dir: LakeLocation, dataset: str, day: date, columns: Sequence[str], n: int
 ) -> pa.Table:
     """The first ``n`` rows of the partition's first data file (``columns`` only), read
     without loading the partition."""
-    lake = Path(lake_dir)
+    lake = Store.at(lake_dir)
     manifest = read_manifest(lake, dataset, day)
     files = manifest.data_files if manifest else ()
     target = pa.schema([f for f in file_schema(dataset).remove_metadata() if f.name in columns])
     for f in files:
-        pf = pq.ParquetFile(file_path(lake, f))
-        for batch in pf.iter_batches(batch_size=n, columns=target.names):
-            return conform(pa.Table.from_batches([batch]), target).slice(0, n)
+        with lake.open(_checked(f.path)) as source:
+            pf = pq.ParquetFile(source)
+            for batch in pf.iter_batches(batch_size=n, columns=target.names):
+                return conform(pa.Table.from_batches([batch]), target).slice(0, n)
     return target.empty_table()
 
 
-def _manifests(lake: Path, dataset: str) -> list[Manifest]:
-    ds = DATASETS[dataset]
-    base = lake / dataset
-    pattern = "/".join(f"{k}=*" for k in ds.partition_by) + f"/{MANIFEST_FILE}"
+def _manifests(lake: Store, dataset: str) -> list[Manifest]:
+    depth = len(DATASETS[dataset].partition_by)
     found = []
-    for p in base.glob(pattern):
+    for entry in lake.list(dataset, suffix=f"/{MANIFEST_FILE}"):
+        parts = entry.path.split("/")
+        if len(parts) != depth + 2:
+            continue
         try:
-            day = date.fromisoformat(p.parent.name.split("=", 1)[1])
-        except ValueError:
+            day = date.fromisoformat(parts[1].split("=", 1)[1])
+        except (ValueError, IndexError):
             continue  # not a partition of this lake
         manifest = read_manifest(lake, dataset, day)
         if manifest is not None:
@@ -617,13 +635,14 @@ def _manifests(lake: Path, dataset: str) -> list[Manifest]:
     return sorted(found, key=lambda m: m.day)
 
 
-def manifests(lake_dir: Path | str, dataset: str | None = None) -> list[Manifest]:
+def manifests(lake_dir: LakeLocation, dataset: str | None = None) -> list[Manifest]:
     """The committed manifests of a dataset (default: of every dataset), by day."""
     names = [dataset] if dataset else list(EXTRACTED)
-    return [m for name in names for m in _manifests(Path(lake_dir), name)]
+    lake = Store.at(lake_dir)
+    return [m for name in names for m in _manifests(lake, name)]
 
 
-def list_partitions(lake_dir: Path | str, dataset: str) -> list[dict[str, str]]:
+def list_partitions(lake_dir: LakeLocation, dataset: str) -> list[dict[str, str]]:
     """Committed partitions of ``dataset`` as ``{key: value}``, sorted; for the quarantine,
     the dataset-days whose commit has quarantine rows."""
     if dataset == "quarantine":
@@ -635,10 +654,11 @@ def list_partitions(lake_dir: Path | str, dataset: str) -> list[dict[str, str]]:
     return [dict(m.partition) for m in manifests(lake_dir, dataset)]
 
 
-def lake_files(lake_dir: Path | str, dataset: str) -> list[Path]:
-    """Every file of ``dataset`` the manifests name, by day: what a reader should read
-    (``read_parquet([...])``) rather than a glob, which may see files of no commit."""
-    lake = Path(lake_dir)
+def lake_files(lake_dir: LakeLocation, dataset: str) -> list[str]:
+    """Every file of ``dataset`` the manifests name, by day, as local paths or URLs: what a
+    reader should read (``read_parquet([...])``) rather than a glob, which may see files of
+    no commit."""
+    lake = Store.at(lake_dir)
     if dataset == "quarantine":
-        return [file_path(lake, f) for m in manifests(lake) for f in m.quarantine_files]
-    return [file_path(lake, f) for m in manifests(lake, dataset) for f in m.data_files]
+        return [file_uri(lake, f) for m in manifests(lake) for f in m.quarantine_files]
+    return [file_uri(lake, f) for m in manifests(lake, dataset) for f in m.data_files]

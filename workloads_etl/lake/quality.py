@@ -4,38 +4,51 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
-from pathlib import Path
 
 import duckdb
 
 from workloads_etl.lake.datasets import DATASETS
-from workloads_etl.lake.parquet import PartitionNotFoundError, file_path, read_manifest
+from workloads_etl.lake.parquet import (
+    LakeLocation,
+    PartitionNotFoundError,
+    file_uri,
+    read_manifest,
+)
+from workloads_etl.lake.store import Store
 
 
-def _scalar(sql: str, params: Sequence[object]) -> int:
-    with duckdb.connect() as con:
+def _connect(lake: LakeLocation) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that reads the lake's files (on an object store too)."""
+    con = duckdb.connect()
+    Store.at(lake).register_with(con)
+    return con
+
+
+def _scalar(lake: LakeLocation, sql: str, params: Sequence[object]) -> int:
+    with _connect(lake) as con:
         row = con.execute(sql, list(params)).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def _files(lake: Path, dataset: str, day: date) -> list[str]:
+def _files(lake: LakeLocation, dataset: str, day: date) -> list[str]:
     """The data files the partition's manifest names."""
     manifest = read_manifest(lake, dataset, day)
     if manifest is None:
         raise PartitionNotFoundError(f"no lake partition {dataset} {day.isoformat()}")
-    return [str(file_path(lake, f)) for f in manifest.data_files]
+    return [file_uri(lake, f) for f in manifest.data_files]
 
 
-def workloads_with_metrics(lake: Path, day: date) -> int:
+def workloads_with_metrics(lake: LakeLocation, day: date) -> int:
     """Distinct workloads with at least one GPU_ALLOCATION sample in the day's partition."""
     return _scalar(
+        lake,
         "select count(distinct workload_id) from read_parquet(?) "
         "where metric_type = 'GPU_ALLOCATION'",
         [_files(lake, "workload_metrics", day)],
     )
 
 
-def duplicate_keys(lake: Path, dataset: str, day: date) -> int:
+def duplicate_keys(lake: LakeLocation, dataset: str, day: date) -> int:
     """Rows of the lake partition that repeat its primary key (0 when the contract holds).
 
     A partition written in chunks is checked file by file (each file is small), then across
@@ -47,10 +60,11 @@ def duplicate_keys(lake: Path, dataset: str, day: date) -> int:
     files = _files(lake, dataset, day)
     if len(files) == 1:
         return _scalar(
+            lake,
             f"select count(*) - count(distinct ({cols})) from read_parquet(?)",  # noqa: S608
             [files],
         )
-    with duckdb.connect() as con:
+    with _connect(lake) as con:
         con.execute(
             "create temp table shared as select workload_id "
             "from (select distinct filename, workload_id from read_parquet(?, filename = true)) "

@@ -4,9 +4,10 @@ Layout::
 
     <raw>/<dataset>/<partition_key>=<YYYY-MM-DD>/run=<run_id>.jsonl.gz
 
-one JSON envelope per line (:meth:`RawResponse.to_json_dict`, the body text verbatim). A run
-file appears atomically when its writer closes successfully; a writer that fails leaves no
-file behind, so a partition only ever holds complete runs. Any run can be normalised again
+one JSON envelope per line (:meth:`RawResponse.to_json_dict`, the body text verbatim). The
+root is a local directory or a prefix of an object store (:mod:`workloads_etl.lake.store`).
+A run file appears atomically when its writer closes successfully; a writer that fails
+leaves no file behind, so a partition only ever holds complete runs. Any run can be normalised again
 later without calling the API.
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
-import os
 import re
 from collections.abc import Iterator
 from datetime import date
@@ -26,6 +26,7 @@ from typing import IO
 import orjson
 
 from workloads_etl.lake.datasets import DATASETS, EXTRACTED
+from workloads_etl.lake.store import Store
 from workloads_etl.runai.models import RawResponse
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}")
@@ -44,32 +45,28 @@ def validate_run_id(run_id: str) -> str:
     return run_id
 
 
-def fsync_dir(directory: Path) -> None:
-    """Make a rename inside ``directory`` durable (best effort where unsupported)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 class RawRunWriter:
-    """Streams responses of one run into a gzip file; published on successful close."""
+    """Streams responses of one run into a gzip file; published on successful close (see
+    :meth:`Store.writer`: a failed run leaves nothing)."""
 
-    def __init__(self, final_path: Path) -> None:
-        self.final_path = final_path
-        self.tmp_path = final_path.with_name(f".{final_path.name}.{os.getpid()}.tmp")
+    def __init__(self, store: Store, path: str) -> None:
+        self.store = store
+        self.path = path
         self.count = 0
-        self._raw: IO[bytes] | None = None
+        self._publish: contextlib.AbstractContextManager[IO[bytes]] | None = None
         self._gz: gzip.GzipFile | None = None
 
+    @property
+    def final_path(self) -> str:
+        """Where the run is published (a local path or a URL)."""
+        return self.store.uri(self.path)
+
     def __enter__(self) -> RawRunWriter:
-        self.final_path.parent.mkdir(parents=True, exist_ok=True)
-        self._raw = open(self.tmp_path, "wb")  # closed in __exit__
+        self._publish = self.store.writer(self.path)
+        raw = self._publish.__enter__()
         # mtime=0: the same responses give the same bytes. Level 1: twice as fast as 6 for
         # 10 % more bytes (the raw landing is written at the API's pace, read rarely).
-        self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=1, mtime=0)
+        self._gz = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0)
         return self
 
     def record(self, resp: RawResponse) -> None:
@@ -90,54 +87,57 @@ class RawRunWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        gz, raw = self._gz, self._raw
-        self._gz = self._raw = None
+        gz, publish = self._gz, self._publish
+        self._gz = self._publish = None
+        if publish is None:
+            return
         try:
             if gz is not None:
                 gz.close()
-            if raw is not None:
-                raw.flush()
-                if exc_type is None:
-                    os.fsync(raw.fileno())
-                raw.close()
-        except BaseException:
-            self.tmp_path.unlink(missing_ok=True)
+        except BaseException as failure:
+            publish.__exit__(type(failure), failure, failure.__traceback__)
             raise
-        if exc_type is not None:
-            self.tmp_path.unlink(missing_ok=True)
-            return
-        os.replace(self.tmp_path, self.final_path)
-        fsync_dir(self.final_path.parent)
+        publish.__exit__(exc_type, exc, tb)
 
 
 class RawLanding:
-    """Reads and writes raw runs under one root directory (``DataPaths.raw``)."""
+    """Reads and writes raw runs under one root (``DataPaths.raw``: a local directory or a
+    prefix of an object store)."""
 
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Store | Path | str) -> None:
+        self.store = Store.at(root)
 
-    def partition_dir(self, dataset: str, day: date) -> Path:
+    @property
+    def root(self) -> Store:
+        return self.store
+
+    def partition_dir(self, dataset: str, day: date) -> str:
+        """The partition's directory, relative to the landing's root."""
         if dataset not in EXTRACTED:
             raise ValueError(f"unknown raw dataset {dataset!r}; expected one of {EXTRACTED}")
         key = DATASETS[dataset].partition_key
-        return self.root / dataset / f"{key}={day.isoformat()}"
+        return f"{dataset}/{key}={day.isoformat()}"
+
+    def run_file(self, dataset: str, day: date, run_id: str) -> str:
+        """The run's file, relative to the landing's root."""
+        return f"{self.partition_dir(dataset, day)}/run={validate_run_id(run_id)}{_SUFFIX}"
 
     def run_path(self, dataset: str, day: date, run_id: str) -> Path:
-        return self.partition_dir(dataset, day) / f"run={validate_run_id(run_id)}{_SUFFIX}"
+        """The run's file in a local landing."""
+        return self.store.directory / self.run_file(dataset, day, run_id)
 
     def writer(self, dataset: str, day: date, run_id: str) -> RawRunWriter:
-        return RawRunWriter(self.run_path(dataset, day, run_id))
+        return RawRunWriter(self.store, self.run_file(dataset, day, run_id))
 
     def runs(self, dataset: str, day: date) -> list[str]:
-        """Run ids present for the partition, oldest first (by publication time)."""
-        directory = self.partition_dir(dataset, day)
-        if not directory.is_dir():
-            return []
-        found: list[tuple[int, str]] = []
-        for p in directory.iterdir():
-            name = p.name
-            if name.startswith("run=") and name.endswith(_SUFFIX):
-                found.append((p.stat().st_mtime_ns, name[len("run=") : -len(_SUFFIX)]))
+        """Run ids present for the partition, oldest first (by publication time; runs
+        published within the same instant, which an object store's clock cannot tell apart,
+        by id)."""
+        found: list[tuple[float, str]] = []
+        for entry in self.store.list(self.partition_dir(dataset, day), suffix=_SUFFIX):
+            name = entry.path.rsplit("/", 1)[-1]
+            if name.startswith("run="):
+                found.append((entry.modified, name[len("run=") : -len(_SUFFIX)]))
         return [run for _, run in sorted(found)]
 
     def latest_run(self, dataset: str, day: date) -> str:
@@ -151,14 +151,17 @@ class RawLanding:
     def read(self, dataset: str, day: date, run_id: str | None = None) -> Iterator[RawResponse]:
         """The responses of one run (the latest by default), in the order recorded."""
         run = run_id if run_id is not None else self.latest_run(dataset, day)
-        path = self.run_path(dataset, day, run)
-        if not path.is_file():
-            raise RawRunNotFoundError(f"raw run {run!r} of {dataset} on {day} not found: {path}")
-        return self._iter(path)
+        path = self.run_file(dataset, day, run)
+        if not self.store.exists(path):
+            raise RawRunNotFoundError(
+                f"raw run {run!r} of {dataset} on {day} not found: {self.store.uri(path)}"
+            )
+        return self._iter(self.store, path)
 
     @staticmethod
-    def _iter(path: Path) -> Iterator[RawResponse]:
-        with gzip.open(path, "rt", encoding="utf-8") as f:
+    def _iter(store: Store, file: str) -> Iterator[RawResponse]:
+        path = store.uri(file)
+        with store.open(file) as raw, gzip.open(raw, "rt", encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
                 if not line.strip():
                     continue

@@ -41,8 +41,8 @@ from workloads_etl.lake.parquet import (
     Manifest,
     ManifestFile,
     PartitionNotFoundError,
-    file_path,
-    partition_path,
+    file_uri,
+    partition_uri,
     read_manifest,
     rebuild_command,
     verify_files,
@@ -234,6 +234,7 @@ class Warehouse:
                 time.sleep(min(remaining, delay * (1 + random.random() / 2)))
                 delay = min(delay * 2, 1.0)
         wh = cls(paths, _session(con, memory_limit, duckdb_temp_dir(paths)))
+        paths.lake.register_with(wh.con)  # read_parquet of s3:// URLs, through fsspec
         try:
             wh.ensure_schema()
         except BaseException:
@@ -352,7 +353,7 @@ class Warehouse:
         self,
         dataset: str,
         where: dict[str, object],
-        files: list[Path],
+        files: tuple[ManifestFile, ...],
         run_id: str | None,
         schema_version: int,
         digests: list[str],
@@ -365,7 +366,11 @@ class Warehouse:
         self.con.execute(delete, list(where.values()))
         rows = 0
         if files:
-            present = {n for f in files for n in pq.read_schema(f).names}
+            lake = self.paths.lake
+            present = set()
+            for f in files:
+                with lake.open(f.path) as source:
+                    present.update(pq.read_schema(source).names)
             select = []
             params: list[object] = []
             for f in ds.schema:
@@ -377,7 +382,7 @@ class Warehouse:
                     select.append(f'CAST("{f.name}" AS {typ}) AS "{f.name}"')
                 else:  # written at an older schema version, before the column existed
                     select.append(f'NULL::{typ} AS "{f.name}"')
-            params.append([str(f) for f in files])
+            params.append([file_uri(lake, f) for f in files])
             names = ", ".join(f'"{n}"' for n in ds.schema.names)
             insert = (
                 f"INSERT INTO {SCHEMA}.{dataset} ({names}) SELECT {', '.join(select)} "  # noqa: S608
@@ -399,9 +404,6 @@ class Warehouse:
         )
         return rows
 
-    def _paths(self, files: tuple[ManifestFile, ...]) -> list[Path]:
-        return [file_path(self.paths.lake, f) for f in files]
-
     def load_partition(self, dataset: str, day: date) -> LoadResult:
         """(Re)load one lake partition and its quarantine rows, in one transaction."""
         if dataset not in DATASETS or dataset == "quarantine":
@@ -409,7 +411,7 @@ class Warehouse:
         ds = DATASETS[dataset]
         manifest = read_manifest(self.paths.lake, dataset, day)
         if manifest is None:
-            missing = partition_path(self.paths.lake, dataset, day)
+            missing = partition_uri(self.paths.lake, dataset, day)
             raise PartitionNotFoundError(
                 f"no lake partition {dataset} {day}: {missing} has no manifest"
             )
@@ -420,7 +422,7 @@ class Warehouse:
             rows = self._load_files(
                 dataset,
                 {ds.partition_key: day},
-                self._paths(manifest.data_files),
+                manifest.data_files,
                 manifest.run_id,
                 manifest.schema_version,
                 [f.sha256 for f in manifest.data_files],
@@ -429,7 +431,7 @@ class Warehouse:
             self._load_files(
                 "quarantine",
                 {"dataset": dataset, "quarantine_date": day},
-                self._paths(manifest.quarantine_files),
+                manifest.quarantine_files,
                 manifest.run_id,
                 manifest.schema_version,
                 [f.sha256 for f in manifest.quarantine_files],

@@ -28,7 +28,7 @@ from typing import Any
 
 import duckdb
 
-from workloads_etl.lake.raw import fsync_dir
+from workloads_etl.lake.store import fsync_dir
 from workloads_etl.settings import DataPaths
 from workloads_etl.warehouse.dbt import target_dir
 
