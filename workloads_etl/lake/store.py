@@ -225,7 +225,7 @@ class Store:
             f.close()
             return
         final = Path(full)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        created = _make_dirs(final.parent)
         tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
         try:
             with tmp.open("wb") as out:
@@ -237,6 +237,8 @@ class Store:
             tmp.unlink(missing_ok=True)
             raise
         fsync_dir(final.parent)
+        for directory in created:  # the new directories' entries, deepest first
+            fsync_dir(directory.parent)
 
     def delete(self, path: str) -> None:
         """Remove the file if it exists."""
@@ -251,6 +253,17 @@ class Store:
         fsspec: DuckDB's own S3 extension is not needed)."""
         if not self.is_local:
             con.register_filesystem(self.fs)
+
+
+def _make_dirs(directory: Path) -> list[Path]:
+    """Create ``directory`` and its missing parents; return those created, deepest first."""
+    missing = []
+    while not directory.is_dir():
+        missing.append(directory)
+        directory = directory.parent
+    for d in reversed(missing):
+        d.mkdir(exist_ok=True)
+    return missing
 
 
 def _relative(path: str) -> str:
