@@ -70,8 +70,12 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def k8s_defs(data_dir: Path) -> dg.Definitions:
-    return build_definitions(PipelineSettings.read(data_dir=data_dir, executor="k8s"))
+def k8s_defs(data_dir: Path) -> Iterator[dg.Definitions]:
+    """The definitions as the code server loads them, with the pods' environment."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("WORKLOADS_ETL_EXECUTOR", "k8s")
+        env.setenv("WORKLOADS_ETL_DATA_DIR", str(data_dir))
+        yield build_definitions()
 
 
 def test_the_k8s_setting_runs_each_step_as_a_kubernetes_job(k8s_defs: dg.Definitions) -> None:
@@ -82,7 +86,10 @@ def test_the_k8s_setting_runs_each_step_as_a_kubernetes_job(k8s_defs: dg.Definit
     assert k8s_defs.resolve_implicit_global_asset_job_def().executor_def is k8s_job_executor
 
 
-def test_the_default_keeps_dagsters_executor(k8s_defs: dg.Definitions, data_dir: Path) -> None:
+def test_the_default_keeps_dagsters_executor(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WORKLOADS_ETL_EXECUTOR", raising=False)
     defs = build_definitions(PipelineSettings.read(data_dir=data_dir))
     assert defs.resolve_job_def(JOB_NAME).executor_def is not k8s_job_executor
 
