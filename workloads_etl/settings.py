@@ -4,7 +4,8 @@ Two groups of variables, each read by a pydantic-settings model and validated up
 
 - ``RUNAI_*`` (:class:`RunaiEnvironment`): the control plane, turned into the client's
   :class:`~workloads_etl.runai.settings.RunaiSettings`;
-- ``WORKLOADS_ETL_*`` (:class:`PipelineSettings`): where the data lives and which days exist.
+- ``WORKLOADS_ETL_*`` (:class:`PipelineSettings`): where the data lives, which days exist,
+  and how Dagster executes a run's steps.
 
 Everything downstream gets the resulting objects passed explicitly (:class:`DataPaths` for
 the locations); nothing else reads ``os.environ`` or writes to it.
@@ -17,7 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -240,6 +241,10 @@ class PipelineSettings(BaseSettings):
     chunk_samples: int = Field(default=DEFAULT_CHUNK_SAMPLES, ge=1000)
     # DuckDB's memory limit for the warehouse's writers (WORKLOADS_ETL_DUCKDB_MEMORY_LIMIT).
     duckdb_memory_limit: str = Field(default=DEFAULT_DUCKDB_MEMORY_LIMIT)
+    # How a run launched by Dagster executes its steps: "default" (Dagster's multiprocess
+    # executor, and in-process for the command line) or "k8s" (one Kubernetes Job per step,
+    # dagster-k8s's k8s_job_executor; see deploy/README.md).
+    executor: Literal["default", "k8s"] = "default"
     # Dagster's own variable: a persistent instance (runs shown in the UI, concurrency pools).
     dagster_home: Path | None = Field(default=None, validation_alias="DAGSTER_HOME")
 

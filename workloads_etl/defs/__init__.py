@@ -3,8 +3,9 @@
 One folder per area, in the order the data flows: :mod:`.ingest` (API -> raw -> lake),
 :mod:`.warehouse` (lake -> DuckDB ``raw``), :mod:`.transform` (dbt models and tests),
 :mod:`.serving` (the read-only serving database and the report); the
-shared :mod:`.resources`, :mod:`.partitions`, :mod:`.checks` and :mod:`.schedules`, and
-:mod:`.launch`, which runs the job in-process for the command line.
+shared :mod:`.resources`, :mod:`.partitions`, :mod:`.checks`, :mod:`.schedules` and
+:mod:`.executor` (how a launched run executes its steps), and :mod:`.launch`, which runs the
+job in-process for the command line.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dagster as dg
 
 from workloads_etl.defs.checks import build_freshness_checks
+from workloads_etl.defs.executor import run_executor
 from workloads_etl.defs.ingest.assets import build_ingest_assets
 from workloads_etl.defs.partitions import daily_partitions
 from workloads_etl.defs.resources import DataDirResource, runai_resource_from_env
@@ -30,6 +32,7 @@ def build_definitions(
     """The whole graph for ``settings`` (default: read from the environment); ``resources``
     replace the defaults wired to the environment (``RUNAI_*`` as ``EnvVar``)."""
     settings = settings if settings is not None else PipelineSettings.read()
+    executor = run_executor(settings)
     paths = settings.paths
     partitions = daily_partitions(settings.start_date)
     project = dbt_project(paths)
@@ -54,6 +57,7 @@ def build_definitions(
         schedules=[nightly],
         sensors=[sensor],
         resources={**defaults, **(resources or {})},
+        executor=executor,
     )
 
 

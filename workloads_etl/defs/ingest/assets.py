@@ -24,6 +24,11 @@ from workloads_etl.settings import DataPaths
 GROUP = "runai_extract"
 FETCH_DAYS = "workloads_etl.ingest.day:fetch_days"
 KINDS = {"python", "parquet"}
+# Every step that calls the Run:ai API takes a slot of this pool: the client's request budget
+# (RUNAI_MAX_CONCURRENCY, RUNAI_REQUESTS_PER_SECOND) holds per step, so the pool's limit
+# (default_limit in dagster.yaml; `dagster instance concurrency set runai_api N`) bounds how
+# many budgets the control plane sees at once, across all runs and backfills.
+RUNAI_POOL = "runai_api"
 # No step retries: the client retries what retrying can fix, within the run's retry
 # budget; a step failure is final and names its cause.
 # Quarantined records above this share of a day's records fail the quality check.
@@ -137,6 +142,7 @@ def _workload_list_asset(
         group_name=GROUP,
         partitions_def=partitions,
         backfill_policy=backfill_policy,
+        pool=RUNAI_POOL,
         kinds=KINDS,
         description=DATASETS[name].description,
         check_specs=_checks(name, "completeness"),
@@ -184,6 +190,7 @@ def _metrics_asset(
         deps=[_key("workload_snapshots"), _key("deleted_workloads")],
         partitions_def=partitions,
         backfill_policy=backfill_policy,
+        pool=RUNAI_POOL,
         kinds=KINDS,
         description=DATASETS["workload_metrics"].description,
         check_specs=_checks("workload_metrics", "metrics_coverage", "metric_types_complete"),
@@ -250,6 +257,7 @@ def _telemetry_asset(partitions: dg.PartitionsDefinition, limits: Limits) -> dg.
         group_name=GROUP,
         partitions_def=partitions,
         backfill_policy=backfill_policy,
+        pool=RUNAI_POOL,
         kinds=KINDS,
         description=DATASETS["telemetry"].description,
         check_specs=_checks("telemetry"),
