@@ -19,6 +19,7 @@ from workloads_etl.settings import DataPaths, PipelineSettings
 E2E_NOW = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
 E2E_DAYS = [date(2026, 11, 17), date(2026, 11, 18), date(2026, 11, 19)]
 E2E_CHUNK_SAMPLES = 20_000
+E2E_DBT_WINDOW_SAMPLES = 1
 
 
 @dataclass
@@ -58,7 +59,13 @@ def pipeline_run(
 
     paths = DataPaths(tmp_path_factory.mktemp("pipeline")).ensure()
     # Small chunks: every metrics partition is several files, as a large day's would be.
-    settings = PipelineSettings.read(data_dir=paths.root, chunk_samples=E2E_CHUNK_SAMPLES)
+    # And the backfill's dbt builds one day at a time, as a long backfill of a large cluster
+    # is built (its days hold more samples than one build may take).
+    settings = PipelineSettings.read(
+        data_dir=paths.root,
+        chunk_samples=E2E_CHUNK_SAMPLES,
+        dbt_window_samples=E2E_DBT_WINDOW_SAMPLES,
+    )
     resources = {
         "runai": RunaiResource(
             base_url=e2e_simulator.base_url,

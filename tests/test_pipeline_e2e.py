@@ -57,6 +57,12 @@ def test_backfill_run_succeeds_with_every_check_passing(pipeline_run: PipelineRu
     assert len(checks) > 20  # ours plus the dbt tests
     failed = sorted(k for k, ok in checks.items() if not ok)
     assert failed == []
+    # each day held more samples than one dbt build may take: a build a day, oldest first
+    logs = [e.user_message for e in pipeline_run.instance.all_logs(result.run_id)]
+    days = pipeline_run.days
+    assert [m for m in logs if m.startswith("dbt build ")] == [
+        f"dbt build {n} of 3 ({d}..{d}): done" for n, d in enumerate(days[:2], 1)
+    ]
 
 
 def test_materialisations_carry_row_counts(pipeline_run: PipelineRun) -> None:

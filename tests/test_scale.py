@@ -1,5 +1,5 @@
 """Memory stays bounded whatever a day's size: the metrics of a day are normalised and
-written in chunks.
+written in chunks; a long window of days is built by dbt in windows of bounded samples.
 
 Each measurement is a fresh process (its peak resident memory is the figure) that feeds a
 day of metrics answers, made up as it goes so that nothing holds the day, through the
@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import date, timedelta
 from pathlib import Path
+
+import pytest
 
 SCRIPT = r"""
 import json, sys
@@ -89,3 +92,35 @@ def test_memory_stays_bounded_on_a_day_many_times_larger_than_a_chunk(tmp_path: 
     assert large["peak_mb"] < small["peak_mb"] + 40, (small, large)
     # Without chunks the day's samples are all held at once (the test can tell).
     assert whole["peak_mb"] > large["peak_mb"] + 60, (large, whole)
+
+
+def test_a_long_window_is_built_in_windows_of_bounded_samples(tmp_path: Path) -> None:
+    from workloads_etl.settings import PipelineSettings, SettingsError, memory_bytes
+    from workloads_etl.warehouse.dbt import samples_by_day, split_window
+
+    d = [date(2026, 11, 1) + timedelta(days=i) for i in range(6)]
+    samples = {d[0]: 40, d[1]: 40, d[2]: 150, d[3]: 10, d[5]: 90}  # d[4]: none
+    assert split_window((d[0], d[5]), samples, 100) == [
+        (d[0], d[1]),  # 80
+        (d[2], d[2]),  # a day above the limit is a window of its own
+        (d[3], d[5]),  # 10 + 0 + 90
+    ]
+    assert split_window((d[0], d[5]), samples, 10**9) == [(d[0], d[5])]
+    assert split_window((d[0], d[0]), {}, 1) == [(d[0], d[0])]
+    assert split_window(None, samples, 1) == [None]
+    # the default follows DuckDB's memory limit
+    assert memory_bytes("320MB") == 320 * 10**6 and memory_bytes("1.5 GiB") == 3 * 2**29
+    with pytest.raises(SettingsError, match="memory size"):
+        memory_bytes("lots")
+    assert PipelineSettings.read(duckdb_memory_limit="1GB").window_samples == 150_000_000
+    assert PipelineSettings.read(dbt_window_samples=7).window_samples == 7
+    # the samples of each day, from the warehouse
+    import duckdb
+
+    warehouse = tmp_path / "w.duckdb"
+    assert samples_by_day(warehouse, (d[0], d[5])) == {}
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create schema raw")
+        con.execute("create table raw.workload_metrics (usage_date date)")
+        con.execute("insert into raw.workload_metrics values (?), (?), (?)", [d[0], d[0], d[5]])
+    assert samples_by_day(warehouse, (d[0], d[4])) == {d[0]: 2}

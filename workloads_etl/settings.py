@@ -42,7 +42,15 @@ RESERVED_DBT_VARS = frozenset({"metric_columns", "start_date", "end_date"})
 # it DuckDB spills to disk instead of growing. A size DuckDB reads: 320MB, 2GB, 1.5GiB...
 # The default keeps a nightly run's whole process tree within 1 GB (bench/bench_scale.py).
 DEFAULT_DUCKDB_MEMORY_LIMIT = "320MB"
-_MEMORY_SIZE = r"^\s*\d+(\.\d+)?\s*([KMGT]i?B|B|bytes)\s*$"
+# Metric samples (rows of raw.workload_metrics) one dbt build may reprocess per byte of
+# DuckDB's memory limit. Some of what a build does over its window does not spill (the
+# quantiles, the uniqueness test of the staged samples): a window of 85 million samples built
+# at 320 MB (0.26 a byte) and failed at 110 MB (0.77), and one of about 220 million failed at
+# 320 MB (0.69). The rate keeps a margin below the build that passed.
+SAMPLES_PER_MEMORY_BYTE = 0.15
+_MEMORY_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B|bytes)\s*$", re.IGNORECASE)
+_MEMORY_UNITS = {"B": 1, "BYTES": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_MEMORY_UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
 
 
 class SettingsError(ValueError):
@@ -241,6 +249,9 @@ class PipelineSettings(BaseSettings):
     chunk_samples: int = Field(default=DEFAULT_CHUNK_SAMPLES, ge=1000)
     # DuckDB's memory limit for the warehouse's writers (WORKLOADS_ETL_DUCKDB_MEMORY_LIMIT).
     duckdb_memory_limit: str = Field(default=DEFAULT_DUCKDB_MEMORY_LIMIT)
+    # The most metric samples one dbt build reprocesses: a longer window (a backfill of a
+    # large cluster) is built in several. Default: what the DuckDB memory limit allows.
+    dbt_window_samples: int | None = Field(default=None, ge=1)
     # How a run launched by Dagster executes its steps: "default" (Dagster's multiprocess
     # executor, and in-process for the command line) or "k8s" (one Kubernetes Job per step,
     # dagster-k8s's k8s_job_executor; see deploy/README.md).
@@ -275,7 +286,7 @@ class PipelineSettings(BaseSettings):
     @field_validator("duckdb_memory_limit")
     @classmethod
     def _memory_limit(cls, value: str) -> str:
-        if not re.match(_MEMORY_SIZE, value, flags=re.IGNORECASE):
+        if not _MEMORY_SIZE.match(value):
             raise ValueError(f"must be a size such as 512MB or 4GB, got {value!r}")
         return value.strip()
 
@@ -295,9 +306,26 @@ class PipelineSettings(BaseSettings):
         return DataPaths(self.data_dir.expanduser().resolve(), self.lake_url)
 
     @property
+    def window_samples(self) -> int:
+        """The most metric samples one dbt build reprocesses: ``dbt_window_samples``, or
+        what the DuckDB memory limit allows."""
+        if self.dbt_window_samples is not None:
+            return self.dbt_window_samples
+        return int(memory_bytes(self.duckdb_memory_limit) * SAMPLES_PER_MEMORY_BYTE)
+
+    @property
     def limits(self) -> Limits:
         """The physical bounds values from the API are checked against."""
         return Limits(max_gpus=self.max_gpus)
+
+
+def memory_bytes(size: str) -> int:
+    """A memory size as DuckDB reads it (``320MB``: decimal units, ``1.5GiB``: binary) in
+    bytes."""
+    match = _MEMORY_SIZE.match(size)
+    if match is None:
+        raise SettingsError(f"not a memory size such as 512MB or 4GB: {size!r}")
+    return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2).upper()])
 
 
 def duckdb_memory_limit() -> str:

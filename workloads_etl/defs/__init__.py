@@ -42,7 +42,9 @@ def build_definitions(
     loaded = build_warehouse_assets(partitions, settings.lock_wait, settings.duckdb_memory_limit)
     checks, sensor = build_freshness_checks([*extracted, *loaded])
     job, nightly = build_job_and_schedule(checks)
-    models = build_dbt_assets(project, paths, partitions, settings.dbt_vars)
+    models = build_dbt_assets(
+        project, paths, partitions, settings.dbt_vars, settings.window_samples
+    )
     served = build_serving_assets(partitions, [k for a in models for k in a.keys])
     defaults: dict[str, object] = {
         "runai": runai_resource_from_env(RunaiEnvironment.read()),

@@ -24,7 +24,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -324,3 +324,48 @@ def run_dbt(
         problems = _problems(events) or [line for line in proc.stderr.splitlines()[-5:] if line]
         raise DbtRunError(args, problems)
     return proc
+
+
+# -- windows of bounded size ----------------------------------------------------------------
+
+
+def samples_by_day(warehouse: Path, window: tuple[date, date]) -> dict[date, int]:
+    """The metric samples the warehouse holds for each day of ``window`` (days without any
+    are absent). The caller is the warehouse's single writer."""
+    if not warehouse.is_file():
+        return {}
+    con = duckdb.connect(str(warehouse))
+    try:
+        rows = con.execute(
+            "select usage_date, count(*) from raw.workload_metrics "
+            "where usage_date between ? and ? group by usage_date",
+            list(window),
+        ).fetchall()
+    except duckdb.CatalogException:  # no metrics loaded yet
+        return {}
+    finally:
+        con.close()
+    return {day: int(n) for day, n in rows}
+
+
+def split_window(
+    window: tuple[date, date] | None, samples: dict[date, int], limit: int
+) -> list[tuple[date, date] | None]:
+    """``window`` cut into consecutive windows of at most ``limit`` samples each (a day with
+    more is a window of its own), oldest first: one dbt build each, so a backfill of any
+    length builds within DuckDB's memory limit. ``None`` (every day) is never cut."""
+    if window is None:
+        return [None]
+    first, last = window
+    out: list[tuple[date, date] | None] = []
+    start, held = first, 0
+    day = first
+    while day <= last:
+        n = samples.get(day, 0)
+        if day > start and held + n > limit:
+            out.append((start, day - timedelta(days=1)))
+            start, held = day, 0
+        held += n
+        day += timedelta(days=1)
+    out.append((start, last))
+    return out

@@ -24,6 +24,8 @@ from workloads_etl.warehouse.dbt import (
     clear_window,
     dbt_vars_json,
     log_dir,
+    samples_by_day,
+    split_window,
     usage_window,
     write_window,
 )
@@ -60,10 +62,13 @@ def build_dbt_assets(
     project: DbtProject,
     paths: DataPaths,
     partitions: dg.PartitionsDefinition,
-    user_vars: dict[str, Any] | None = None,
+    user_vars: dict[str, Any] | None,
+    window_samples: int,
 ) -> list[dg.AssetsDefinition]:
     """Every dbt model, seed and test of ``project`` as daily-partitioned assets and checks;
-    ``user_vars`` are the dbt vars of the user's contract (idle threshold, FOCUS names)."""
+    ``user_vars`` are the dbt vars of the user's contract (idle threshold, FOCUS names).
+    ``window_samples`` bounds the metric samples one ``dbt build`` reprocesses
+    (:attr:`~workloads_etl.settings.PipelineSettings.dbt_window_samples`)."""
 
     @dbt_assets(
         manifest=prepared_manifest(project, paths, user_vars),
@@ -78,16 +83,33 @@ def build_dbt_assets(
         """One ``dbt build`` for the run's days: the daily models reprocess only those days.
         The days are written to the warehouse's window table before dbt starts (this step
         holds the writer pool) and cleared after it; the vars are the same on every run, so
-        dbt keeps its partial parse (its target) from one run to the next."""
-        write_window(paths.warehouse, usage_window(partition_days(context)))
+        dbt keeps its partial parse (its target) from one run to the next.
+
+        Days holding more metric samples than one build may reprocess within DuckDB's memory
+        limit (a backfill of a large cluster) are built in consecutive windows, oldest first,
+        each its own ``dbt build``; the step stops at the first that fails, and its events are
+        those of the last build, which leaves every model and test in their final state."""
+        window = usage_window(partition_days(context))
+        samples = samples_by_day(paths.warehouse, window) if window else {}
+        windows = split_window(window, samples, window_samples)
+        args = ["build", "--vars", dbt_vars_json(user_vars), "--log-path", str(log_dir(paths))]
         try:
-            invocation = dbt.cli(
-                ["build", "--vars", dbt_vars_json(user_vars), "--log-path", str(log_dir(paths))],
-                context=context,
-                target_path=project.target_path,
-                raise_on_error=False,
-            )
-            yield from invocation.stream()
+            for n, part in enumerate(windows, 1):
+                write_window(paths.warehouse, part)
+                invocation = dbt.cli(
+                    args, context=context, target_path=project.target_path, raise_on_error=False
+                )
+                if n == len(windows):
+                    yield from invocation.stream()
+                    break
+                invocation.wait()
+                days = f"{part[0]}..{part[1]}" if part else "every day"
+                done = invocation.is_successful()
+                context.log.info(
+                    f"dbt build {n} of {len(windows)} ({days}): {'done' if done else 'failed'}"
+                )
+                if not done:
+                    break
         finally:
             clear_window(paths.warehouse)
         if not invocation.is_successful():
