@@ -27,7 +27,7 @@ from tests.conftest import PipelineRun, read_only
 from workloads_etl.settings import DataPaths
 from workloads_etl.warehouse.dbt import SPARK_TARGET, run_dbt, target_dir
 
-pytestmark = [pytest.mark.spark, pytest.mark.slow]
+pytestmark = pytest.mark.spark
 
 REL_TOL = 1e-9
 # Values that are zero on one side may be a rounding residue on the other.
