@@ -51,7 +51,7 @@ test: setup lint typecheck
 # group, added to the environment here; a later `make setup` after a lock change drops it).
 test-spark: setup
 	$(UV) sync --frozen --group spark
-	$(VENV)/bin/pytest tests/spark -m spark
+	$(VENV)/bin/pytest tests/spark -m spark -rP --show-capture=stdout
 
 demo: setup
 	$(VENV)/bin/workloads-etl demo
