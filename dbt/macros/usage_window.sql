@@ -52,7 +52,7 @@
     {%- set end = _usage_window_bound('end_date') -%}
     {%- if start is none and end is none and execute -%}
         {%- set row = run_query(
-            "select strftime(min(start_date), '%Y-%m-%d'), strftime(max(end_date), '%Y-%m-%d')"
+            "select " ~ iso_date_text('min(start_date)') ~ ", " ~ iso_date_text('max(end_date)')
             ~ " from raw._dbt_window"
         ).rows[0] -%}
         {%- set start = row[0] -%}

@@ -31,8 +31,8 @@
         requested_node_pools,
         current_node_pools,
         -- first of current_node_pools / requested_node_pools; null when the list is empty
-        nullif(current_node_pools[1], '') as current_node_pool,
-        nullif(requested_node_pools[1], '') as requested_node_pool,
+        nullif({{ first_element('current_node_pools') }}, '') as current_node_pool,
+        nullif({{ first_element('requested_node_pools') }}, '') as requested_node_pool,
         requested_pods_number,
         requested_gpu_request_type,
         requested_gpu_request,

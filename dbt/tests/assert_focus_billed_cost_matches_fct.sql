@@ -7,9 +7,9 @@ with
 
 focus as (
 
-    select "x_UsageDate" as usage_date, sum("BilledCost") as billed_cost
+    select {{ adapter.quote('x_UsageDate') }} as usage_date, sum({{ adapter.quote('BilledCost') }}) as billed_cost
     from {{ ref('focus_cost_and_usage') }}
-    where {{ usage_window_filter('"x_UsageDate"') }}
+    where {{ usage_window_filter(adapter.quote('x_UsageDate')) }}
     group by 1
 
 ),

@@ -33,9 +33,13 @@ import duckdb
 from workloads_etl.children import die_with_parent
 from workloads_etl.lake.metric_types import metric_columns
 from workloads_etl.settings import DataPaths, duckdb_memory_limit
+from workloads_etl.warehouse.spark import spark_conf
 
 PROFILE = "workloads_etl"
 TARGET = "warehouse"
+# The same project built by Spark over the same lake (dbt-spark, session method; see
+# workloads_etl.warehouse.spark). DuckDB's target stays the default.
+SPARK_TARGET = "spark"
 # The window of the dbt invocation under way: one row (start_date, end_date), both inclusive;
 # no row (or a null bound) means every day. Written by the runner, read by the window macros.
 WINDOW_TABLE = "raw._dbt_window"
@@ -139,13 +143,16 @@ def profile_text(
     temp_directory: Path,
     threads: int = 2,
     duckdb_threads: int = DUCKDB_THREADS,
+    spark_conf: dict[str, str] | None = None,
 ) -> str:
     """The dbt profile of the DuckDB database at ``warehouse`` (UTC session): dbt runs
     ``threads`` nodes at a time in one DuckDB instance bounded to ``memory_limit`` and
     ``duckdb_threads`` threads, which spills to ``temp_directory`` beyond that. Insertion
     order is not preserved (every model that needs an order says so), which lets DuckDB
-    stream large inserts instead of buffering them."""
-    profile = {
+    stream large inserts instead of buffering them. With ``spark_conf``, the profile also
+    has the target :data:`SPARK_TARGET`: a Spark session of that configuration in dbt's
+    process (:func:`workloads_etl.warehouse.spark.spark_conf`)."""
+    profile: dict[str, Any] = {
         PROFILE: {
             "target": TARGET,
             "outputs": {
@@ -166,6 +173,15 @@ def profile_text(
             },
         }
     }
+    if spark_conf is not None:
+        profile[PROFILE]["outputs"][SPARK_TARGET] = {
+            "type": "spark",
+            "method": "session",
+            "host": "localhost",  # required by dbt-spark, unused by the session method
+            "schema": "default",
+            "threads": 1,
+            "server_side_parameters": dict(spark_conf),
+        }
     # JSON is YAML: no YAML writer needed, and no value is ever templated.
     return json.dumps(profile, indent=2) + "\n"
 
@@ -183,6 +199,7 @@ def profiles_dir(
         warehouse or paths.warehouse,
         memory_limit=memory_limit or duckdb_memory_limit(),
         temp_directory=duckdb_temp_dir(paths),
+        spark_conf=spark_conf(paths),
     )
     if not target.is_file() or target.read_text(encoding="utf-8") != text:
         tmp = directory / f".profiles.yml.{os.getpid()}.tmp"
@@ -191,8 +208,10 @@ def profiles_dir(
     return directory
 
 
-def target_dir(paths: DataPaths) -> Path:
-    return paths.dbt / "target"
+def target_dir(paths: DataPaths, dbt_target: str = TARGET) -> Path:
+    """dbt's target directory (manifest, partial parse) of a profile target: one each, so
+    that building on Spark keeps the DuckDB target's partial parse."""
+    return paths.dbt / ("target" if dbt_target == TARGET else f"target-{dbt_target}")
 
 
 def log_dir(paths: DataPaths) -> Path:
@@ -234,6 +253,7 @@ def invocation_args(
     warehouse: Path | None = None,
     extra_vars: dict[str, Any] | None = None,
     memory_limit: str | None = None,
+    dbt_target: str = TARGET,
 ) -> list[str]:
     """The arguments every dbt invocation of the pipeline shares, the runner's and Dagster's:
     the profile and target (its directory, written by :func:`profiles_dir`), the log
@@ -246,7 +266,7 @@ def invocation_args(
         "--profile",
         PROFILE,
         "--target",
-        TARGET,
+        dbt_target,
         "--log-path",
         str(log_dir(paths)),
         "--vars",
@@ -265,6 +285,7 @@ def run_dbt(
     warehouse: Path | None = None,
     target: Path | None = None,
     project: Path | None = None,
+    dbt_target: str = TARGET,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``dbt <args>`` on the warehouse at ``paths.warehouse``, in a subprocess.
 
@@ -273,19 +294,35 @@ def run_dbt(
     dbt's messages go to ``log`` as text (never to the terminal). ``warehouse`` and
     ``target`` point dbt at another database and target directory (the docs use a copy of
     the serving database); ``project`` at another copy of the dbt project.
+    ``dbt_target`` :data:`SPARK_TARGET` builds the project on Spark over the lake of ``paths``
+    instead (:mod:`workloads_etl.warehouse.spark`: its ``raw`` tables are loaded from the
+    lake and the window recorded in the same process, right before dbt runs).
     Raises :class:`DbtRunError` naming the failures unless ``raise_on_failure`` is false.
     """
     paths.root.mkdir(parents=True, exist_ok=True)
     window = usage_window(days)
     database = warehouse or paths.warehouse
+    spark = dbt_target == SPARK_TARGET
+    if spark:
+        bounds = [] if window is None else [f"--start-date={window[0]}", f"--end-date={window[1]}"]
+        command = [
+            sys.executable,
+            "-m",
+            "workloads_etl.warehouse.spark",
+            f"--data-dir={paths.root}",
+            *bounds,
+            "--",
+        ]
+    else:
+        command = [dbt_executable()]
     full_args = [
-        dbt_executable(),
+        *command,
         *args,
-        *invocation_args(paths, warehouse=warehouse, extra_vars=extra_vars),
+        *invocation_args(paths, warehouse=warehouse, extra_vars=extra_vars, dbt_target=dbt_target),
         "--project-dir",
         str(project or dbt_project_dir()),
         "--target-path",
-        str(target or target_dir(paths)),
+        str(target or target_dir(paths, dbt_target)),
         "--log-format",
         "json",
         "--log-format-file",
@@ -293,7 +330,7 @@ def run_dbt(
         "--no-use-colors",
     ]
     env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    windowed = bool(args) and args[0] in _WINDOWED_COMMANDS
+    windowed = bool(args) and args[0] in _WINDOWED_COMMANDS and not spark
     if windowed:
         write_window(database, window)
     try:

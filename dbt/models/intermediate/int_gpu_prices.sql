@@ -9,7 +9,7 @@ prices as (
 final as (
 
     select
-        cluster_id || '/' || nodepool || '@' || cast(valid_from as varchar) as price_id,
+        cluster_id || '/' || nodepool || '@' || cast(valid_from as {{ text_type() }}) as price_id,
         cluster_id,
         cluster_name,
         nodepool,

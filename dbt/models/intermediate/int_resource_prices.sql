@@ -9,7 +9,7 @@ prices as (
 final as (
 
     select
-        resource || '@' || cast(valid_from as varchar) as price_id,
+        resource || '@' || cast(valid_from as {{ text_type() }}) as price_id,
         resource,
         valid_from,
         lead(valid_from) over (partition by resource order by valid_from) as valid_to,

@@ -14,8 +14,9 @@ deleted as (
 
 unioned as (
 
+    -- both lists have the columns of workload_state_columns(), in its order
     select * from snapshots
-    union all by name
+    {{ union_all_by_name() }}
     select * from deleted
 
 ),

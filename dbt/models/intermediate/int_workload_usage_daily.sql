@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        pre_hook="{{ delete_usage_window('usage_date') }}",
-        on_schema_change='sync_all_columns',
-    )
-}}
+{{ config(**incremental_by_day('usage_date', on_schema_change='sync_all_columns')) }}
 
 {%- set idle_pct = var('idle_gpu_utilisation_pct') %}
 

@@ -11,12 +11,18 @@ fingerprinted as (
 
     select
         *,
-        md5(to_json(struct_pack(
-            workload_name, workload_type, category, phase, cluster_id, project_id,
-            project_name, department_id, department_name, submitted_by, current_node_pool,
-            requested_node_pool, requested_gpu_request,
-            is_deleted := deleted_at is not null or state_source = 'deleted_list'
-        ))) as attributes_hash
+        {%- set fields = [] %}
+        {%- for column in [
+            'workload_name', 'workload_type', 'category', 'phase', 'cluster_id', 'project_id',
+            'project_name', 'department_id', 'department_name', 'submitted_by',
+            'current_node_pool', 'requested_node_pool', 'requested_gpu_request',
+        ] %}
+        {%- do fields.append((column, column)) %}
+        {%- endfor %}
+        {%- do fields.append(
+            ('is_deleted', "deleted_at is not null or state_source = 'deleted_list'")
+        ) %}
+        {{ md5_of_struct(fields) }} as attributes_hash
     from states
 
 ),
@@ -56,19 +62,19 @@ versions as (
         min(snapshot_at) as valid_from,
         max(snapshot_at) as last_seen_at,
         count(*) as n_states,
-        arg_min(workload_name, snapshot_at) as workload_name,
-        arg_min(workload_type, snapshot_at) as workload_type,
-        arg_min(category, snapshot_at) as category,
-        arg_min(phase, snapshot_at) as phase,
-        arg_min(cluster_id, snapshot_at) as cluster_id,
-        arg_min(project_id, snapshot_at) as project_id,
-        arg_min(project_name, snapshot_at) as project_name,
-        arg_min(department_id, snapshot_at) as department_id,
-        arg_min(department_name, snapshot_at) as department_name,
-        arg_min(submitted_by, snapshot_at) as submitted_by,
-        arg_min(current_node_pool, snapshot_at) as current_node_pool,
-        arg_min(requested_node_pool, snapshot_at) as requested_node_pool,
-        arg_min(requested_gpu_request, snapshot_at) as requested_gpu,
+        {{ arg_min('workload_name', 'snapshot_at') }} as workload_name,
+        {{ arg_min('workload_type', 'snapshot_at') }} as workload_type,
+        {{ arg_min('category', 'snapshot_at') }} as category,
+        {{ arg_min('phase', 'snapshot_at') }} as phase,
+        {{ arg_min('cluster_id', 'snapshot_at') }} as cluster_id,
+        {{ arg_min('project_id', 'snapshot_at') }} as project_id,
+        {{ arg_min('project_name', 'snapshot_at') }} as project_name,
+        {{ arg_min('department_id', 'snapshot_at') }} as department_id,
+        {{ arg_min('department_name', 'snapshot_at') }} as department_name,
+        {{ arg_min('submitted_by', 'snapshot_at') }} as submitted_by,
+        {{ arg_min('current_node_pool', 'snapshot_at') }} as current_node_pool,
+        {{ arg_min('requested_node_pool', 'snapshot_at') }} as requested_node_pool,
+        {{ arg_min('requested_gpu_request', 'snapshot_at') }} as requested_gpu,
         bool_or(deleted_at is not null or state_source = 'deleted_list') as is_deleted
     from numbered
     group by workload_id, version
@@ -78,7 +84,7 @@ versions as (
 final as (
 
     select
-        workload_id || ':' || cast(version as varchar) as workload_version_key,
+        workload_id || ':' || cast(version as {{ text_type() }}) as workload_version_key,
         workload_id,
         cast(version as integer) as version,
         valid_from,

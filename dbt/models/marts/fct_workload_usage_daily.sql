@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        pre_hook="{{ delete_usage_window('usage_date') }}",
-        on_schema_change='append_new_columns',
-    )
-}}
+{{ config(**incremental_by_day('usage_date')) }}
 
 with
 
@@ -233,12 +226,12 @@ costed as (
 
     select
         priced.*,
-        cast(allocated_gpu_hours as decimal(38, 9)) * price_per_gpu_hour as gpu_cost_exact,
-        cast(requested_cpu_core_hours as decimal(38, 9)) * price_per_cpu_core_hour
+        cast(allocated_gpu_hours as {{ hours_decimal_type() }}) * price_per_gpu_hour as gpu_cost_exact,
+        cast(requested_cpu_core_hours as {{ hours_decimal_type() }}) * price_per_cpu_core_hour
             as cpu_cost_exact,
-        cast(requested_memory_gib_hours as decimal(38, 9)) * price_per_memory_gib_hour
+        cast(requested_memory_gib_hours as {{ hours_decimal_type() }}) * price_per_memory_gib_hour
             as memory_cost_exact,
-        cast(idle_gpu_hours as decimal(38, 9)) * price_per_gpu_hour as idle_gpu_cost_exact
+        cast(idle_gpu_hours as {{ hours_decimal_type() }}) * price_per_gpu_hour as idle_gpu_cost_exact
     from priced
 
 ),

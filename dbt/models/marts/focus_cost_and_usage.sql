@@ -1,16 +1,12 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        pre_hook="{{ delete_usage_window('x_UsageDate') }}",
-        on_schema_change='append_new_columns',
-    )
-}}
+{{ config(**incremental_by_day('x_UsageDate')) }}
 
 {#- The FOCUS 1.2 cost and usage dataset (FinOps Open Cost and Usage Specification): one
     Usage charge per workload-day and resource (GPU, CPU, memory), from the daily fact.
     Columns without an honest value here are null, as the specification allows: no invoices
     (internal chargeback), no commitment discounts or capacity reservations, no regions. -#}
+
+{#- The FOCUS column names are case-sensitive: quoted ("BilledCost" in DuckDB). -#}
+{%- set q = adapter.quote %}
 
 with
 
@@ -52,8 +48,9 @@ resources as (
 
     select
         'GPU' as resource, 'GPU-Hours' as unit, 'GPU Hours' as meter,
-        'gpu-' || regexp_replace(lower(coalesce(gpu_type, 'unpriced')), '[^a-z0-9]+', '-', 'g')
-            as sku_id,
+        'gpu-' || {{ regexp_replace_all(
+            "lower(coalesce(gpu_type, 'unpriced'))", "'[^a-z0-9]+'", "'-'"
+        ) }} as sku_id,
         gpu_price_id as sku_price_id,
         cast(allocated_gpu_hours as decimal(38, 9)) as quantity,
         cast(price_per_gpu_hour as decimal(38, 9)) as unit_price,
@@ -82,79 +79,79 @@ resources as (
 final as (
 
     select
-        cast(null as varchar) as "AvailabilityZone",
-        cost as "BilledCost",
-        {{ sql_string(var('focus_billing_account_id')) }} as "BillingAccountId",
-        {{ sql_string(var('focus_billing_account_name')) }} as "BillingAccountName",
-        cast(null as varchar) as "BillingAccountType",
-        currency as "BillingCurrency",
-        cast(date_trunc('month', usage_date) + interval 1 month as timestamptz)
-            as "BillingPeriodEnd",
-        cast(date_trunc('month', usage_date) as timestamptz) as "BillingPeriodStart",
-        cast(null as varchar) as "CapacityReservationId",
-        cast(null as varchar) as "CapacityReservationStatus",
-        'Usage' as "ChargeCategory",
-        cast(null as varchar) as "ChargeClass",
+        cast(null as {{ text_type() }}) as {{ q('AvailabilityZone') }},
+        cost as {{ q('BilledCost') }},
+        {{ sql_string(var('focus_billing_account_id')) }} as {{ q('BillingAccountId') }},
+        {{ sql_string(var('focus_billing_account_name')) }} as {{ q('BillingAccountName') }},
+        cast(null as {{ text_type() }}) as {{ q('BillingAccountType') }},
+        currency as {{ q('BillingCurrency') }},
+        cast(date_trunc('month', usage_date) + interval 1 month as {{ timestamptz_type() }})
+            as {{ q('BillingPeriodEnd') }},
+        cast(date_trunc('month', usage_date) as {{ timestamptz_type() }}) as {{ q('BillingPeriodStart') }},
+        cast(null as {{ text_type() }}) as {{ q('CapacityReservationId') }},
+        cast(null as {{ text_type() }}) as {{ q('CapacityReservationStatus') }},
+        'Usage' as {{ q('ChargeCategory') }},
+        cast(null as {{ text_type() }}) as {{ q('ChargeClass') }},
         resource || ' usage of ' || coalesce(workload_name, workload_id) || ' on '
-            || strftime(usage_date, '%Y-%m-%d') as "ChargeDescription",
-        'Usage-Based' as "ChargeFrequency",
-        cast(usage_date + interval 1 day as timestamptz) as "ChargePeriodEnd",
-        cast(usage_date as timestamptz) as "ChargePeriodStart",
-        cast(null as varchar) as "CommitmentDiscountCategory",
-        cast(null as varchar) as "CommitmentDiscountId",
-        cast(null as varchar) as "CommitmentDiscountName",
-        cast(null as decimal(38, 9)) as "CommitmentDiscountQuantity",
-        cast(null as varchar) as "CommitmentDiscountStatus",
-        cast(null as varchar) as "CommitmentDiscountType",
-        cast(null as varchar) as "CommitmentDiscountUnit",
-        quantity as "ConsumedQuantity",
-        unit as "ConsumedUnit",
-        cost as "ContractedCost",
-        unit_price as "ContractedUnitPrice",
-        cost as "EffectiveCost",
-        cast(null as varchar) as "InvoiceId",
-        {{ sql_string(var('focus_provider_name')) }} as "InvoiceIssuerName",
-        cost as "ListCost",
-        unit_price as "ListUnitPrice",
-        'Standard' as "PricingCategory",
+            || {{ iso_date_text('usage_date') }} as {{ q('ChargeDescription') }},
+        'Usage-Based' as {{ q('ChargeFrequency') }},
+        cast(usage_date + interval 1 day as {{ timestamptz_type() }}) as {{ q('ChargePeriodEnd') }},
+        cast(usage_date as {{ timestamptz_type() }}) as {{ q('ChargePeriodStart') }},
+        cast(null as {{ text_type() }}) as {{ q('CommitmentDiscountCategory') }},
+        cast(null as {{ text_type() }}) as {{ q('CommitmentDiscountId') }},
+        cast(null as {{ text_type() }}) as {{ q('CommitmentDiscountName') }},
+        cast(null as decimal(38, 9)) as {{ q('CommitmentDiscountQuantity') }},
+        cast(null as {{ text_type() }}) as {{ q('CommitmentDiscountStatus') }},
+        cast(null as {{ text_type() }}) as {{ q('CommitmentDiscountType') }},
+        cast(null as {{ text_type() }}) as {{ q('CommitmentDiscountUnit') }},
+        quantity as {{ q('ConsumedQuantity') }},
+        unit as {{ q('ConsumedUnit') }},
+        cost as {{ q('ContractedCost') }},
+        unit_price as {{ q('ContractedUnitPrice') }},
+        cost as {{ q('EffectiveCost') }},
+        cast(null as {{ text_type() }}) as {{ q('InvoiceId') }},
+        {{ sql_string(var('focus_provider_name')) }} as {{ q('InvoiceIssuerName') }},
+        cost as {{ q('ListCost') }},
+        unit_price as {{ q('ListUnitPrice') }},
+        'Standard' as {{ q('PricingCategory') }},
         -- prices are in the billing currency: the pricing-currency columns repeat them
-        currency as "PricingCurrency",
-        unit_price as "PricingCurrencyContractedUnitPrice",
-        cost as "PricingCurrencyEffectiveCost",
-        unit_price as "PricingCurrencyListUnitPrice",
-        quantity as "PricingQuantity",
-        unit as "PricingUnit",
-        {{ sql_string(var('focus_provider_name')) }} as "ProviderName",
-        {{ sql_string(var('focus_provider_name')) }} as "PublisherName",
-        cast(null as varchar) as "RegionId",
-        cast(null as varchar) as "RegionName",
-        workload_id as "ResourceId",
-        coalesce(workload_name, workload_id) as "ResourceName",
-        coalesce(workload_type, 'workload') as "ResourceType",
-        'AI and Machine Learning' as "ServiceCategory",
-        {{ sql_string(var('focus_service_name')) }} as "ServiceName",
-        'AI Platforms' as "ServiceSubcategory",
-        sku_id as "SkuId",
-        meter as "SkuMeter",
-        to_json(map_from_entries([
-            ('x_Resource', resource), ('x_NodePool', nodepool)
-        ]))::varchar as "SkuPriceDetails",
-        coalesce(sku_price_id, 'unpriced') as "SkuPriceId",
+        currency as {{ q('PricingCurrency') }},
+        unit_price as {{ q('PricingCurrencyContractedUnitPrice') }},
+        cost as {{ q('PricingCurrencyEffectiveCost') }},
+        unit_price as {{ q('PricingCurrencyListUnitPrice') }},
+        quantity as {{ q('PricingQuantity') }},
+        unit as {{ q('PricingUnit') }},
+        {{ sql_string(var('focus_provider_name')) }} as {{ q('ProviderName') }},
+        {{ sql_string(var('focus_provider_name')) }} as {{ q('PublisherName') }},
+        cast(null as {{ text_type() }}) as {{ q('RegionId') }},
+        cast(null as {{ text_type() }}) as {{ q('RegionName') }},
+        workload_id as {{ q('ResourceId') }},
+        coalesce(workload_name, workload_id) as {{ q('ResourceName') }},
+        coalesce(workload_type, 'workload') as {{ q('ResourceType') }},
+        'AI and Machine Learning' as {{ q('ServiceCategory') }},
+        {{ sql_string(var('focus_service_name')) }} as {{ q('ServiceName') }},
+        'AI Platforms' as {{ q('ServiceSubcategory') }},
+        sku_id as {{ q('SkuId') }},
+        meter as {{ q('SkuMeter') }},
+        {{ json_object_text([
+            ("'x_Resource'", 'resource'), ("'x_NodePool'", 'nodepool')
+        ]) }} as {{ q('SkuPriceDetails') }},
+        coalesce(sku_price_id, 'unpriced') as {{ q('SkuPriceId') }},
         -- department and project ids share one numbering: the sub-account id names its kind
-        'department/' || department_id as "SubAccountId",
-        coalesce(department_name, department_id) as "SubAccountName",
-        'Department' as "SubAccountType",
-        to_json(map_from_entries(list_filter([
-            ('runai/project', coalesce(project_name, project_id)),
-            ('runai/user', submitted_by),
-            ('runai/nodepool', nodepool),
-            ('runai/cluster', cluster_id)
-        ], lambda tag: tag[2] is not null)))::varchar as "Tags",
-        cluster_id as "x_ClusterId",
-        nodepool as "x_NodePool",
-        department_id as "x_DepartmentId",
-        project_id as "x_ProjectId",
-        usage_date as "x_UsageDate"
+        'department/' || department_id as {{ q('SubAccountId') }},
+        coalesce(department_name, department_id) as {{ q('SubAccountName') }},
+        'Department' as {{ q('SubAccountType') }},
+        {{ json_object_text([
+            ("'runai/project'", 'coalesce(project_name, project_id)'),
+            ("'runai/user'", 'submitted_by'),
+            ("'runai/nodepool'", 'nodepool'),
+            ("'runai/cluster'", 'cluster_id'),
+        ], skip_nulls=true) }} as {{ q('Tags') }},
+        cluster_id as {{ q('x_ClusterId') }},
+        nodepool as {{ q('x_NodePool') }},
+        department_id as {{ q('x_DepartmentId') }},
+        project_id as {{ q('x_ProjectId') }},
+        usage_date as {{ q('x_UsageDate') }}
     from resources
     where quantity > 0 or cost > 0
 

@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        pre_hook="{{ delete_usage_window('usage_month', whole_months=true) }}",
-        on_schema_change='append_new_columns',
-    )
-}}
+{{ config(**incremental_by_day('usage_month', whole_months=true)) }}
 
 {#- An incremental run replaces the whole months its window touches, recomputed from the
     fact's days of those months (at most 31 days each, whatever the history). -#}

@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        pre_hook="{{ delete_usage_window('usage_date') }}",
-        on_schema_change='append_new_columns',
-    )
-}}
+{{ config(**incremental_by_day('usage_date')) }}
 
 with
 
@@ -85,7 +78,7 @@ percentile_samples as (
             when 'NIM_TIME_TO_FIRST_TOKEN_SECONDS_PERCENTILES' then 'ttft'
             else 'e2e'
         end as latency,
-        json_extract_string(labels_json, '$.percentile') as percentile,
+        {{ json_extract_text('labels_json', '$.percentile') }} as percentile,
         metric_value
     from {{ ref('stg_runai__workload_metrics') }}
     where metric_type in (
@@ -101,16 +94,16 @@ percentiles as (
     select
         usage_date,
         workload_id,
-        quantile_cont(metric_value, 0.5) filter (
+        {{ quantile_cont('metric_value', 0.5) }} filter (
             where latency = 'ttft' and percentile = 'p50'
         ) as ttft_p50_reported,
-        quantile_cont(metric_value, 0.5) filter (
+        {{ quantile_cont('metric_value', 0.5) }} filter (
             where latency = 'ttft' and percentile = 'p95'
         ) as ttft_p95_reported,
-        quantile_cont(metric_value, 0.5) filter (
+        {{ quantile_cont('metric_value', 0.5) }} filter (
             where latency = 'e2e' and percentile = 'p50'
         ) as e2e_p50_reported,
-        quantile_cont(metric_value, 0.5) filter (
+        {{ quantile_cont('metric_value', 0.5) }} filter (
             where latency = 'e2e' and percentile = 'p95'
         ) as e2e_p95_reported
     from percentile_samples
@@ -123,10 +116,10 @@ latencies as (
     select
         usage_date,
         workload_id,
-        quantile_cont(nim_ttft_seconds, 0.5) as ttft_p50_minutes,
-        quantile_cont(nim_ttft_seconds, 0.95) as ttft_p95_minutes,
-        quantile_cont(nim_e2e_latency_seconds, 0.5) as e2e_p50_minutes,
-        quantile_cont(nim_e2e_latency_seconds, 0.95) as e2e_p95_minutes
+        {{ quantile_cont('nim_ttft_seconds', 0.5) }} as ttft_p50_minutes,
+        {{ quantile_cont('nim_ttft_seconds', 0.95) }} as ttft_p95_minutes,
+        {{ quantile_cont('nim_e2e_latency_seconds', 0.5) }} as e2e_p50_minutes,
+        {{ quantile_cont('nim_e2e_latency_seconds', 0.95) }} as e2e_p95_minutes
     from {{ ref('int_workload_metric_samples') }}
     where {{ usage_window_predicate('usage_date') }}
       and (nim_ttft_seconds is not null or nim_e2e_latency_seconds is not null)

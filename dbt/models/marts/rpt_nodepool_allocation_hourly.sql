@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        pre_hook="{{ delete_usage_window('usage_date') }}",
-        on_schema_change='append_new_columns',
-    )
-}}
+{{ config(**incremental_by_day('usage_date')) }}
 
 {#- Incremental: a run replaces the hours of its window's days. Its hours run, as on a full
     build, from the first to the last sampled hour of the whole report (those of the days
@@ -68,22 +61,23 @@ allocated as (
 kept as (
 
     select * from {{ this }}
+    where not {{ usage_window_filter('usage_date') }}
 
 ),
 {%- endif %}
 
 hours as (
 
-    select unnest(generate_series(
-        {%- if is_incremental() %}
-        least((select min(hour_start) from allocated), (select min(hour_start) from kept)),
-        greatest((select max(hour_start) from allocated), (select max(hour_start) from kept)),
-        {%- else %}
-        (select min(hour_start) from allocated),
-        (select max(hour_start) from allocated),
-        {%- endif %}
-        interval 1 hour
-    )) as hour_start
+    {%- if is_incremental() %}
+    select {{ unnest_hours(
+        'least((select min(hour_start) from allocated), (select min(hour_start) from kept))',
+        'greatest((select max(hour_start) from allocated), (select max(hour_start) from kept))',
+    ) }} as hour_start
+    {%- else %}
+    select {{ unnest_hours(
+        '(select min(hour_start) from allocated)', '(select max(hour_start) from allocated)'
+    ) }} as hour_start
+    {%- endif %}
 
 ),
 

@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        pre_hook="{{ delete_usage_window('snapshot_date') }}",
-        on_schema_change='append_new_columns',
-    )
-}}
+{{ config(**incremental_by_day('snapshot_date')) }}
 
 {#- Incremental: a run replaces the fetches of its window's day partitions (snapshot_date). -#}
 
@@ -58,7 +51,7 @@ placements as (
         cluster_id,
         workload_id,
         allocated_gpu,
-        unnest(list_distinct(current_node_pools)) as nodepool
+        {{ unnest_distinct('current_node_pools') }} as nodepool
     from snapshots
     where run_id in (select run_id from fetches)
 

@@ -27,8 +27,8 @@ final as (
             where total_pending_time_seconds >= 1800 and total_pending_time_seconds < 7200
         ) as pending_30m_to_2h,
         count(*) filter (where total_pending_time_seconds >= 7200) as pending_2h_or_more,
-        quantile_cont(total_pending_time_seconds, 0.5) as p50_pending_seconds,
-        quantile_cont(total_pending_time_seconds, 0.95) as p95_pending_seconds,
+        {{ quantile_cont('total_pending_time_seconds', 0.5) }} as p50_pending_seconds,
+        {{ quantile_cont('total_pending_time_seconds', 0.95) }} as p95_pending_seconds,
         avg(total_pending_time_seconds) as avg_pending_seconds,
         max(total_pending_time_seconds) as max_pending_seconds
     from workloads

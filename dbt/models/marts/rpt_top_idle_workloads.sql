@@ -48,11 +48,12 @@ windowed as (
 ranked as (
 
     select
-        row_number() over (
+        -- BIGINT, as the contract says (row_number() is INT on Spark)
+        cast(row_number() over (
             order by windowed.idle_gpu_hours desc,
                 windowed.used_gpu_hours / windowed.allocated_gpu_hours asc,
                 windowed.workload_id
-        ) as idle_rank,
+        ) as bigint) as idle_rank,
         windowed.*,
         windowed.used_gpu_hours / windowed.allocated_gpu_hours * 100 as gpu_utilisation_pct
     from windowed

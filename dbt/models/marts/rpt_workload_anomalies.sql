@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        pre_hook="{{ delete_usage_window('usage_date') }}",
-        on_schema_change='append_new_columns',
-    )
-}}
+{{ config(**incremental_by_day('usage_date')) }}
 
 {#- One row per workload-day and flag. The thresholds are dbt vars (anomaly_*); every row
     carries its evidence (the measured value, the threshold and the unit) and the cost at

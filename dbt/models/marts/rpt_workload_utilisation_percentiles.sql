@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        pre_hook="{{ delete_usage_window('usage_date') }}",
-        on_schema_change='append_new_columns',
-    )
-}}
+{{ config(**incremental_by_day('usage_date')) }}
 
 with
 
@@ -31,8 +24,8 @@ final as (
         usage_date,
         workload_id,
         count(*) as allocated_samples,
-        quantile_cont(gpu_utilisation_pct, 0.5) as p50_gpu_utilisation_pct,
-        quantile_cont(gpu_utilisation_pct, 0.95) as p95_gpu_utilisation_pct,
+        {{ quantile_cont('gpu_utilisation_pct', 0.5) }} as p50_gpu_utilisation_pct,
+        {{ quantile_cont('gpu_utilisation_pct', 0.95) }} as p95_gpu_utilisation_pct,
         min(gpu_utilisation_pct) as min_gpu_utilisation_pct,
         max(gpu_utilisation_pct) as max_gpu_utilisation_pct,
         {{ exact_avg('gpu_utilisation_pct') }} as avg_gpu_utilisation_pct

@@ -14,7 +14,7 @@ renamed as (
         run_id,
         telemetry_type,
         group_by,
-        "timestamp" as measured_at,
+        {{ adapter.quote('timestamp') }} as measured_at,
         value as telemetry_value,
         group1_key,
         group1_value,
