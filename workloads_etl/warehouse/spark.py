@@ -13,10 +13,12 @@ turns, like the DuckDB warehouse's single writer.
 
 The ``raw`` tables are the loader's (:mod:`workloads_etl.warehouse.loader`), in Spark: one
 table per dataset with the contract's columns and types (:mod:`workloads_etl.lake.schemas`),
-filled from exactly the files each partition's ``_manifest.json`` names, after each matched
-its sha256 (files of no commit are never read); ``raw.quarantine`` holds the quarantine rows
+filled from exactly the files each partition's ``_manifest.json`` names, after each was
+checked against it (files of no commit are never read); ``raw.quarantine`` holds the quarantine rows
 the manifests name, and ``raw._loads`` one row per partition loaded. The session computes in
-UTC (``spark.sql.session.timeZone``), as the DuckDB warehouse does.
+UTC (``spark.sql.session.timeZone``), as the DuckDB warehouse does. A lake on an object
+store (``WORKLOADS_ETL_LAKE_URL=s3://...``) is read through Hadoop's S3A connector, as
+``s3a://`` URLs: the session needs its jars (``hadoop-aws``) on the classpath.
 
 :func:`run` is what ``python -m workloads_etl.warehouse.spark`` does: load ``raw`` from the
 lake, record the window of the run (``raw._dbt_window``, see ``dbt/macros/usage_window.sql``)
@@ -144,7 +146,15 @@ def _read_files(spark: Any, lake: Store, dataset: str, files: list[str]) -> Any:
     schema = schema_ddl(dataset)
     if not files:
         return spark.createDataFrame([], schema)
-    return spark.read.schema(schema).option("basePath", lake.uri(dataset)).parquet(*files)
+    urls = [_hadoop_url(f) for f in files]
+    return (
+        spark.read.schema(schema).option("basePath", _hadoop_url(lake.uri(dataset))).parquet(*urls)
+    )
+
+
+def _hadoop_url(url: str) -> str:
+    """A lake URL as Spark's Hadoop filesystems name it (S3 through the S3A connector)."""
+    return "s3a://" + url.removeprefix("s3://") if url.startswith("s3://") else url
 
 
 def load_raw(spark: Any, paths: DataPaths) -> dict[str, int]:
