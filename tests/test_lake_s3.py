@@ -268,10 +268,9 @@ def test_a_day_on_s3_equals_the_local_lake_and_a_killed_run_counts_nothing_twice
     local = tmp_path / "local"
     remote = tmp_path / "remote"
     lake_url = s3.url("pipeline")
-    _finish(_run_day(_cli_env(e2e_simulator, local, None, s3), day))
-
-    # The S3 run, killed (the whole process tree) as soon as it has written a metrics chunk
-    # and before the day's commit.
+    # The local-lake run, beside the S3 run that is killed (the whole process tree) as soon
+    # as it has written a metrics chunk, before the day's commit.
+    baseline = _run_day(_cli_env(e2e_simulator, local, None, s3), day)
     env = _cli_env(e2e_simulator, remote, lake_url, s3)
     store = Store.at(lake_url).child("lake")
     killed = _run_day(env, day)
@@ -286,6 +285,7 @@ def test_a_day_on_s3_equals_the_local_lake_and_a_killed_run_counts_nothing_twice
     assert read_manifest(store, "workload_metrics", day) is None  # killed before its commit
     uncommitted = store.list("workload_metrics", suffix=".parquet")
     assert uncommitted
+    _finish(baseline)
 
     out = _finish(_run_day(env, day))
     remote_paths = DataPaths(remote, lake_url)
