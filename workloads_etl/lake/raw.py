@@ -107,10 +107,6 @@ class RawLanding:
     def __init__(self, root: Store | Path | str) -> None:
         self.store = Store.at(root)
 
-    @property
-    def root(self) -> Store:
-        return self.store
-
     def partition_dir(self, dataset: str, day: date) -> str:
         """The partition's directory, relative to the landing's root."""
         if dataset not in EXTRACTED:
@@ -144,7 +140,7 @@ class RawLanding:
         runs = self.runs(dataset, day)
         if not runs:
             raise RawRunNotFoundError(
-                f"no raw run for {dataset} on {day.isoformat()} under {self.root}"
+                f"no raw run for {dataset} on {day.isoformat()} under {self.store}"
             )
         return runs[-1]
 

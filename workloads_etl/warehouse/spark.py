@@ -101,26 +101,25 @@ def spark_session(paths: DataPaths) -> Any:
     return builder.getOrCreate()
 
 
+# Where Spark's name of a type differs from DuckDB's (loader.duckdb_type, the one mapping of
+# the contract's Arrow types): timestamps with a time zone are instants, TIMESTAMP in Spark,
+# read in the session's UTC.
+_SPARK_NAMES = {
+    "TIMESTAMPTZ": "TIMESTAMP",
+    "TIMESTAMP": "TIMESTAMP_NTZ",
+    "VARCHAR": "STRING",
+    "INTEGER": "INT",
+}
+
+
 def spark_type(t: pa.DataType) -> str:
-    """The Spark SQL type of an Arrow type of the contract (timestamps with a time zone are
-    instants: TIMESTAMP, read in the session's UTC)."""
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMP" if t.tz else "TIMESTAMP_NTZ"
-    if pa.types.is_date32(t):
-        return "DATE"
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "STRING"
-    if pa.types.is_int64(t):
-        return "BIGINT"
-    if pa.types.is_int32(t):
-        return "INT"
-    if pa.types.is_float64(t):
-        return "DOUBLE"
-    if pa.types.is_boolean(t):
-        return "BOOLEAN"
+    """The Spark SQL type of an Arrow type of the contract, derived from its DuckDB type."""
+    from workloads_etl.warehouse.loader import duckdb_type  # the loader imports dbt, dbt this
+
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return f"ARRAY<{spark_type(t.value_type)}>"
-    raise TypeError(f"no Spark type for Arrow type {t}")
+    name = duckdb_type(t)
+    return _SPARK_NAMES.get(name, name)
 
 
 def schema_ddl(dataset: str) -> str:
