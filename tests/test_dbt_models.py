@@ -57,6 +57,7 @@ from workloads_etl.warehouse.dbt import (
     run_dbt,
     target_dir,
     usage_window,
+    write_window,
 )
 
 STEP = 900
@@ -842,6 +843,30 @@ def test_the_window_table_restricts_the_incremental_models(incremental: Incremen
     assert "2026-11-15" not in sql
     # cleared once dbt ended: dbt run by hand processes every day
     assert incremental.window_rows_after == []
+
+
+def test_a_window_cut_in_builds_creates_fresh_models_from_its_own_days(
+    built: Built, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A long backfill on a fresh warehouse is built in several windows: the first build
+    creates the incremental models from the days up to its window's end only (not from
+    every day loaded, which would not fit in memory), the next adds the later days, and the
+    result is the one build of every day."""
+    paths = DataPaths(tmp_path_factory.mktemp("split"))
+    shutil.copy(built.db, paths.warehouse)
+    before = records(paths.warehouse, FCT_CONTENT)
+    assert {r["usage_date"] for r in before} == {DAY1, DAY2}
+    with duckdb.connect(str(paths.warehouse)) as con:
+        for table in INCREMENTAL_TABLES:
+            con.execute(f"drop table {table}")
+    chain = ["run", "--select", " ".join(t.split(".")[1] for t in INCREMENTAL_TABLES)]
+    run_dbt(chain, paths, days=[DAY1], full_build_through=DAY1)
+    assert set(rows_per_day(paths.warehouse)["marts.fct_workload_usage_daily"]) == {DAY1}
+    assert set(rows_per_day(paths.warehouse)["intermediate.int_workload_metric_samples"]) == {DAY1}
+    run_dbt(chain, paths, days=[DAY2])
+    assert records(paths.warehouse, FCT_CONTENT) == before
+    with pytest.raises(ValueError, match="pass a window"):
+        write_window(paths.warehouse, None, DAY1)
 
 
 # --- determinism -----------------------------------------------------------------------------

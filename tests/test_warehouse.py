@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from workloads_etl.lake.datasets import DATASETS
@@ -294,12 +295,25 @@ def test_the_dbt_window_is_one_row_of_the_warehouse(tmp_path: Path) -> None:
     write_window(paths.warehouse, (day2, day2))  # replaces, never adds
     with Warehouse.open(paths) as wh:
         rows = wh.con.execute(f"SELECT * FROM {WINDOW_TABLE}").fetchall()  # noqa: S608
-    assert rows == [(day2, day2)]
+    assert rows == [(day2, day2, None)]
+    write_window(paths.warehouse, (DAY, day2), DAY)  # a build of a window cut in several
+    with Warehouse.open(paths) as wh:
+        rows = wh.con.execute(f"SELECT * FROM {WINDOW_TABLE}").fetchall()  # noqa: S608
+    assert rows == [(DAY, day2, DAY)]
     clear_window(paths.warehouse)
     with Warehouse.open(paths) as wh:
         assert wh.con.execute(f"SELECT count(*) FROM {WINDOW_TABLE}").fetchall() == [(0,)]  # noqa: S608
     clear_window(tmp_path / "missing.duckdb")  # nothing to clear, nothing created
     assert not (tmp_path / "missing.duckdb").exists()
+    # the table of an earlier version, without full_build_through, gains the column
+    older = tmp_path / "older.duckdb"
+    with duckdb.connect(str(older)) as con:
+        con.execute("create schema raw")
+        con.execute(f"create table {WINDOW_TABLE} (start_date date, end_date date)")
+        con.execute(f"insert into {WINDOW_TABLE} values (date '2024-12-01', null)")  # noqa: S608
+    write_window(older, (DAY, day2), DAY)
+    with duckdb.connect(str(older)) as con:
+        assert con.execute(f"SELECT * FROM {WINDOW_TABLE}").fetchall() == [(DAY, day2, DAY)]  # noqa: S608
 
 
 def test_duckdb_memory_limit_is_a_validated_pipeline_setting(

@@ -25,9 +25,11 @@
     it is missing (dbt by hand on a fresh warehouse: every day). -#}
 
 {#- The on-run-start hook: the window table, created empty (every day) where it is missing,
-    with the columns the pipeline writes (workloads_etl.warehouse.dbt.write_window). -#}
+    with the columns the pipeline writes (workloads_etl.warehouse.dbt.WINDOW_COLUMNS).
+    full_build_through: see usage_window_predicate. -#}
 {% macro create_usage_window_table() -%}
-    create table if not exists raw._dbt_window (start_date date, end_date date)
+    create table if not exists raw._dbt_window
+        (start_date date, end_date date, full_build_through date)
 {%- endmacro %}
 
 {#- One var bound, validated ('YYYY-MM-DD'); none when unset. A malformed value fails. -#}
@@ -93,13 +95,41 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- A SQL predicate restricting `column` to the window on incremental runs; `true` on full
-    builds (first run, --full-refresh) and when there is no window. -#}
+{#- The full_build_through of the window table when a node runs (none at parse time, when
+    the vars set the window, or when it is unset). -#}
+{% macro _usage_window_full_build_through() -%}
+    {%- if not execute or _usage_window_bound('start_date') is not none
+            or _usage_window_bound('end_date') is not none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set row = run_query(
+        "select " ~ iso_date_text('max(full_build_through)') ~ " from raw._dbt_window"
+    ).rows[0] -%}
+    {{ return(row[0]) }}
+{%- endmacro %}
+
+{#- What a full build (a model's first build, --full-refresh) reads of `column`: every day,
+    or the days up to full_build_through when the runner set it. It does on every build but
+    the last of a window it cuts in several (a long backfill of a large cluster): on a fresh
+    warehouse the first build then creates each model from its own days only, not from every
+    day the run loaded, and the later builds add the rest incrementally. -#}
+{% macro _usage_window_full_build(column) -%}
+    {%- set through = _usage_window_full_build_through() -%}
+    {%- if through is not none -%}
+        ({{ column }} <= date '{{ through }}')
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
+
+{#- A SQL predicate restricting `column` to the window on incremental runs; on full builds
+    (first run, --full-refresh) every day, or the days up to full_build_through (above); `true`
+    when there is no window. -#}
 {% macro usage_window_predicate(column, whole_months=false) -%}
     {%- if is_incremental() -%}
         {{ usage_window_filter(column, whole_months=whole_months) }}
     {%- else -%}
-        true
+        {{ _usage_window_full_build(column) }}
     {%- endif -%}
 {%- endmacro %}
 
@@ -121,7 +151,7 @@
     {%- if is_incremental() -%}
         {{ usage_window_filter(column, lookback_days=days) }}
     {%- else -%}
-        true
+        {{ _usage_window_full_build(column) }}
     {%- endif -%}
 {%- endmacro %}
 

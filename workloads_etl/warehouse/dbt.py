@@ -40,9 +40,14 @@ TARGET = "warehouse"
 # The same project built by Spark over the same lake (dbt-spark, session method; see
 # workloads_etl.warehouse.spark). DuckDB's target stays the default.
 SPARK_TARGET = "spark"
-# The window of the dbt invocation under way: one row (start_date, end_date), both inclusive;
-# no row (or a null bound) means every day. Written by the runner, read by the window macros.
+# The window of the dbt invocation under way: one row (start_date, end_date, both inclusive,
+# and full_build_through); no row (or a null bound) means every day. Written by the runner,
+# read by the window macros. full_build_through bounds what a model built for the first time
+# (no table yet) reads: set on every build but the last of a window cut in several
+# (split_window), whose later builds add the days after it incrementally; null otherwise
+# (a first build reads every day).
 WINDOW_TABLE = "raw._dbt_window"
+WINDOW_COLUMNS = "start_date date, end_date date, full_build_through date"
 # DuckDB's threads in dbt (its `threads` setting; dbt's own threads are the profile's). One
 # thread aggregates a day's samples within a memory limit that two threads overrun: at
 # 10,000 workloads a day the pivot of samples fails at 256 MB with two threads and builds
@@ -104,18 +109,29 @@ def usage_window(days: Sequence[date] | None) -> tuple[date, date] | None:
     return min(days), max(days)
 
 
-def write_window(warehouse: Path, window: tuple[date, date] | None) -> None:
+def write_window(
+    warehouse: Path, window: tuple[date, date] | None, full_build_through: date | None = None
+) -> None:
     """Record the window of the next dbt invocation in :data:`WINDOW_TABLE` of ``warehouse``
-    (``None``: every day), in one transaction. The caller is the warehouse's single writer
-    and calls this before dbt starts (the connection is closed when it returns)."""
+    (``None``: every day), in one transaction; ``full_build_through`` bounds what a model
+    built for the first time reads (see :data:`WINDOW_TABLE`). The caller is the
+    warehouse's single writer and calls this before dbt starts (the connection is closed
+    when it returns)."""
+    if full_build_through is not None and window is None:
+        raise ValueError("full_build_through bounds a window's first builds: pass a window")
     con = duckdb.connect(str(warehouse))
     try:
         con.execute("begin transaction")
         con.execute(f"create schema if not exists {WINDOW_TABLE.split('.')[0]}")
-        con.execute(f"create table if not exists {WINDOW_TABLE} (start_date date, end_date date)")
+        con.execute(f"create table if not exists {WINDOW_TABLE} ({WINDOW_COLUMNS})")
+        # a warehouse of an earlier version has the table without the last column
+        con.execute(f"alter table {WINDOW_TABLE} add column if not exists full_build_through date")
         con.execute(f"delete from {WINDOW_TABLE}")  # noqa: S608
         if window is not None:
-            con.execute(f"insert into {WINDOW_TABLE} values (?, ?)", list(window))  # noqa: S608
+            con.execute(
+                f"insert into {WINDOW_TABLE} values (?, ?, ?)",  # noqa: S608
+                [*window, full_build_through],
+            )
         con.execute("commit")
     finally:
         con.close()
@@ -279,6 +295,7 @@ def run_dbt(
     paths: DataPaths,
     *,
     days: Sequence[date] | None = None,
+    full_build_through: date | None = None,
     extra_vars: dict[str, Any] | None = None,
     log: TextIO | None = None,
     raise_on_failure: bool = True,
@@ -290,7 +307,8 @@ def run_dbt(
     """Run ``dbt <args>`` on the warehouse at ``paths.warehouse``, in a subprocess.
 
     The vars are :func:`dbt_vars` of ``extra_vars``; the window of ``days`` (default: every
-    day) is written to the warehouse before a command that runs nodes and cleared after it.
+    day) is written to the warehouse before a command that runs nodes and cleared after it,
+    with ``full_build_through`` (see :data:`WINDOW_TABLE`).
     dbt's messages go to ``log`` as text (never to the terminal). ``warehouse`` and
     ``target`` point dbt at another database and target directory (the docs use a copy of
     the serving database); ``project`` at another copy of the dbt project.
@@ -332,7 +350,7 @@ def run_dbt(
     env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     windowed = bool(args) and args[0] in _WINDOWED_COMMANDS and not spark
     if windowed:
-        write_window(database, window)
+        write_window(database, window, full_build_through)
     try:
         proc = subprocess.run(
             full_args,
@@ -390,7 +408,11 @@ def split_window(
 ) -> list[tuple[date, date] | None]:
     """``window`` cut into consecutive windows of at most ``limit`` samples each (a day with
     more is a window of its own), oldest first: one dbt build each, so a backfill of any
-    length builds within DuckDB's memory limit. ``None`` (every day) is never cut."""
+    length builds within DuckDB's memory limit. ``None`` (every day) is never cut.
+
+    Every build but the last is run with ``full_build_through`` its window's end (see
+    :data:`WINDOW_TABLE`): on a fresh warehouse the first build creates the models from the
+    days up to its end only, not from every day the run loaded."""
     if window is None:
         return [None]
     first, last = window

@@ -208,10 +208,11 @@ def load_raw(spark: Any, paths: DataPaths) -> dict[str, int]:
 def write_window(spark: Any, window: tuple[date, date] | None) -> None:
     """Record the window of the next dbt invocation in ``raw._dbt_window`` (``None``: every
     day), like :func:`workloads_etl.warehouse.dbt.write_window` does in DuckDB."""
-    rows = [] if window is None else [window]
-    spark.createDataFrame(rows, "start_date DATE, end_date DATE").write.format("parquet").mode(
-        "overwrite"
-    ).saveAsTable(WINDOW_TABLE)
+    from workloads_etl.warehouse.dbt import WINDOW_COLUMNS  # dbt imports this module
+
+    rows = [] if window is None else [(*window, None)]
+    frame = spark.createDataFrame(rows, WINDOW_COLUMNS)
+    frame.write.format("parquet").mode("overwrite").saveAsTable(WINDOW_TABLE)
 
 
 def run(paths: DataPaths, dbt_args: Sequence[str], window: tuple[date, date] | None = None) -> int:

@@ -95,7 +95,10 @@ def build_dbt_assets(
         args = ["build", "--vars", dbt_vars_json(user_vars), "--log-path", str(log_dir(paths))]
         try:
             for n, part in enumerate(windows, 1):
-                write_window(paths.warehouse, part)
+                # the builds before the last create a fresh warehouse's models from their
+                # own days only; the later builds add the rest incrementally
+                through = part[1] if part is not None and n < len(windows) else None
+                write_window(paths.warehouse, part, through)
                 invocation = dbt.cli(
                     args, context=context, target_path=project.target_path, raise_on_error=False
                 )
