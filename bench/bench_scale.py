@@ -44,6 +44,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -277,19 +278,21 @@ def main() -> int:
     now = NOW
     day = (now - timedelta(days=1)).date()
     rows: dict[str, RunFigures] = {}
-    with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
-        work = Path(tmp)
-        for n in (int(x) for x in args.sizes.split(",") if x):
-            size = SIZES[n]
-            with simulator(size, now, args.latency_ms) as url:
-                rows[f"{n:,}/day nightly"] = f = run(url, work / f"d{n}", work / f"h{n}", day, day)
-            print(table({f"{n:,}/day nightly": f}, 16, args.latency_ms), flush=True)
-        history: dict[str, Any] = {}
-        if args.history_days:
-            history = history_ratio(
-                work, args.history_size, args.history_days, args.latency_ms, args.repeat
-            )
-            rows.update(history.pop("runs"))
+    # Removed once every run succeeded; a failed run's data directory and logs are kept.
+    work = Path(tempfile.mkdtemp(prefix="bench-scale-", dir=args.work_dir))
+    print(f"work directory: {work}", flush=True)
+    for n in (int(x) for x in args.sizes.split(",") if x):
+        size = SIZES[n]
+        with simulator(size, now, args.latency_ms) as url:
+            rows[f"{n:,}/day nightly"] = f = run(url, work / f"d{n}", work / f"h{n}", day, day)
+        print(table({f"{n:,}/day nightly": f}, 16, args.latency_ms), flush=True)
+    history: dict[str, Any] = {}
+    if args.history_days:
+        history = history_ratio(
+            work, args.history_size, args.history_days, args.latency_ms, args.repeat
+        )
+        rows.update(history.pop("runs"))
+    shutil.rmtree(work)
     print()
     print(
         f"machine: {platform.node()}, {psutil.cpu_count()} cores, "
