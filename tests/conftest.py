@@ -98,6 +98,17 @@ def pipeline_run(
         yield PipelineRun(paths, e2e_simulator, defs, job, instance, result, E2E_DAYS, nightly)
 
 
+@pytest.fixture(scope="session")
+def clean_run(e2e_simulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One clean command-line run of ``E2E_DAYS[0]`` into a fresh data directory
+    (:func:`tests.cli_runs.clean_reference`): the reference that runs killed and re-run
+    (tests/test_operations.py) and a run with its lake on S3 (tests/test_lake_s3.py) are
+    compared with."""
+    from tests.cli_runs import clean_reference
+
+    return clean_reference(e2e_simulator, tmp_path_factory)
+
+
 def read_only(paths: DataPaths) -> Any:
     import duckdb
 

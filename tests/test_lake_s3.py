@@ -262,15 +262,14 @@ def _finish(proc: subprocess.Popen[str]) -> str:
 
 @pytest.mark.slow
 def test_a_day_on_s3_equals_the_local_lake_and_a_killed_run_counts_nothing_twice(
-    s3: S3, e2e_simulator: Any, tmp_path: Path
+    s3: S3, e2e_simulator: Any, clean_run: Any, tmp_path: Path
 ) -> None:
-    day = E2E_DAYS[-1]
-    local = tmp_path / "local"
+    # The local-lake run of the day is the shared clean reference (tests/cli_runs.py); the S3
+    # run is killed (the whole process tree) as soon as it has written a metrics chunk,
+    # before the day's commit, then run again.
+    day = E2E_DAYS[0]
     remote = tmp_path / "remote"
     lake_url = s3.url("pipeline")
-    # The local-lake run, beside the S3 run that is killed (the whole process tree) as soon
-    # as it has written a metrics chunk, before the day's commit.
-    baseline = _run_day(_cli_env(e2e_simulator, local, None, s3), day)
     env = _cli_env(e2e_simulator, remote, lake_url, s3)
     store = Store.at(lake_url).child("lake")
     killed = _run_day(env, day)
@@ -285,11 +284,11 @@ def test_a_day_on_s3_equals_the_local_lake_and_a_killed_run_counts_nothing_twice
     assert read_manifest(store, "workload_metrics", day) is None  # killed before its commit
     uncommitted = store.list("workload_metrics", suffix=".parquet")
     assert uncommitted
-    _finish(baseline)
 
     out = _finish(_run_day(env, day))
     remote_paths = DataPaths(remote, lake_url)
-    assert marts_content(remote_paths) == marts_content(DataPaths(local))
+    assert clean_run.outcome[0] == 0, clean_run.outcome[1]
+    assert marts_content(remote_paths) == marts_content(DataPaths(clean_run.run.data))
     # nothing was counted twice: the warehouse holds each committed row once
     manifest = read_manifest(store, "workload_metrics", day)
     assert manifest is not None

@@ -17,8 +17,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,82 +24,11 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.cli_runs import DAY, EXE, Launched, Reference, ignore_sigint, launch, wait_for
 from tests.conftest import E2E_DAYS, marts_content
 from workloads_etl.settings import DataPaths
 
 pytestmark = pytest.mark.slow
-
-DAY = E2E_DAYS[0].isoformat()
-EXE = str(Path(sys.executable).with_name("workloads-etl"))
-
-
-@dataclass
-class Launched:
-    proc: subprocess.Popen[str]
-    data: Path
-    home: Path
-
-    def descendants(self) -> list[psutil.Process]:
-        try:
-            return psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
-
-    def output(self, timeout: float = 600) -> tuple[int, str]:
-        out, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, out + err
-
-
-def _environment(data: Path, home: Path, sim: Any, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("RUNAI_", "WORKLOADS_ETL_", "DAGSTER_"))
-    }
-    return {
-        **env,
-        "WORKLOADS_ETL_DATA_DIR": str(data),
-        "DAGSTER_HOME": str(home),
-        "RUNAI_BASE_URL": sim.base_url,
-        "RUNAI_CLIENT_ID": sim.client_id,
-        "RUNAI_CLIENT_SECRET": sim.client_secret,
-        "COLUMNS": "120",
-        **extra,
-    }
-
-
-def _ignore_sigint() -> None:
-    """As a shell starts a background job: SIGINT ignored."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def launch(
-    data: Path,
-    home: Path,
-    sim: Any,
-    *args: str,
-    preexec: Callable[[], None] | None = None,
-    **env: str,
-) -> Launched:
-    proc = subprocess.Popen(
-        [EXE, *(args or ("run", "--start", DAY, "--end", DAY))],
-        env=_environment(data, home, sim, **env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=preexec,
-    )
-    return Launched(proc, data, home)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def dbt_child(run: Launched) -> psutil.Process | None:
@@ -152,52 +79,29 @@ def _alive(processes: list[psutil.Process]) -> list[psutil.Process]:
     return alive
 
 
-@dataclass
-class Reference:
-    run: Launched
-    outcome: tuple[int, str]
-    second: tuple[int, str]  # a run started into the same data directory meanwhile
-
-
-@pytest.fixture(scope="module")
-def clean(e2e_simulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Reference:
-    """The reference: one clean run of DAY. A second run, into the same data directory with
-    its own Dagster home (nothing shared but the directory), is started while the first
-    holds the directory."""
-    first = launch(tmp_path_factory.mktemp("clean"), tmp_path_factory.mktemp("home"), e2e_simulator)
-    wait_for(lambda: (first.data / ".writer.json").exists(), 60, "the first run to start")
-    second = launch(
-        first.data,
-        tmp_path_factory.mktemp("home-second"),
-        e2e_simulator,
-        WORKLOADS_ETL_LOCK_WAIT="2",
-    ).output(timeout=120)
-    return Reference(first, first.output(), second)
-
-
-def test_the_clean_run_succeeds(clean: Reference) -> None:
-    code, text = clean.outcome
+def test_the_clean_run_succeeds(clean_run: Reference) -> None:
+    code, text = clean_run.outcome
     assert code == 0, text
     assert "Traceback" not in text and "Could not set lock" not in text
 
 
 def test_a_second_run_on_the_same_data_directory_waits_then_names_the_first(
-    clean: Reference,
+    clean_run: Reference,
 ) -> None:
-    code, text = clean.second
+    code, text = clean_run.second
     flat = " ".join(text.split())
     first_run = next(
-        run_id for run_id, (status, _) in runs_of(clean.run.home).items() if status == "SUCCESS"
+        run_id for run_id, (status, _) in runs_of(clean_run.run.home).items() if status == "SUCCESS"
     )
     assert code == 1, text
-    assert f"another run: the data directory {clean.run.data} is being written by" in flat, text
-    assert f"run {first_run} (PID {clean.run.proc.pid}, days {DAY}..{DAY}" in flat, text
+    assert f"another run: the data directory {clean_run.run.data} is being written by" in flat, text
+    assert f"run {first_run} (PID {clean_run.run.proc.pid}, days {DAY}..{DAY}" in flat, text
     assert "waited 2 s" in flat
     assert "Traceback" not in text and len(text.splitlines()) <= 20, text
 
 
 def test_stops_and_kills_never_leave_a_stuck_run_and_a_rerun_matches_a_clean_run(
-    clean: Reference, e2e_simulator: Any, tmp_path: Path
+    clean_run: Reference, e2e_simulator: Any, tmp_path: Path
 ) -> None:
     data, home = tmp_path / "data", tmp_path / "home"
 
@@ -246,7 +150,7 @@ def test_stops_and_kills_never_leave_a_stuck_run_and_a_rerun_matches_a_clean_run
     runs = runs_of(home)
     assert runs[killed][0] == "FAILURE"
     assert runs["__slots__"][1] == {}
-    assert marts_content(DataPaths(data)) == marts_content(DataPaths(clean.run.data))
+    assert marts_content(DataPaths(data)) == marts_content(DataPaths(clean_run.run.data))
 
 
 def test_sigint_stops_a_background_demo_its_dbt_and_its_simulator(tmp_path: Path) -> None:
@@ -259,7 +163,7 @@ def test_sigint_stops_a_background_demo_its_dbt_and_its_simulator(tmp_path: Path
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=_ignore_sigint,
+            preexec_fn=ignore_sigint,
         ),
         data,
         home,
@@ -311,7 +215,7 @@ def test_dev_and_every_process_it_started_stop_on_sigterm(tmp_path: Path) -> Non
         env={**env, "DAGSTER_HOME": str(tmp_path / "home")},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=_ignore_sigint,
+        preexec_fn=ignore_sigint,
     )
     try:
         wait_for(lambda: _code_server(proc), 120, "the code server")
@@ -334,7 +238,7 @@ def test_simulate_stops_on_sigterm(tmp_path: Path) -> None:
         [EXE, "simulate", "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=_ignore_sigint,
+        preexec_fn=ignore_sigint,
     )
     try:
         wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 60, "simulator")
