@@ -95,10 +95,12 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- The full_build_through of the window table when a node runs (none at parse time, when
-    the vars set the window, or when it is unset). -#}
+{#- The full_build_through of the window table when a node runs (none at parse time, in a
+    unit test, which reads its own fixtures, when the vars set the window, or when it is
+    unset). -#}
 {% macro _usage_window_full_build_through() -%}
-    {%- if not execute or _usage_window_bound('start_date') is not none
+    {%- if not execute or model.resource_type == 'unit_test'
+            or _usage_window_bound('start_date') is not none
             or _usage_window_bound('end_date') is not none -%}
         {{ return(none) }}
     {%- endif -%}
