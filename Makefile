@@ -45,7 +45,7 @@ fmt: setup
 	$(VENV)/bin/ruff check --fix .
 
 test: setup lint typecheck
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2 --dist loadgroup
 
 # The dbt project on a local Spark session (pyspark and dbt-spark: the `spark` dependency
 # group, added to the environment here; a later `make setup` after a lock change drops it).

@@ -22,6 +22,19 @@ E2E_CHUNK_SAMPLES = 20_000
 E2E_DBT_WINDOW_SAMPLES = 1
 
 
+# The expensive session fixtures, each made once: with `pytest -n 2 --dist loadgroup` (make
+# test), every test that uses one runs in the same worker, and every other test runs in the
+# worker of the rest of its module (module fixtures are made once too).
+SHARED_FIXTURE_GROUPS = {"pipeline_run": "pipeline", "clean_run": "clean-run"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        group = next((g for f, g in SHARED_FIXTURE_GROUPS.items() if f in names), None)
+        item.add_marker(pytest.mark.xdist_group(group or item.nodeid.split("::")[0]))
+
+
 @dataclass
 class PipelineRun:
     paths: DataPaths
