@@ -590,12 +590,14 @@ def write_partition(
     day: date,
     run_id: str,
     quarantine: pa.Table | None = None,
+    cluster: str | None = None,
 ) -> Manifest:
     """Replace one partition and its quarantine rows with one commit; return its manifest.
 
-    ``quarantine`` holds the rows of the quarantine schema (None: the day has none).
+    ``quarantine`` holds the rows of the quarantine schema (None: the day has none). With
+    ``cluster``, the commit is that cluster's segment of the partition.
     """
-    writer = PartitionWriter(lake_dir, dataset, day, run_id)
+    writer = PartitionWriter(lake_dir, dataset, day, run_id, cluster)
     writer.write(table, quarantine)
     return writer.commit()
 
@@ -728,10 +730,11 @@ def read_partition(
     day: date,
     extra_keys: dict[str, str] | None = None,
     columns: Sequence[str] | None = None,
+    cluster: str | None = None,
 ) -> pa.Table:
     """The partition's rows with the partition columns added back (full dataset schema, or
     only ``columns``), read from the files its manifest names; older schema versions are
-    conformed.
+    conformed. With ``cluster``, the rows of that cluster's segment (committed or not).
 
     The quarantine rows of a dataset-day: ``read_partition(lake, "quarantine", day,
     {"dataset": <dataset>})``."""
@@ -742,11 +745,15 @@ def read_partition(
         source = read_manifest(lake, values["dataset"], day)
         table = _read_files(lake, source.quarantine_files if source else (), dataset, columns)
     else:
-        manifest = read_manifest(lake, dataset, day)
+        if cluster is not None:
+            manifest = read_segment(lake, dataset, day, cluster)
+            where = lake.uri(segment_path(dataset, day, cluster))
+        else:
+            manifest = read_manifest(lake, dataset, day)
+            where = f"{lake.uri(partition_dir(dataset, day))}/{MANIFEST_FILE}"
         if manifest is None:
             raise PartitionNotFoundError(
-                f"no lake partition {dataset} {day.isoformat()}: "
-                f"{lake.uri(partition_dir(dataset, day))}/{MANIFEST_FILE} is missing"
+                f"no lake partition {dataset} {day.isoformat()}: {where} is missing"
             )
         table = _read_files(lake, manifest.data_files, dataset, columns)
     for key in ds.partition_by:
