@@ -5,11 +5,17 @@ The lake must hold exactly what one extraction of every cluster at once writes."
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
+import dagster as dg
 import pyarrow as pa
 import pytest
 
+from tests.conftest import E2E_DAYS, marts_content
 from workloads_etl.ingest import day as ingest_day
 from workloads_etl.ingest.lists import discover_clusters
 from workloads_etl.lake.datasets import DATASETS, WORKLOAD_LISTS
@@ -21,7 +27,7 @@ from workloads_etl.lake.parquet import (
     read_partition,
 )
 from workloads_etl.runai import RunaiClient, RunaiSettings
-from workloads_etl.settings import DataPaths
+from workloads_etl.settings import DataPaths, PipelineSettings
 from workloads_etl.simulator import SimulatorConfig, SimulatorServer
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
@@ -91,3 +97,103 @@ def test_a_day_committed_from_its_clusters_equals_one_extraction_of_all(
         expected, got = _lake(whole, dataset), _lake(split, dataset)
         assert got.num_rows > 0, dataset
         assert got.equals(expected), f"{dataset}: the clusters' segments differ from the day"
+
+
+# --- the Dagster graph partitioned by day x cluster --------------------------------------
+
+
+@dataclass
+class ClusterRuns:
+    paths: DataPaths
+    clusters: list[str]
+    requests_before: list[Any]  # the completeness sensor's requests, no cluster extracted
+    requests_one: list[Any]  # ... one cluster extracted
+    requests_all: list[Any]  # ... every cluster extracted
+    extraction: list[Any]  # the runs of each cluster, run at the same time
+    steps: list[tuple[float, float]]  # (start, end) of each run's metrics step
+    daily: Any
+
+
+def _sensor_requests(defs: Any, name: str, instance: Any, **resources: Any) -> Any:
+    sensor = defs.resolve_sensor_def(name)
+    with dg.build_sensor_context(
+        instance=instance, resources=resources or None, definitions=defs
+    ) as context:
+        return sensor.evaluate_tick(context)
+
+
+@pytest.fixture(scope="module")
+def cluster_runs(
+    e2e_simulator: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ClusterRuns]:
+    from workloads_etl.defs import build_definitions
+    from workloads_etl.defs.partitions import CLUSTERS_NAME
+    from workloads_etl.defs.resources import RunaiResource
+
+    paths = DataPaths(tmp_path_factory.mktemp("by-cluster")).ensure()
+    settings = PipelineSettings.read(data_dir=paths.root, extract_by="day_cluster")
+    runai = RunaiResource(
+        base_url=e2e_simulator.base_url,
+        client_id=e2e_simulator.client_id,
+        client_secret=e2e_simulator.client_secret,
+    )
+    defs = build_definitions(settings, {"runai": runai})
+    day = E2E_DAYS[0].isoformat()
+    with dg.DagsterInstance.ephemeral() as instance:
+        found = _sensor_requests(defs, "runai_clusters", instance, runai=runai)
+        for request in found.dynamic_partitions_requests:
+            instance.add_dynamic_partitions(request.partitions_def_name, request.partition_keys)
+        clusters = sorted(instance.get_dynamic_partitions(CLUSTERS_NAME))
+        before = _sensor_requests(defs, "cluster_days_complete", instance).run_requests
+        job = defs.resolve_job_def("extract_clusters")
+
+        def extract(cluster: str) -> Any:
+            key = dg.MultiPartitionKey({"day": day, "cluster": cluster})
+            return job.execute_in_process(instance=instance, partition_key=key)
+
+        first = extract(clusters[0])
+        one = _sensor_requests(defs, "cluster_days_complete", instance).run_requests
+        with ThreadPoolExecutor(max_workers=2) as pool:  # the next ones at the same time
+            rest = list(pool.map(extract, clusters[1:] * 2))
+        every = _sensor_requests(defs, "cluster_days_complete", instance).run_requests
+        runs = [first, *rest]
+        steps = []
+        for result in rest:
+            stats = instance.get_run_step_stats(result.run_id)
+            step = next(s for s in stats if s.step_key == "runai__workload_metrics")
+            steps.append((step.start_time or 0.0, step.end_time or 0.0))
+        daily = defs.resolve_job_def("daily_refresh").execute_in_process(
+            instance=instance, partition_key=day, raise_on_error=False
+        )
+        yield ClusterRuns(paths, clusters, before, one, every, runs, steps, daily)
+
+
+def test_clusters_become_partitions_and_their_runs_fetch_in_parallel(
+    cluster_runs: ClusterRuns,
+) -> None:
+    assert len(cluster_runs.clusters) == 2
+    assert all(r.success for r in cluster_runs.extraction)
+    # the two runs of the same cluster at once: their metrics steps overlapped
+    (a_start, a_end), (b_start, b_end) = cluster_runs.steps
+    assert a_start < b_end and b_start < a_end
+
+
+def test_a_day_runs_once_every_cluster_of_it_is_extracted(cluster_runs: ClusterRuns) -> None:
+    day = E2E_DAYS[0].isoformat()
+    assert cluster_runs.requests_before == []
+    assert cluster_runs.requests_one == []
+    assert [r.partition_key for r in cluster_runs.requests_all] == [day]
+    assert cluster_runs.daily.success
+
+
+def test_the_marts_of_a_day_by_cluster_equal_those_of_a_whole_day_run(
+    cluster_runs: ClusterRuns, clean_run: Any
+) -> None:
+    assert clean_run.outcome[0] == 0, clean_run.outcome[1]
+    got, expected = marts_content(cluster_runs.paths), marts_content(DataPaths(clean_run.run.data))
+    assert got.keys() == expected.keys()
+    for table in expected:
+        if got[table] != expected[table]:
+            diff = set(got[table]) ^ set(expected[table])
+            print(table, len(got[table]), len(expected[table]), sorted(map(str, diff))[:6])
+    assert got == expected

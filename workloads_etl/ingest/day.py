@@ -60,6 +60,7 @@ class DayResult:
     rejected: int = 0  # records that could not become a row
     duplicates_dropped: int = 0  # identical repeats of a record (offset paging)
     extra: dict[str, int | float | str] = field(default_factory=dict)
+    cluster: str | None = None  # the cluster whose segment this is (None: the whole day)
 
     @property
     def quarantine_share(self) -> float:
@@ -113,7 +114,9 @@ async def workload_list_day(
         norm = normalise_partition(
             paths, stats.dataset, day, run_id, limits=limits, cluster=cluster
         )
-        return _result(stats, norm)
+        result = _result(stats, norm)
+        result.cluster = cluster
+        return result
     finally:
         release_memory()
 
@@ -179,6 +182,7 @@ async def metrics_day(
     stats.records = chunks.records
     norm = committed(writer, chunks)
     result = _result(stats, norm)
+    result.cluster = cluster
     result.extra["alive_workloads"] = len(targets)
     result.extra["workloads_with_metrics"] = workloads_with_metrics(paths.lake, day, cluster)
     result.extra["files"] = len(norm.manifest.data_files) if norm.manifest else 0

@@ -769,12 +769,20 @@ def read_partition(
 
 
 def head_of_partition(
-    lake_dir: LakeLocation, dataset: str, day: date, columns: Sequence[str], n: int
+    lake_dir: LakeLocation,
+    dataset: str,
+    day: date,
+    columns: Sequence[str],
+    n: int,
+    cluster: str | None = None,
 ) -> pa.Table:
     """The first ``n`` rows of the partition's first data file (``columns`` only), read
-    without loading the partition."""
+    without loading the partition (with ``cluster``: of that cluster's segment)."""
     lake = Store.at(lake_dir)
-    manifest = read_manifest(lake, dataset, day)
+    if cluster is None:
+        manifest = read_manifest(lake, dataset, day)
+    else:
+        manifest = read_segment(lake, dataset, day, cluster)
     files = manifest.data_files if manifest else ()
     target = pa.schema([f for f in file_schema(dataset).remove_metadata() if f.name in columns])
     for f in files:
