@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -197,3 +198,39 @@ def test_the_marts_of_a_day_by_cluster_equal_those_of_a_whole_day_run(
             diff = set(got[table]) ^ set(expected[table])
             print(table, len(got[table]), len(expected[table]), sorted(map(str, diff))[:6])
     assert got == expected
+
+
+def test_a_day_committed_from_clusters_is_rebuilt_from_each_clusters_raw_run(
+    cluster_runs: ClusterRuns,
+) -> None:
+    from click.testing import CliRunner
+
+    from workloads_etl.cli import main
+
+    day = E2E_DAYS[0]
+    before = read_manifest(cluster_runs.paths.lake, "workload_metrics", day)
+    assert before is not None and set(before.segments) == set(cluster_runs.clusters)
+    env = {"WORKLOADS_ETL_DATA_DIR": str(cluster_runs.paths.root)}
+    args = ["renormalise", "--dataset", "workload_metrics", "--day", day.isoformat()]
+    refused = CliRunner().invoke(main, [*args, "--run-id", "x"], env=env)
+    assert refused.exit_code == 2 and "leave out --run-id" in refused.output
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert f"workload_metrics {day}: {before.rows} rows" in result.output
+    after = read_manifest(cluster_runs.paths.lake, "workload_metrics", day)
+    assert after is not None
+    assert after.segments == before.segments and after.files == before.files
+
+
+def test_the_definitions_by_cluster_validate(tmp_path: Path) -> None:
+    from workloads_etl.defs import build_definitions
+
+    settings = PipelineSettings.read(data_dir=tmp_path, extract_by="day_cluster")
+    defs = build_definitions(settings)
+    dg.Definitions.validate_loadable(defs)
+    assert {j.name for j in defs.jobs} == {"extract_clusters", "daily_refresh"}
+    graph = defs.get_repository_def().asset_graph
+    for dataset in ("workload_snapshots", "deleted_workloads", "workload_metrics", "telemetry"):
+        node = graph.get(dg.AssetKey(["runai", dataset]))
+        assert isinstance(node.partitions_def, dg.MultiPartitionsDefinition)
+        assert node.pools == {"runai_api"}

@@ -196,9 +196,15 @@ async def telemetry_day(
     run_id: str,
     *,
     limits: Limits = DEFAULT_LIMITS,
+    cluster: str | None = None,
 ) -> DayResult:
-    stats = await extract_telemetry(client, RawLanding(paths.raw), day, run_id)
-    return _result(stats, normalise_partition(paths, "telemetry", day, run_id, limits=limits))
+    """One day's telemetry into its lake partition; with ``cluster`` (or
+    :data:`~workloads_etl.ingest.telemetry.CONTROL_PLANE`), into that segment of it."""
+    stats = await extract_telemetry(client, RawLanding(paths.raw), day, run_id, cluster)
+    norm = normalise_partition(paths, "telemetry", day, run_id, limits=limits, cluster=cluster)
+    result = _result(stats, norm)
+    result.cluster = cluster
+    return result
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,13 @@ def rebuild_command(dataset: str, day: date, run_id: str | None = None) -> str:
     return f"workloads-etl renormalise --dataset {dataset} --day {day.isoformat()}{run}"
 
 
+def rebuild_command_of(manifest: Manifest) -> str:
+    """:func:`rebuild_command` of a commit: its raw run, or, for a day committed from
+    clusters' segments, the day (each segment is rebuilt from its own run)."""
+    run = None if manifest.segments else manifest.run_id
+    return rebuild_command(manifest.dataset, manifest.day, run)
+
+
 @dataclass(frozen=True)
 class ManifestFile:
     """One file of a partition commit."""
@@ -672,7 +679,7 @@ def verify_files(lake_dir: LakeLocation, manifest: Manifest) -> None:
     would download the partition twice); raise :class:`LakeIntegrityError` naming the file
     and the command that rebuilds it."""
     lake = Store.at(lake_dir)
-    fix = rebuild_command(manifest.dataset, manifest.day, manifest.run_id)
+    fix = rebuild_command_of(manifest)
     for f in manifest.files:
         path = _checked(f.path)
         size = lake.size(path)

@@ -21,6 +21,7 @@ from workloads_etl.defs.partitions import (
 )
 from workloads_etl.defs.resources import DataDirResource, RunaiResource
 from workloads_etl.ingest.day import DayDone, DayResult, DaysJob, MetricsProgress
+from workloads_etl.ingest.telemetry import CONTROL_PLANE
 from workloads_etl.lake.bounds import Limits
 from workloads_etl.lake.datasets import DATASETS
 from workloads_etl.lake.normalise.metrics import DEFAULT_CHUNK_SAMPLES
@@ -31,7 +32,7 @@ from workloads_etl.settings import DataPaths
 GROUP = "runai_extract"
 # The datasets extracted cluster by cluster when extraction is partitioned by day x cluster,
 # and the daily asset that commits their days.
-BY_CLUSTER = ("workload_snapshots", "deleted_workloads", "workload_metrics")
+BY_CLUSTER = ("workload_snapshots", "deleted_workloads", "workload_metrics", "telemetry")
 DAY_COMMIT = dg.AssetKey(["runai", "day_commit"])
 FETCH_DAYS = "workloads_etl.ingest.day:fetch_days"
 KINDS = {"python", "parquet"}
@@ -284,7 +285,7 @@ def _telemetry_asset(partitions: dg.PartitionsDefinition, limits: Limits) -> dg.
         key=_key("telemetry"),
         group_name=GROUP,
         partitions_def=partitions,
-        backfill_policy=backfill_policy,
+        backfill_policy=_policy(partitions),
         pool=RUNAI_POOL,
         kinds=KINDS,
         description=DATASETS["telemetry"].description,
@@ -303,9 +304,10 @@ def _telemetry_asset(partitions: dg.PartitionsDefinition, limits: Limits) -> dg.
     return telemetry
 
 
-def _day_commit_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def _day_commit_asset(partitions: dg.PartitionsDefinition, limits: Limits) -> dg.AssetsDefinition:
     """The day's partitions of the datasets extracted cluster by cluster, committed from
-    every cluster's segments at once (:func:`~workloads_etl.lake.parquet.commit_segments`)."""
+    every cluster's segments at once (:func:`~workloads_etl.lake.parquet.commit_segments`),
+    with the telemetry no cluster owns, fetched first (:data:`CONTROL_PLANE`)."""
     by_day = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=DAY)
 
     @dg.asset(
@@ -314,14 +316,18 @@ def _day_commit_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinitio
         deps=[dg.AssetDep(_key(ds), partition_mapping=by_day) for ds in BY_CLUSTER],
         partitions_def=partitions,
         backfill_policy=backfill_policy,
+        pool=RUNAI_POOL,
         kinds={"parquet"},
         description=(
-            "The day's lake partitions of the workload lists and metrics, committed from the "
-            "segments every cluster's extraction wrote: readers see all clusters of the day "
-            "at once, or the previous commit."
+            "The day's lake partitions of the datasets extracted cluster by cluster, "
+            "committed from the segments every cluster's extraction wrote, with the telemetry "
+            "of the whole control plane: readers see all clusters of the day at once, or the "
+            "previous commit."
         ),
     )
-    def day_commit(context: AssetExecutionContext, data: DataDirResource) -> dg.MaterializeResult:
+    def day_commit(
+        context: AssetExecutionContext, runai: RunaiResource, data: DataDirResource
+    ) -> dg.MaterializeResult:
         paths = data.paths()
         clusters = sorted(context.instance.get_dynamic_partitions(CLUSTERS_NAME))
         if not clusters:
@@ -330,11 +336,14 @@ def _day_commit_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinitio
                 "control plane",
                 allow_retries=False,
             )
+        options = {"limits": limits, "cluster": CONTROL_PLANE}
+        _run_days(context, runai, "telemetry", paths, options)
         rows: dict[str, dict[str, int]] = {}
         with named_failure():
             for day in partition_days(context):
                 for ds in BY_CLUSTER:
-                    manifest = commit_segments(paths.lake, ds, day, clusters, context.run.run_id)
+                    segments = [*clusters, CONTROL_PLANE] if ds == "telemetry" else clusters
+                    manifest = commit_segments(paths.lake, ds, day, segments, context.run.run_id)
                     rows.setdefault(str(day), {})[ds] = manifest.rows
         return dg.MaterializeResult(
             metadata={
@@ -355,16 +364,16 @@ def build_ingest_assets(
 ) -> list[dg.AssetsDefinition]:
     """One asset per extracted dataset, each a daily-partitioned step with its checks;
     ``metric_types`` are the types fetched (those that apply to each workload), ``limits``
-    the physical bounds values are checked against. With ``by_cluster`` (day x cluster), the
-    workload lists and metrics are partitioned by it, and a daily asset commits their days
-    (:data:`DAY_COMMIT`); telemetry, a few requests for every cluster, stays daily."""
-    lists_and_metrics = by_cluster or partitions
+    the physical bounds values are checked against. With ``by_cluster`` (day x cluster),
+    every dataset is extracted by it, and a daily asset commits their days
+    (:data:`DAY_COMMIT`)."""
+    extracted = by_cluster or partitions
     assets = [
-        _workload_list_asset("workload_snapshots", False, lists_and_metrics, limits),
-        _workload_list_asset("deleted_workloads", True, lists_and_metrics, limits),
-        _metrics_asset(lists_and_metrics, metric_types, limits, chunk_samples),
-        _telemetry_asset(partitions, limits),
+        _workload_list_asset("workload_snapshots", False, extracted, limits),
+        _workload_list_asset("deleted_workloads", True, extracted, limits),
+        _metrics_asset(extracted, metric_types, limits, chunk_samples),
+        _telemetry_asset(extracted, limits),
     ]
     if by_cluster is not None:
-        assets.append(_day_commit_asset(partitions))
+        assets.append(_day_commit_asset(partitions, limits))
     return assets
