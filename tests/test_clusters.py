@@ -110,8 +110,9 @@ class ClusterRuns:
     requests_before: list[Any]  # the completeness sensor's requests, no cluster extracted
     requests_one: list[Any]  # ... one cluster extracted
     requests_all: list[Any]  # ... every cluster extracted
-    extraction: list[Any]  # the runs of each cluster, run at the same time
-    steps: list[tuple[float, float]]  # (start, end) of each run's metrics step
+    extraction: list[Any]  # every extraction run
+    # (start, end) of the metrics steps of two runs launched at once
+    side_by_side: list[tuple[float, float]]
     daily: Any
 
 
@@ -123,10 +124,21 @@ def _sensor_requests(defs: Any, name: str, instance: Any, **resources: Any) -> A
         return sensor.evaluate_tick(context)
 
 
+def _metrics_steps(instance: Any, results: list[Any]) -> list[tuple[float, float]]:
+    spans = []
+    for result in results:
+        stats = instance.get_run_step_stats(result.run_id)
+        step = next(s for s in stats if s.step_key == "runai__workload_metrics")
+        spans.append((step.start_time or 0.0, step.end_time or 0.0))
+    return spans
+
+
 @pytest.fixture(scope="module")
 def cluster_runs(
     e2e_simulator: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ClusterRuns]:
+    """The clusters discovered by the sensor, one cluster's run, then two runs launched at
+    once (the other cluster of the day, and a cluster of the next day), then the day's run."""
     from workloads_etl.defs import build_definitions
     from workloads_etl.defs.partitions import CLUSTERS_NAME
     from workloads_etl.defs.resources import RunaiResource
@@ -148,34 +160,42 @@ def cluster_runs(
         before = _sensor_requests(defs, "cluster_days_complete", instance).run_requests
         job = defs.resolve_job_def("extract_clusters")
 
-        def extract(cluster: str) -> Any:
-            key = dg.MultiPartitionKey({"day": day, "cluster": cluster})
+        def extract(partition: tuple[str, int]) -> Any:
+            cluster, n = partition
+            key = dg.MultiPartitionKey({"day": E2E_DAYS[n].isoformat(), "cluster": cluster})
             return job.execute_in_process(instance=instance, partition_key=key)
 
-        first = extract(clusters[0])
+        def two_at_once(*partitions: tuple[str, int]) -> list[Any]:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                return list(pool.map(extract, partitions))
+
+        first = extract((clusters[0], 0))
         one = _sensor_requests(defs, "cluster_days_complete", instance).run_requests
-        with ThreadPoolExecutor(max_workers=2) as pool:  # the next ones at the same time
-            rest = list(pool.map(extract, clusters[1:] * 2))
+        both = two_at_once((clusters[1], 0), (clusters[0], 1))
         every = _sensor_requests(defs, "cluster_days_complete", instance).run_requests
-        runs = [first, *rest]
-        steps = []
-        for result in rest:
-            stats = instance.get_run_step_stats(result.run_id)
-            step = next(s for s in stats if s.step_key == "runai__workload_metrics")
-            steps.append((step.start_time or 0.0, step.end_time or 0.0))
         daily = defs.resolve_job_def("daily_refresh").execute_in_process(
             instance=instance, partition_key=day, raise_on_error=False
         )
-        yield ClusterRuns(paths, clusters, before, one, every, runs, steps, daily)
+        yield ClusterRuns(
+            paths,
+            clusters,
+            before,
+            one,
+            every,
+            [first, *both],
+            _metrics_steps(instance, both),
+            daily,
+        )
 
 
-def test_clusters_become_partitions_and_their_runs_fetch_in_parallel(
+def test_clusters_become_partitions_and_their_runs_fetch_side_by_side(
     cluster_runs: ClusterRuns,
 ) -> None:
     assert len(cluster_runs.clusters) == 2
     assert all(r.success for r in cluster_runs.extraction)
-    # the two runs of the same cluster at once: their metrics steps overlapped
-    (a_start, a_end), (b_start, b_end) = cluster_runs.steps
+    # two runs launched at once fetched at the same time (an instance without pool limits;
+    # a deployed one lets runai_api's limit fetch at once)
+    (a_start, a_end), (b_start, b_end) = cluster_runs.side_by_side
     assert a_start < b_end and b_start < a_end
 
 
