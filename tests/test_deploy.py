@@ -72,16 +72,18 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def k8s_defs(data_dir: Path) -> Iterator[dg.Definitions]:
     """The definitions as the code server loads them, with the pods' environment."""
+    pods = _deployment(_yaml(DEPLOY / "helm-values.yaml"))["env"]
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("WORKLOADS_ETL_EXECUTOR", "k8s")
+        for name, value in pods.items():
+            env.setenv(name, str(value))
         env.setenv("WORKLOADS_ETL_DATA_DIR", str(data_dir))
         yield build_definitions()
 
 
 def test_the_k8s_setting_runs_each_step_as_a_kubernetes_job(k8s_defs: dg.Definitions) -> None:
     dg.Definitions.validate_loadable(k8s_defs)
-    job = k8s_defs.resolve_job_def(JOB_NAME)
-    assert job.executor_def is k8s_job_executor
+    for name in (JOB_NAME, "extract_clusters"):  # the values extract by day and cluster
+        assert k8s_defs.resolve_job_def(name).executor_def is k8s_job_executor
     # Every asset job of the definitions (the backfills' implicit one too) uses it.
     assert k8s_defs.resolve_implicit_global_asset_job_def().executor_def is k8s_job_executor
 

@@ -25,9 +25,13 @@ from workloads_etl.lake.housekeeping import STALE_SECONDS, collect_garbage
 from workloads_etl.lake.normalise.partition import normalise_partition
 from workloads_etl.lake.parquet import (
     PartitionNotFoundError,
+    PartitionWriter,
+    SegmentMissingError,
+    commit_segments,
     file_path,
     lake_files,
     list_partitions,
+    list_segments,
     partition_path,
     prepare_table,
     quarantine_path,
@@ -492,3 +496,87 @@ def test_prepare_table_sorts_like_arrow_with_nulls_last_and_keeps_sorted_input()
         DAY,
     )
     assert again.to_pylist() == got.to_pylist()
+
+
+# --- a day written cluster by cluster ------------------------------------------------------
+
+
+def cluster_metrics(cluster: int, n: int) -> pa.Table:
+    """``n`` samples of workloads of one cluster (workload ids of their own)."""
+    table = metric_table(n)
+    ids = pa.array([f"c{cluster}-w{i % 5}" for i in range(n)])
+    return table.set_column(table.schema.get_field_index("workload_id"), "workload_id", ids)
+
+
+def test_a_day_written_cluster_by_cluster_is_committed_at_once(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    ds = "workload_metrics"
+    for cluster, n in (("a", 10), ("b", 6)):
+        writer = PartitionWriter(lake, ds, DAY, f"run-{cluster}", cluster=cluster)
+        writer.write(cluster_metrics(ord(cluster), n))
+        segment = writer.commit()
+        assert segment.segments == {cluster: f"run-{cluster}"} and segment.rows == n
+    # segments are invisible to readers until the day is committed
+    assert read_manifest(lake, ds, DAY) is None
+    assert list_segments(lake, ds, DAY) == ["a", "b"]
+    with pytest.raises(SegmentMissingError, match="cluster c has no segment"):
+        commit_segments(lake, ds, DAY, ["a", "b", "c"], "day-run")
+    assert read_manifest(lake, ds, DAY) is None
+    day = commit_segments(lake, ds, DAY, ["a", "b"], "day-run")
+    assert (day.rows, day.run_id, day.segments) == (16, "day-run", {"a": "run-a", "b": "run-b"})
+    assert day.runs == {"run-a", "run-b"}
+    assert read_partition(lake, ds, DAY).num_rows == 16
+    verify_files(lake, day)
+    first_files = {f.path for f in day.files}
+
+    # cluster a again, with other rows: the day keeps a's old rows until the next commit
+    writer = PartitionWriter(lake, ds, DAY, "run-a2", cluster="a")
+    writer.write(cluster_metrics(ord("a"), 3))
+    writer.commit()
+    assert read_partition(lake, ds, DAY).num_rows == 16
+    verify_files(lake, day)  # every file of the commit readers see is still there
+    again = commit_segments(lake, ds, DAY, ["a", "b"], "day-run-2")
+    assert again.rows == 9 and again.segments == {"a": "run-a2", "b": "run-b"}
+    table = read_partition(lake, ds, DAY)
+    assert sorted(set(table["workload_id"].to_pylist()))[:3] == ["c97-w0", "c97-w1", "c97-w2"]
+    # a's first file is gone with the commit that replaced it; b's is kept
+    on_disk = {p.relative_to(lake).as_posix() for p in lake.rglob("*.parquet")}
+    assert on_disk == {f.path for f in again.files}
+    assert len(first_files & on_disk) == 1
+
+    # a whole-day commit (one run fetching every cluster) supersedes the segments
+    write_partition(lake, ds, metric_table(4), DAY, "whole")
+    assert list_segments(lake, ds, DAY) == []
+    assert read_partition(lake, ds, DAY).num_rows == 4
+
+
+def test_empty_segments_make_an_empty_day(tmp_path: Path) -> None:
+    for cluster in ("a", "b"):
+        PartitionWriter(tmp_path, "workload_metrics", DAY, "r", cluster=cluster).commit()
+    day = commit_segments(tmp_path, "workload_metrics", DAY, ["a", "b"], "day")
+    assert day.rows == 0 and len(day.data_files) == 1
+    assert read_partition(tmp_path, "workload_metrics", DAY).num_rows == 0
+    with pytest.raises(ValueError, match="invalid cluster id"):
+        PartitionWriter(tmp_path, "workload_metrics", DAY, "r", cluster="a/b")
+
+
+def test_gc_keeps_what_segments_name(tmp_path: Path) -> None:
+    paths = DataPaths(tmp_path).ensure()
+    landing = RawLanding(paths.raw)
+    for run in ("run-a", "run-b", "run-old"):
+        with landing.writer("workload_metrics", DAY, run) as w:
+            w.record(workloads_page(1))
+    writer = PartitionWriter(paths.lake, "workload_metrics", DAY, "run-a", cluster="a")
+    writer.write(cluster_metrics(1, 5))
+    writer.commit()
+    commit_segments(paths.lake, "workload_metrics", DAY, ["a"], "day")
+    writer = PartitionWriter(paths.lake, "workload_metrics", DAY, "run-b", cluster="b")
+    writer.write(cluster_metrics(2, 5))
+    writer.commit()  # not committed as the day yet
+    later = time.time() + 400 * 86400
+    report = collect_garbage(paths, keep_raw_days=1, now=later)
+    assert report.lake_files.files == 0  # b's segment file is kept, not committed or not
+    removed = {Path(p).name for p in report.raw_runs.paths}
+    assert removed == {"run=run-old.jsonl.gz"}
+    assert report.kept_named_runs == 2
+    assert commit_segments(paths.lake, "workload_metrics", DAY, ["a", "b"], "day").rows == 10

@@ -176,6 +176,16 @@ def _run(settings: PipelineSettings, days: list[date], resources: dict[str, Any]
     range runs as several runs of at most a month each, oldest first."""
     from workloads_etl.defs.launch import run_range
 
+    if settings.extract_by != "day":
+        # No daemon runs the clusters' runs here: a run of the command line fetches whole
+        # days (whose commit supersedes any cluster's segments of them).
+        console.print(
+            Text(
+                "WORKLOADS_ETL_EXTRACT_BY=day_cluster applies to the runs a Dagster deployment "
+                "launches; the command line fetches whole days"
+            )
+        )
+        settings = settings.model_copy(update={"extract_by": "day"})
     # The run's own output (dbt's included) goes to its log file, never to the terminal:
     # the progress display must not capture stdout and print it.
     with Progress(
@@ -439,22 +449,49 @@ def renormalise(
       workloads-etl renormalise --dataset workload_metrics --day 2026-11-20
     """
     from workloads_etl.lake.normalise.partition import normalise_partition
+    from workloads_etl.lake.parquet import ManifestError, commit_segments, read_manifest
     from workloads_etl.lake.raw import RawRunNotFoundError
     from workloads_etl.warehouse.loader import Warehouse
 
     paths = settings.paths
     try:
-        result = normalise_partition(
-            paths,
-            dataset,
-            day,
-            run_id,
-            limits=settings.limits,
-            chunk_samples=settings.chunk_samples,
+        current = read_manifest(paths.lake, dataset, day)
+    except ManifestError:
+        current = None  # unreadable: rebuilt whole
+    segments = current.segments if current is not None else {}
+    if segments and run_id is not None:
+        raise click.UsageError(
+            f"{dataset} {day} was committed from the segments of {len(segments)} clusters, "
+            "each rebuilt from its own raw run: leave out --run-id"
         )
+    try:
+        # a day committed from clusters' segments: each rebuilt from its run, then committed
+        for cluster, segment_run in sorted(segments.items()):
+            normalise_partition(
+                paths,
+                dataset,
+                day,
+                segment_run,
+                limits=settings.limits,
+                chunk_samples=settings.chunk_samples,
+                cluster=cluster,
+            )
+        if segments and current is not None:
+            manifest = commit_segments(paths.lake, dataset, day, list(segments), current.run_id)
+            rows, quarantined = manifest.rows, manifest.quarantined
+        else:
+            result = normalise_partition(
+                paths,
+                dataset,
+                day,
+                run_id,
+                limits=settings.limits,
+                chunk_samples=settings.chunk_samples,
+            )
+            rows, quarantined = result.rows, result.quarantined
     except RawRunNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
-    out.print(Text(f"{dataset} {day}: {result.rows} rows, {result.quarantined} quarantined"))
+    out.print(Text(f"{dataset} {day}: {rows} rows, {quarantined} quarantined"))
     if load:
         with Warehouse.open(paths) as wh:
             loaded = wh.load_partition(dataset, day)

@@ -256,6 +256,11 @@ class PipelineSettings(BaseSettings):
     # executor, and in-process for the command line) or "k8s" (one Kubernetes Job per step,
     # dagster-k8s's k8s_job_executor; see deploy/README.md).
     executor: Literal["default", "k8s"] = "default"
+    # How a Dagster deployment partitions extraction: "day" (one run fetches every cluster of
+    # a day) or "day_cluster" (the workload lists and metrics of each cluster of a day are a
+    # partition of their own, the clusters discovered from the control plane, so that many
+    # runs fetch in parallel; see README "Scaling out"). The command line runs whole days.
+    extract_by: Literal["day", "day_cluster"] = "day"
     # Dagster's own variable: a persistent instance (runs shown in the UI, concurrency pools).
     dagster_home: Path | None = Field(default=None, validation_alias="DAGSTER_HOME")
 

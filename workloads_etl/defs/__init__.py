@@ -14,10 +14,10 @@ import dagster as dg
 
 from workloads_etl.defs.checks import build_freshness_checks
 from workloads_etl.defs.executor import run_executor
-from workloads_etl.defs.ingest.assets import build_ingest_assets
-from workloads_etl.defs.partitions import daily_partitions
+from workloads_etl.defs.ingest.assets import BY_CLUSTER, DAY_COMMIT, build_ingest_assets
+from workloads_etl.defs.partitions import daily_partitions, day_cluster_partitions
 from workloads_etl.defs.resources import DataDirResource, runai_resource_from_env
-from workloads_etl.defs.schedules import build_job_and_schedule
+from workloads_etl.defs.schedules import build_jobs
 from workloads_etl.defs.serving.assets import build_serving_assets
 from workloads_etl.defs.transform.assets import build_dbt_assets
 from workloads_etl.defs.transform.project import WarehouseDbtResource, dbt_project
@@ -35,13 +35,23 @@ def build_definitions(
     executor = run_executor(settings)
     paths = settings.paths
     partitions = daily_partitions(settings.start_date)
+    by_cluster = (
+        day_cluster_partitions(settings.start_date)
+        if settings.extract_by == "day_cluster"
+        else None
+    )
     project = dbt_project(paths)
     extracted = build_ingest_assets(
-        partitions, settings.metric_types, settings.limits, settings.chunk_samples
+        partitions, settings.metric_types, settings.limits, settings.chunk_samples, by_cluster
     )
-    loaded = build_warehouse_assets(partitions, settings.lock_wait, settings.duckdb_memory_limit)
-    checks, sensor = build_freshness_checks([*extracted, *loaded])
-    job, nightly = build_job_and_schedule(checks)
+    upstream = {ds: DAY_COMMIT for ds in BY_CLUSTER} if by_cluster else None
+    loaded = build_warehouse_assets(
+        partitions, settings.lock_wait, settings.duckdb_memory_limit, upstream
+    )
+    # freshness of the days: a day x cluster asset's days are its commit's
+    daily = [a for a in extracted if not isinstance(a.partitions_def, dg.MultiPartitionsDefinition)]
+    checks, sensor = build_freshness_checks([*daily, *loaded])
+    jobs, schedules, sensors = build_jobs(checks, by_cluster)
     models = build_dbt_assets(
         project, paths, partitions, settings.dbt_vars, settings.window_samples
     )
@@ -55,9 +65,9 @@ def build_definitions(
     return dg.Definitions(
         assets=[*extracted, *loaded, *models, *served],
         asset_checks=checks,
-        jobs=[job],
-        schedules=[nightly],
-        sensors=[sensor],
+        jobs=jobs,
+        schedules=schedules,
+        sensors=[sensor, *sensors],
         resources={**defaults, **(resources or {})},
         executor=executor,
     )

@@ -60,6 +60,7 @@ class DayResult:
     rejected: int = 0  # records that could not become a row
     duplicates_dropped: int = 0  # identical repeats of a record (offset paging)
     extra: dict[str, int | float | str] = field(default_factory=dict)
+    cluster: str | None = None  # the cluster whose segment this is (None: the whole day)
 
     @property
     def quarantine_share(self) -> float:
@@ -101,18 +102,34 @@ async def workload_list_day(
     *,
     deleted: bool,
     limits: Limits = DEFAULT_LIMITS,
+    cluster: str | None = None,
 ) -> DayResult:
-    stats = await extract_workload_list(client, RawLanding(paths.raw), day, run_id, deleted=deleted)
+    """One day's workload list (or deleted list) into its lake partition; with ``cluster``,
+    that cluster's list into its segment of the partition."""
+    landing = RawLanding(paths.raw)
+    stats = await extract_workload_list(
+        client, landing, day, run_id, deleted=deleted, cluster=cluster
+    )
     try:
-        return _result(stats, normalise_partition(paths, stats.dataset, day, run_id, limits=limits))
+        norm = normalise_partition(
+            paths, stats.dataset, day, run_id, limits=limits, cluster=cluster
+        )
+        result = _result(stats, norm)
+        result.cluster = cluster
+        return result
     finally:
         release_memory()
 
 
-def metrics_targets(paths: DataPaths, day: date) -> dict[str, str | None]:
+def metrics_targets(
+    paths: DataPaths, day: date, cluster: str | None = None
+) -> dict[str, str | None]:
     """Workloads alive on ``day`` with their types, from that day's snapshot and deleted
-    partitions."""
-    tables = [read_partition(paths.lake, ds, day, columns=ALIVE_COLUMNS) for ds in WORKLOAD_LISTS]
+    partitions (with ``cluster``: that cluster's segments of them)."""
+    tables = [
+        read_partition(paths.lake, ds, day, columns=ALIVE_COLUMNS, cluster=cluster)
+        for ds in WORKLOAD_LISTS
+    ]
     return alive_workloads(tables, day)
 
 
@@ -127,13 +144,15 @@ async def metrics_day(
     progress: Callable[[int, int], None] | None = None,
     limits: Limits = DEFAULT_LIMITS,
     chunk_samples: int = DEFAULT_CHUNK_SAMPLES,
+    cluster: str | None = None,
 ) -> DayResult:
     """Fetch, land and normalise a day's metrics in one pass: each workload's answers are
     normalised as they arrive (decoded once), in chunks of about ``chunk_samples`` samples,
-    each chunk a file of the partition; the partition is committed once the raw run is."""
-    targets = metrics_targets(paths, day)
+    each chunk a file of the partition; the partition is committed once the raw run is.
+    With ``cluster``: the workloads of that cluster's list segments, into its segment."""
+    targets = metrics_targets(paths, day, cluster)
     dataset = "workload_metrics"
-    writer = PartitionWriter(paths.lake, dataset, day, run_id)
+    writer = PartitionWriter(paths.lake, dataset, day, run_id, cluster)
     chunks = MetricsChunks(
         dataset,
         day,
@@ -163,8 +182,9 @@ async def metrics_day(
     stats.records = chunks.records
     norm = committed(writer, chunks)
     result = _result(stats, norm)
+    result.cluster = cluster
     result.extra["alive_workloads"] = len(targets)
-    result.extra["workloads_with_metrics"] = workloads_with_metrics(paths.lake, day)
+    result.extra["workloads_with_metrics"] = workloads_with_metrics(paths.lake, day, cluster)
     result.extra["files"] = len(norm.manifest.data_files) if norm.manifest else 0
     return result
 
@@ -176,9 +196,15 @@ async def telemetry_day(
     run_id: str,
     *,
     limits: Limits = DEFAULT_LIMITS,
+    cluster: str | None = None,
 ) -> DayResult:
-    stats = await extract_telemetry(client, RawLanding(paths.raw), day, run_id)
-    return _result(stats, normalise_partition(paths, "telemetry", day, run_id, limits=limits))
+    """One day's telemetry into its lake partition; with ``cluster`` (or
+    :data:`~workloads_etl.ingest.telemetry.CONTROL_PLANE`), into that segment of it."""
+    stats = await extract_telemetry(client, RawLanding(paths.raw), day, run_id, cluster)
+    norm = normalise_partition(paths, "telemetry", day, run_id, limits=limits, cluster=cluster)
+    result = _result(stats, norm)
+    result.cluster = cluster
+    return result
 
 
 @dataclass(frozen=True)

@@ -36,11 +36,13 @@ from pathlib import Path
 from workloads_etl.lake.datasets import DATASETS, EXTRACTED
 from workloads_etl.lake.parquet import (
     MANIFEST_FILE,
+    SEGMENTS_DIR,
     Manifest,
     ManifestError,
     partition_dir,
     quarantine_dir,
     read_manifest,
+    read_segment,
 )
 from workloads_etl.lake.store import Entry, Store
 from workloads_etl.settings import DataPaths
@@ -50,6 +52,7 @@ DEFAULT_KEEP_RAW_DAYS = 30
 STALE_SECONDS = 3600  # a temporary or unnamed file this old is no writer's work in progress
 _RUN_FILE = re.compile(r"run=(?P<run>.+)\.jsonl\.gz")
 _TEMP_FILE = re.compile(r"\..+\.tmp")
+_SEGMENT_FILE = re.compile(r"cluster=(?P<cluster>[^/]+)\.json")
 _TEMP_PID = re.compile(r"\.(\d+)\.tmp$")
 
 
@@ -138,12 +141,13 @@ def _day_of(part: str, key: str) -> date | None:
 class _Commits:
     """Every committed partition of the lake: the runs and files its manifests name."""
 
-    runs: dict[tuple[str, date], str] = field(default_factory=dict)
+    runs: dict[tuple[str, date], set[str]] = field(default_factory=dict)
     files: set[str] = field(default_factory=set)  # relative to the lake
     unreadable: dict[tuple[str, date], str] = field(default_factory=dict)
 
     def add(self, manifest: Manifest) -> None:
-        self.runs[(manifest.dataset, manifest.day)] = manifest.run_id
+        """A commit, or a cluster's segment not committed yet: its files and raw runs."""
+        self.runs.setdefault((manifest.dataset, manifest.day), set()).update(manifest.runs)
         self.files.update(f.path for f in manifest.files)
         if manifest.format == 1:  # its quarantine partition has a manifest of its own
             self.files.add(f"{quarantine_dir(manifest.dataset, manifest.day)}/{MANIFEST_FILE}")
@@ -153,13 +157,18 @@ def _commits(lake: Store) -> _Commits:
     found = _Commits()
     for dataset in EXTRACTED:
         key = DATASETS[dataset].partition_key
-        for entry in lake.list(dataset, suffix=f"/{MANIFEST_FILE}"):
+        for entry in lake.list(dataset, suffix=".json"):
             parts = entry.path.split("/")
-            day = _day_of(parts[1], key) if len(parts) == 3 else None
-            if day is None:
+            day = _day_of(parts[1], key) if len(parts) in (3, 4) else None
+            segment = _SEGMENT_FILE.fullmatch(parts[-1]) if len(parts) == 4 else None
+            is_manifest = len(parts) == 3 and parts[-1] == MANIFEST_FILE
+            if day is None or not (is_manifest or (segment and parts[2] == SEGMENTS_DIR)):
                 continue
             try:
-                manifest = read_manifest(lake, dataset, day)
+                if segment is not None:
+                    manifest = read_segment(lake, dataset, day, segment["cluster"])
+                else:
+                    manifest = read_manifest(lake, dataset, day)
             except ManifestError:
                 found.unreadable[(dataset, day)] = lake.uri(entry.path)
                 continue
@@ -181,7 +190,7 @@ def _raw_runs(paths: DataPaths, commits: _Commits, keep_seconds: float, report: 
             named = commits.runs.get((dataset, day))
             if named is None:
                 report.kept_unpartitioned_runs += 1
-            elif match["run"] == named:
+            elif match["run"] in named:
                 report.kept_named_runs += 1
             elif now - entry.modified > keep_seconds:
                 report.raw_runs.add(raw, entry)

@@ -49,6 +49,7 @@ partition with a manifest of its own) are still read, as if they were one commit
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -71,6 +72,7 @@ from workloads_etl.lake.store import Store
 LakeLocation = Store | Path | str
 
 MANIFEST_FILE = "_manifest.json"
+SEGMENTS_DIR = "_segments"  # the segments of a partition written cluster by cluster
 MANIFEST_FORMAT = 2
 PART_PREFIX = "part-"
 PART_SUFFIX = ".parquet"
@@ -98,6 +100,13 @@ def rebuild_command(dataset: str, day: date, run_id: str | None = None) -> str:
     return f"workloads-etl renormalise --dataset {dataset} --day {day.isoformat()}{run}"
 
 
+def rebuild_command_of(manifest: Manifest) -> str:
+    """:func:`rebuild_command` of a commit: its raw run, or, for a day committed from
+    clusters' segments, the day (each segment is rebuilt from its own run)."""
+    run = None if manifest.segments else manifest.run_id
+    return rebuild_command(manifest.dataset, manifest.day, run)
+
+
 @dataclass(frozen=True)
 class ManifestFile:
     """One file of a partition commit."""
@@ -122,6 +131,9 @@ class Manifest:
     files: tuple[ManifestFile, ...]
     columns: list[str] = field(default_factory=list)
     format: int = MANIFEST_FORMAT
+    # cluster id -> the raw run of that cluster: the segments a composed commit unites (see
+    # commit_segments), or the one cluster of a segment; empty for a whole-day commit
+    segments: dict[str, str] = field(default_factory=dict)
 
     @property
     def data_files(self) -> tuple[ManifestFile, ...]:
@@ -157,7 +169,14 @@ class Manifest:
             "columns": self.columns,
             "files": [asdict(f) for f in self.files],
         }
+        if self.segments:
+            doc["segments"] = dict(self.segments)
         return json.dumps(doc, indent=2, sort_keys=True)
+
+    @property
+    def runs(self) -> set[str]:
+        """The raw runs the commit was normalised from: one, or one per segment."""
+        return set(self.segments.values()) if self.segments else {self.run_id}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], directory: str) -> Manifest:
@@ -187,6 +206,7 @@ class Manifest:
             files=files,
             columns=list(d.get("columns") or []),
             format=fmt,
+            segments={str(k): str(v) for k, v in (d.get("segments") or {}).items()},
         )
 
 
@@ -352,13 +372,21 @@ class PartitionWriter:
 
     QUARANTINE_ROWS_PER_FILE = 100_000
 
-    def __init__(self, lake_dir: LakeLocation, dataset: str, day: date, run_id: str) -> None:
+    def __init__(
+        self,
+        lake_dir: LakeLocation,
+        dataset: str,
+        day: date,
+        run_id: str,
+        cluster: str | None = None,
+    ) -> None:
         if dataset not in DATASETS or not DATASETS[dataset].extracted:
             raise ValueError(f"{dataset!r} is not a dataset of its own partitions")
         self.lake = Store.at(lake_dir)
         self.dataset = dataset
         self.day = day
         self.run_id = run_id
+        self.cluster = None if cluster is None else _segment_name(cluster)
         self.directory = partition_dir(dataset, day)
         self.q_directory = quarantine_dir(dataset, day)
         self.rows = 0
@@ -399,16 +427,32 @@ class PartitionWriter:
         self._add(self.q_directory, prepare_table("quarantine", rows, self.day), QUARANTINE)
 
     def commit(self) -> Manifest:
-        """Publish the files written so far as the partition (one manifest rename)."""
+        """Publish the files written so far as the partition (one manifest rename), or, for
+        a writer of one cluster, as that cluster's segment of the partition (invisible to
+        readers until :func:`commit_segments`)."""
+        if self.cluster is not None:
+            return self._commit_segment()
         try:
             previous = read_manifest(self.lake, self.dataset, self.day)
         except ManifestError:
             previous = None  # unreadable: replaced; its files are left to gc
+        manifest = self._manifest({})
+        # The commit: one rename on a disk, one PUT on an object store (each file it names is
+        # already whole: the store publishes files whole, and durably on a disk).
+        self.lake.write_bytes(f"{self.directory}/{MANIFEST_FILE}", manifest.to_json().encode())
+        if previous is not None:
+            _drop_previous(self.lake, previous, manifest)
+        # A whole-day commit supersedes the segments of the day (their files are gc's).
+        for cluster in list_segments(self.lake, self.dataset, self.day):
+            self.lake.delete(segment_path(self.dataset, self.day, cluster))
+        return manifest
+
+    def _manifest(self, segments: dict[str, str]) -> Manifest:
         self._flush_quarantine()
         if not any(f.role == DATA for f in self._files):  # an empty day: one empty file
             empty = DATASETS[self.dataset].schema.empty_table()
             self._add(self.directory, prepare_table(self.dataset, empty, self.day), DATA)
-        manifest = Manifest(
+        return Manifest(
             dataset=self.dataset,
             partition=_partition_values(DATASETS[self.dataset], self.day, None),
             rows=self.rows,
@@ -417,13 +461,133 @@ class PartitionWriter:
             written_at=datetime.now(UTC).isoformat(),
             files=tuple(sorted(self._files, key=lambda f: f.role)),  # data first
             columns=self._columns,
+            segments=segments,
         )
-        # The commit: one rename on a disk, one PUT on an object store (each file it names is
-        # already whole: the store publishes files whole, and durably on a disk).
-        self.lake.write_bytes(f"{self.directory}/{MANIFEST_FILE}", manifest.to_json().encode())
-        if previous is not None:
-            _drop_previous(self.lake, previous, manifest)
+
+    def _commit_segment(self) -> Manifest:
+        """The cluster's segment: its files stay in the partition's directory, named by the
+        segment only. The previous segment's files are not deleted: the partition's
+        committed manifest may still name them (gc takes them once nothing does)."""
+        assert self.cluster is not None
+        manifest = self._manifest({self.cluster: self.run_id})
+        path = segment_path(self.dataset, self.day, self.cluster)
+        self.lake.write_bytes(path, manifest.to_json().encode())
         return manifest
+
+
+def _segment_name(cluster: str) -> str:
+    if not cluster or "/" in cluster or cluster in (".", "..") or cluster != cluster.strip():
+        raise ValueError(f"invalid cluster id {cluster!r} for a segment")
+    return cluster
+
+
+def segment_dir(dataset: str, day: date) -> str:
+    """Where the segments of a dataset-day are, relative to the lake."""
+    return f"{partition_dir(dataset, day)}/{SEGMENTS_DIR}"
+
+
+def segment_path(dataset: str, day: date, cluster: str) -> str:
+    """The segment of one cluster of a dataset-day, relative to the lake."""
+    return f"{segment_dir(dataset, day)}/cluster={_segment_name(cluster)}.json"
+
+
+class SegmentMissingError(LookupError):
+    """A cluster has no segment of the dataset-day to commit."""
+
+
+def read_segment(lake_dir: LakeLocation, dataset: str, day: date, cluster: str) -> Manifest | None:
+    """The segment one cluster's extraction wrote of a dataset-day (None: none yet)."""
+    lake = Store.at(lake_dir)
+    path = segment_path(dataset, day, cluster)
+    try:
+        text = lake.read_bytes(path).decode("utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        manifest = Manifest.from_dict(json.loads(text), partition_dir(dataset, day))
+        for f in manifest.files:
+            _checked(f.path)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ManifestError(f"{lake.uri(path)}: not a readable segment ({exc})") from None
+    return manifest
+
+
+def list_segments(lake_dir: LakeLocation, dataset: str, day: date) -> list[str]:
+    """The clusters with a segment of a dataset-day, sorted."""
+    lake = Store.at(lake_dir)
+    prefix = f"{segment_dir(dataset, day)}/cluster="
+    return sorted(
+        e.path[len(prefix) : -len(".json")]
+        for e in lake.list(segment_dir(dataset, day), suffix=".json")
+        if e.path.startswith(prefix)
+    )
+
+
+def commit_segments(
+    lake_dir: LakeLocation, dataset: str, day: date, clusters: Sequence[str], run_id: str
+) -> Manifest:
+    """Commit the segments of ``clusters`` as the partition of a dataset-day: one manifest
+    naming every file of every segment (their rows and quarantine rows together), published
+    in one write like any commit, so readers see every cluster's rows at once or none.
+    Raises :class:`SegmentMissingError` naming a cluster that has no segment: committing
+    without it would drop that cluster's rows from the day. ``run_id`` is the committing
+    run's; the manifest's ``segments`` name each cluster's raw run."""
+    if not clusters:
+        raise ValueError("commit_segments needs at least one cluster")
+    lake = Store.at(lake_dir)
+    segments: list[Manifest] = []
+    for cluster in sorted(set(clusters)):
+        segment = read_segment(lake, dataset, day, cluster)
+        if segment is None:
+            raise SegmentMissingError(
+                f"{dataset} {day.isoformat()}: cluster {cluster} has no segment yet; extract "
+                "that cluster's day before committing the day"
+            )
+        segments.append(segment)
+    files: dict[str, ManifestFile] = {}
+    for segment in segments:
+        for f in segment.files:
+            if f.path in files and f.rows:  # an empty file is the same in every segment
+                raise LakeIntegrityError(
+                    f"{dataset} {day.isoformat()}: two clusters' segments name {f.path}"
+                )
+            files[f.path] = f
+    data = [f for f in files.values() if f.role == DATA]
+    if len(data) > 1:  # empty files only stand for an empty day
+        files = {p: f for p, f in files.items() if f.role != DATA or f.rows}
+        if not any(f.role == DATA for f in files.values()):
+            files[data[0].path] = data[0]
+    try:
+        previous = read_manifest(lake, dataset, day)
+    except ManifestError:
+        previous = None
+    manifest = Manifest(
+        dataset=dataset,
+        partition=_partition_values(DATASETS[dataset], day, None),
+        rows=sum(s.rows for s in segments),
+        schema_version=SCHEMA_VERSION,
+        run_id=run_id,
+        written_at=datetime.now(UTC).isoformat(),
+        files=tuple(sorted(files.values(), key=lambda f: (f.role, f.path))),
+        columns=file_schema(dataset).names,
+        segments={c: s.run_id for c, s in zip(sorted(set(clusters)), segments, strict=True)},
+    )
+    lake.write_bytes(f"{partition_dir(dataset, day)}/{MANIFEST_FILE}", manifest.to_json().encode())
+    if previous is not None:
+        _drop_previous(lake, previous, manifest, keep=_segment_files(lake, dataset, day))
+    return manifest
+
+
+def _segment_files(lake: Store, dataset: str, day: date) -> set[str]:
+    """Every file a segment of the dataset-day names (never deleted with a commit)."""
+    named: set[str] = set()
+    for cluster in list_segments(lake, dataset, day):
+        segment = None
+        with contextlib.suppress(ManifestError):
+            segment = read_segment(lake, dataset, day, cluster)
+        if segment is not None:
+            named.update(f.path for f in segment.files)
+    return named
 
 
 def write_partition(
@@ -433,19 +597,24 @@ def write_partition(
     day: date,
     run_id: str,
     quarantine: pa.Table | None = None,
+    cluster: str | None = None,
 ) -> Manifest:
     """Replace one partition and its quarantine rows with one commit; return its manifest.
 
-    ``quarantine`` holds the rows of the quarantine schema (None: the day has none).
+    ``quarantine`` holds the rows of the quarantine schema (None: the day has none). With
+    ``cluster``, the commit is that cluster's segment of the partition.
     """
-    writer = PartitionWriter(lake_dir, dataset, day, run_id)
+    writer = PartitionWriter(lake_dir, dataset, day, run_id, cluster)
     writer.write(table, quarantine)
     return writer.commit()
 
 
-def _drop_previous(lake: Store, previous: Manifest, current: Manifest) -> None:
-    """Delete the files of ``previous`` that ``current`` no longer names (after the commit)."""
-    named = {f.path for f in current.files}
+def _drop_previous(
+    lake: Store, previous: Manifest, current: Manifest, keep: set[str] | None = None
+) -> None:
+    """Delete the files of ``previous`` that ``current`` no longer names (after the commit),
+    except those in ``keep``."""
+    named = {f.path for f in current.files} | (keep or set())
     stale = [_checked(f.path) for f in previous.files if f.path not in named]
     if previous.format == 1:  # the quarantine partition had a manifest of its own
         stale.append(f"{quarantine_dir(previous.dataset, previous.day)}/{MANIFEST_FILE}")
@@ -510,7 +679,7 @@ def verify_files(lake_dir: LakeLocation, manifest: Manifest) -> None:
     would download the partition twice); raise :class:`LakeIntegrityError` naming the file
     and the command that rebuilds it."""
     lake = Store.at(lake_dir)
-    fix = rebuild_command(manifest.dataset, manifest.day, manifest.run_id)
+    fix = rebuild_command_of(manifest)
     for f in manifest.files:
         path = _checked(f.path)
         size = lake.size(path)
@@ -568,10 +737,11 @@ def read_partition(
     day: date,
     extra_keys: dict[str, str] | None = None,
     columns: Sequence[str] | None = None,
+    cluster: str | None = None,
 ) -> pa.Table:
     """The partition's rows with the partition columns added back (full dataset schema, or
     only ``columns``), read from the files its manifest names; older schema versions are
-    conformed.
+    conformed. With ``cluster``, the rows of that cluster's segment (committed or not).
 
     The quarantine rows of a dataset-day: ``read_partition(lake, "quarantine", day,
     {"dataset": <dataset>})``."""
@@ -582,11 +752,15 @@ def read_partition(
         source = read_manifest(lake, values["dataset"], day)
         table = _read_files(lake, source.quarantine_files if source else (), dataset, columns)
     else:
-        manifest = read_manifest(lake, dataset, day)
+        if cluster is not None:
+            manifest = read_segment(lake, dataset, day, cluster)
+            where = lake.uri(segment_path(dataset, day, cluster))
+        else:
+            manifest = read_manifest(lake, dataset, day)
+            where = f"{lake.uri(partition_dir(dataset, day))}/{MANIFEST_FILE}"
         if manifest is None:
             raise PartitionNotFoundError(
-                f"no lake partition {dataset} {day.isoformat()}: "
-                f"{lake.uri(partition_dir(dataset, day))}/{MANIFEST_FILE} is missing"
+                f"no lake partition {dataset} {day.isoformat()}: {where} is missing"
             )
         table = _read_files(lake, manifest.data_files, dataset, columns)
     for key in ds.partition_by:
@@ -602,12 +776,20 @@ def read_partition(
 
 
 def head_of_partition(
-    lake_dir: LakeLocation, dataset: str, day: date, columns: Sequence[str], n: int
+    lake_dir: LakeLocation,
+    dataset: str,
+    day: date,
+    columns: Sequence[str],
+    n: int,
+    cluster: str | None = None,
 ) -> pa.Table:
     """The first ``n`` rows of the partition's first data file (``columns`` only), read
-    without loading the partition."""
+    without loading the partition (with ``cluster``: of that cluster's segment)."""
     lake = Store.at(lake_dir)
-    manifest = read_manifest(lake, dataset, day)
+    if cluster is None:
+        manifest = read_manifest(lake, dataset, day)
+    else:
+        manifest = read_segment(lake, dataset, day, cluster)
     files = manifest.data_files if manifest else ()
     target = pa.schema([f for f in file_schema(dataset).remove_metadata() if f.name in columns])
     for f in files:

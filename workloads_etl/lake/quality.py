@@ -13,6 +13,7 @@ from workloads_etl.lake.parquet import (
     PartitionNotFoundError,
     file_uri,
     read_manifest,
+    read_segment,
 )
 from workloads_etl.lake.store import Store
 
@@ -30,26 +31,33 @@ def _scalar(lake: LakeLocation, sql: str, params: Sequence[object]) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def _files(lake: LakeLocation, dataset: str, day: date) -> list[str]:
-    """The data files the partition's manifest names."""
-    manifest = read_manifest(lake, dataset, day)
+def _files(lake: LakeLocation, dataset: str, day: date, cluster: str | None = None) -> list[str]:
+    """The data files the partition's manifest names (with ``cluster``: that cluster's
+    segment)."""
+    if cluster is None:
+        manifest = read_manifest(lake, dataset, day)
+    else:
+        manifest = read_segment(lake, dataset, day, cluster)
     if manifest is None:
-        raise PartitionNotFoundError(f"no lake partition {dataset} {day.isoformat()}")
+        of = "" if cluster is None else f" (cluster {cluster})"
+        raise PartitionNotFoundError(f"no lake partition {dataset} {day.isoformat()}{of}")
     return [file_uri(lake, f) for f in manifest.data_files]
 
 
-def workloads_with_metrics(lake: LakeLocation, day: date) -> int:
-    """Distinct workloads with at least one GPU_ALLOCATION sample in the day's partition."""
+def workloads_with_metrics(lake: LakeLocation, day: date, cluster: str | None = None) -> int:
+    """Distinct workloads with at least one GPU_ALLOCATION sample in the day's partition
+    (with ``cluster``: in that cluster's segment)."""
     return _scalar(
         lake,
         "select count(distinct workload_id) from read_parquet(?) "
         "where metric_type = 'GPU_ALLOCATION'",
-        [_files(lake, "workload_metrics", day)],
+        [_files(lake, "workload_metrics", day, cluster)],
     )
 
 
-def duplicate_keys(lake: LakeLocation, dataset: str, day: date) -> int:
-    """Rows of the lake partition that repeat its primary key (0 when the contract holds).
+def duplicate_keys(lake: LakeLocation, dataset: str, day: date, cluster: str | None = None) -> int:
+    """Rows of the lake partition (with ``cluster``: of that cluster's segment) that repeat
+    its primary key (0 when the contract holds).
 
     A partition written in chunks is checked file by file (each file is small), then across
     files only for the workloads found in more than one file: so the check's memory is a
@@ -57,7 +65,7 @@ def duplicate_keys(lake: LakeLocation, dataset: str, day: date) -> int:
     """
     ds = DATASETS[dataset]
     cols = ", ".join(k for k in ds.primary_key if k != ds.partition_key)
-    files = _files(lake, dataset, day)
+    files = _files(lake, dataset, day, cluster)
     if len(files) == 1:
         return _scalar(
             lake,

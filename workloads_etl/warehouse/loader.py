@@ -44,7 +44,7 @@ from workloads_etl.lake.parquet import (
     file_uri,
     partition_uri,
     read_manifest,
-    rebuild_command,
+    rebuild_command_of,
     verify_files,
 )
 from workloads_etl.lake.schemas import SCHEMA_VERSION
@@ -451,7 +451,7 @@ class Warehouse:
                 f"lake partition {manifest.dataset} {manifest.day} was written at schema "
                 f"version {manifest.schema_version}, newer than this workloads-etl's "
                 f"{SCHEMA_VERSION}: upgrade, or rebuild it with "
-                f"{rebuild_command(manifest.dataset, manifest.day, manifest.run_id)}"
+                f"{rebuild_command_of(manifest)}"
             )
 
     def load_partitions(self, dataset: str, days: Iterable[date]) -> list[LoadResult]:

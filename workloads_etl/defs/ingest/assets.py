@@ -4,6 +4,7 @@
 # functions (the context type) at definition time.
 
 from collections.abc import Iterator, Sequence
+from datetime import date
 from typing import Any, cast
 
 import dagster as dg
@@ -11,17 +12,28 @@ from dagster import AssetExecutionContext
 
 from workloads_etl.children import call_in_child
 from workloads_etl.defs.failure import named_failure
-from workloads_etl.defs.partitions import backfill_policy, partition_days
+from workloads_etl.defs.partitions import (
+    CLUSTERS_NAME,
+    DAY,
+    backfill_policy,
+    day_and_cluster,
+    partition_days,
+)
 from workloads_etl.defs.resources import DataDirResource, RunaiResource
 from workloads_etl.ingest.day import DayDone, DayResult, DaysJob, MetricsProgress
+from workloads_etl.ingest.telemetry import CONTROL_PLANE
 from workloads_etl.lake.bounds import Limits
 from workloads_etl.lake.datasets import DATASETS
 from workloads_etl.lake.normalise.metrics import DEFAULT_CHUNK_SAMPLES
-from workloads_etl.lake.parquet import head_of_partition
+from workloads_etl.lake.parquet import commit_segments, head_of_partition
 from workloads_etl.lake.quality import duplicate_keys
 from workloads_etl.settings import DataPaths
 
 GROUP = "runai_extract"
+# The datasets extracted cluster by cluster when extraction is partitioned by day x cluster,
+# and the daily asset that commits their days.
+BY_CLUSTER = ("workload_snapshots", "deleted_workloads", "workload_metrics", "telemetry")
+DAY_COMMIT = dg.AssetKey(["runai", "day_commit"])
 FETCH_DAYS = "workloads_etl.ingest.day:fetch_days"
 KINDS = {"python", "parquet"}
 # Every step that calls the Run:ai API takes a slot of this pool: the client's request budget
@@ -37,8 +49,12 @@ MAX_QUARANTINE_SHARE = 0.01
 MIN_METRICS_COVERAGE = 0.95
 
 
-def _key(name: str) -> dg.AssetKey:
-    return dg.AssetKey(["runai", name])
+def extraction_key(dataset: str) -> dg.AssetKey:
+    """The asset of an extracted dataset (``runai/<dataset>``)."""
+    return dg.AssetKey(["runai", dataset])
+
+
+_key = extraction_key
 
 
 def _checks(name: str, *extra: str) -> list[dg.AssetCheckSpec]:
@@ -62,14 +78,21 @@ def _run_days(
     paths: DataPaths,
     options: dict[str, Any],
 ) -> list[DayResult]:
-    """Fetch ``dataset`` for the run's days in a process of its own
-    (:func:`~workloads_etl.ingest.day.fetch_days`): whatever a large day takes, the run's
-    process is as small after the step as before it, and its log shows each day."""
+    """Fetch ``dataset`` for the run's days (of the run's cluster, for a day x cluster
+    partition) in a process of its own (:func:`~workloads_etl.ingest.day.fetch_days`):
+    whatever a large day takes, the run's process is as small after the step as before it,
+    and its log shows each day."""
+    if isinstance(context.partition_key, dg.MultiPartitionKey):
+        day, cluster = day_and_cluster(context)
+        days: tuple[date, ...] = (day,)
+        options = {**options, "cluster": cluster}
+    else:
+        days = tuple(partition_days(context))
     job = DaysJob(
         dataset,
         runai.settings(),
         paths,
-        tuple(partition_days(context)),
+        days,
         context.run.run_id,
         options,
         runai.budget().last_success,
@@ -95,7 +118,8 @@ def _materialization(
     paths: DataPaths, dataset: str, results: list[DayResult], preview: list[str]
 ) -> dg.MaterializeResult:
     """Row counts per day and in all, and the first rows of the last day written."""
-    sample = head_of_partition(paths.lake, dataset, results[-1].day, preview, 10)
+    last = results[-1]
+    sample = head_of_partition(paths.lake, dataset, last.day, preview, 10, last.cluster)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": sum(r.rows for r in results),
@@ -111,7 +135,7 @@ def _materialization(
 def _quality(
     name: str, paths: DataPaths, results: list[DayResult]
 ) -> Iterator[dg.AssetCheckResult]:
-    dupes = {str(r.day): duplicate_keys(paths.lake, r.dataset, r.day) for r in results}
+    dupes = {str(r.day): duplicate_keys(paths.lake, r.dataset, r.day, r.cluster) for r in results}
     yield dg.AssetCheckResult(
         asset_key=_key(name),
         check_name="no_duplicate_keys",
@@ -134,6 +158,11 @@ def _quality(
     )
 
 
+def _policy(partitions: dg.PartitionsDefinition) -> dg.BackfillPolicy | None:
+    """Ranged runs of days; a day x cluster partition is a run of its own."""
+    return None if isinstance(partitions, dg.MultiPartitionsDefinition) else backfill_policy
+
+
 def _workload_list_asset(
     name: str, deleted: bool, partitions: dg.PartitionsDefinition, limits: Limits
 ) -> dg.AssetsDefinition:
@@ -141,7 +170,7 @@ def _workload_list_asset(
         key=_key(name),
         group_name=GROUP,
         partitions_def=partitions,
-        backfill_policy=backfill_policy,
+        backfill_policy=_policy(partitions),
         pool=RUNAI_POOL,
         kinds=KINDS,
         description=DATASETS[name].description,
@@ -189,7 +218,7 @@ def _metrics_asset(
         group_name=GROUP,
         deps=[_key("workload_snapshots"), _key("deleted_workloads")],
         partitions_def=partitions,
-        backfill_policy=backfill_policy,
+        backfill_policy=_policy(partitions),
         pool=RUNAI_POOL,
         kinds=KINDS,
         description=DATASETS["workload_metrics"].description,
@@ -256,7 +285,7 @@ def _telemetry_asset(partitions: dg.PartitionsDefinition, limits: Limits) -> dg.
         key=_key("telemetry"),
         group_name=GROUP,
         partitions_def=partitions,
-        backfill_policy=backfill_policy,
+        backfill_policy=_policy(partitions),
         pool=RUNAI_POOL,
         kinds=KINDS,
         description=DATASETS["telemetry"].description,
@@ -275,18 +304,76 @@ def _telemetry_asset(partitions: dg.PartitionsDefinition, limits: Limits) -> dg.
     return telemetry
 
 
+def _day_commit_asset(partitions: dg.PartitionsDefinition, limits: Limits) -> dg.AssetsDefinition:
+    """The day's partitions of the datasets extracted cluster by cluster, committed from
+    every cluster's segments at once (:func:`~workloads_etl.lake.parquet.commit_segments`),
+    with the telemetry no cluster owns, fetched first (:data:`CONTROL_PLANE`)."""
+    by_day = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=DAY)
+
+    @dg.asset(
+        key=DAY_COMMIT,
+        group_name=GROUP,
+        deps=[dg.AssetDep(_key(ds), partition_mapping=by_day) for ds in BY_CLUSTER],
+        partitions_def=partitions,
+        backfill_policy=backfill_policy,
+        pool=RUNAI_POOL,
+        kinds={"parquet"},
+        description=(
+            "The day's lake partitions of the datasets extracted cluster by cluster, "
+            "committed from the segments every cluster's extraction wrote, with the telemetry "
+            "of the whole control plane: readers see all clusters of the day at once, or the "
+            "previous commit."
+        ),
+    )
+    def day_commit(
+        context: AssetExecutionContext, runai: RunaiResource, data: DataDirResource
+    ) -> dg.MaterializeResult:
+        paths = data.paths()
+        clusters = sorted(context.instance.get_dynamic_partitions(CLUSTERS_NAME))
+        if not clusters:
+            raise dg.Failure(
+                "no cluster is known yet: the runai_clusters sensor discovers them from the "
+                "control plane",
+                allow_retries=False,
+            )
+        options = {"limits": limits, "cluster": CONTROL_PLANE}
+        _run_days(context, runai, "telemetry", paths, options)
+        rows: dict[str, dict[str, int]] = {}
+        with named_failure():
+            for day in partition_days(context):
+                for ds in BY_CLUSTER:
+                    segments = [*clusters, CONTROL_PLANE] if ds == "telemetry" else clusters
+                    manifest = commit_segments(paths.lake, ds, day, segments, context.run.run_id)
+                    rows.setdefault(str(day), {})[ds] = manifest.rows
+        return dg.MaterializeResult(
+            metadata={
+                "clusters": dg.MetadataValue.json(clusters),
+                "rows": dg.MetadataValue.json(rows),
+            }
+        )
+
+    return day_commit
+
+
 def build_ingest_assets(
     partitions: dg.PartitionsDefinition,
     metric_types: Sequence[str],
     limits: Limits,
     chunk_samples: int = DEFAULT_CHUNK_SAMPLES,
+    by_cluster: dg.MultiPartitionsDefinition | None = None,
 ) -> list[dg.AssetsDefinition]:
     """One asset per extracted dataset, each a daily-partitioned step with its checks;
     ``metric_types`` are the types fetched (those that apply to each workload), ``limits``
-    the physical bounds values are checked against."""
-    return [
-        _workload_list_asset("workload_snapshots", False, partitions, limits),
-        _workload_list_asset("deleted_workloads", True, partitions, limits),
-        _metrics_asset(partitions, metric_types, limits, chunk_samples),
-        _telemetry_asset(partitions, limits),
+    the physical bounds values are checked against. With ``by_cluster`` (day x cluster),
+    every dataset is extracted by it, and a daily asset commits their days
+    (:data:`DAY_COMMIT`)."""
+    extracted = by_cluster or partitions
+    assets = [
+        _workload_list_asset("workload_snapshots", False, extracted, limits),
+        _workload_list_asset("deleted_workloads", True, extracted, limits),
+        _metrics_asset(extracted, metric_types, limits, chunk_samples),
+        _telemetry_asset(extracted, limits),
     ]
+    if by_cluster is not None:
+        assets.append(_day_commit_asset(partitions, limits))
+    return assets

@@ -31,16 +31,20 @@ def build_warehouse_assets(
     partitions: dg.PartitionsDefinition,
     lock_wait: float,
     memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT,
+    upstream: dict[str, dg.AssetKey] | None = None,
 ) -> list[dg.AssetsDefinition]:
     """One multi-asset loading every extracted dataset's days into ``raw.<dataset>``; a load
     waits up to ``lock_wait`` seconds for another process holding the warehouse, and DuckDB
-    holds at most ``memory_limit`` while loading."""
+    holds at most ``memory_limit`` while loading. ``upstream`` names the daily asset a
+    dataset's day comes from when it is not the dataset's own (extraction by cluster: the
+    day's commit)."""
+    upstream = upstream or {}
 
     @dg.multi_asset(
         specs=[
             dg.AssetSpec(
                 raw_table_key(ds),
-                deps=[dg.AssetKey(["runai", ds])],
+                deps=[upstream.get(ds, dg.AssetKey(["runai", ds]))],
                 group_name=GROUP,
                 kinds={"duckdb"},
                 partitions_def=partitions,

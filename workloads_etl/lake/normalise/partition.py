@@ -140,8 +140,11 @@ def normalise_partition(
     *,
     limits: Limits = DEFAULT_LIMITS,
     chunk_samples: int = DEFAULT_CHUNK_SAMPLES,
+    cluster: str | None = None,
 ) -> NormaliseResult:
-    """Normalise one raw run (the latest by default) into the lake partition of ``day``.
+    """Normalise one raw run (the latest by default) into the lake partition of ``day``, or,
+    with ``cluster``, into that cluster's segment of it (the run is then required: a day's
+    runs are of several clusters).
 
     The quarantine rows (``quarantine/dataset=<dataset>/quarantine_date=<day>``) are part of
     the same commit, so a re-run replaces them with the partition. Safe to repeat: the same
@@ -149,10 +152,12 @@ def normalise_partition(
     ``chunk_samples`` samples, as when they were fetched.
     """
     landing = RawLanding(paths.raw)
+    if cluster is not None and run_id is None:
+        raise ValueError("normalising a cluster's segment needs the run of that cluster")
     run = run_id if run_id is not None else landing.latest_run(dataset, day)
     responses = RawAnswers(landing, dataset, day, run)
     if dataset == "workload_metrics":
-        writer = PartitionWriter(paths.lake, dataset, day, run)
+        writer = PartitionWriter(paths.lake, dataset, day, run, cluster)
         chunks = MetricsChunks(
             dataset, day, run, writer.write, chunk_samples=chunk_samples, limits=limits
         )
@@ -161,7 +166,9 @@ def normalise_partition(
         chunks.finish()
         return committed(writer, chunks)
     res = normalise_responses(dataset, responses, day, run, limits)
-    manifest = write_partition(paths.lake, dataset, res.rows, day, run, quarantine=res.quarantine)
+    manifest = write_partition(
+        paths.lake, dataset, res.rows, day, run, quarantine=res.quarantine, cluster=cluster
+    )
     result = NormaliseResult(
         dataset=dataset,
         day=day,
