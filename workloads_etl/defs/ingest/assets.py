@@ -82,7 +82,7 @@ def _run_days(
     partition) in a process of its own (:func:`~workloads_etl.ingest.day.fetch_days`):
     whatever a large day takes, the run's process is as small after the step as before it,
     and its log shows each day."""
-    if isinstance(context.partition_key, dg.MultiPartitionKey):
+    if isinstance(context.assets_def.partitions_def, dg.MultiPartitionsDefinition):
         day, cluster = day_and_cluster(context)
         days: tuple[date, ...] = (day,)
         options = {**options, "cluster": cluster}
