@@ -281,6 +281,7 @@ def test_a_full_disk_is_named_and_not_retried(poisoned: Poisoned) -> None:
     """Files may not grow beyond 3 MB: the kernel fails the write (EFBIG) as it fails
     writes to a full disk."""
     before = _serving(poisoned.data)
+    poisoned.proxy.faults = set()  # a healthy control plane: the disk is what fails
     out = cli(
         poisoned.data,
         env={**poisoned.credentials, "RUNAI_BASE_URL": poisoned.url},
@@ -304,6 +305,7 @@ def test_a_reader_holding_the_warehouse_is_named_as_a_reader(poisoned: Poisoned)
         stdout=subprocess.PIPE,
         text=True,
     )
+    poisoned.proxy.faults = set()  # a healthy control plane: the reader is what fails
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         out = cli(
