@@ -3,13 +3,14 @@
 Extraction by day (the default): one job, ``daily_refresh``, the whole graph for one or more
 UTC days; its schedule runs it at 02:00 UTC for the previous day.
 
-Extraction by day x cluster: the workload lists and metrics of each cluster of a day are a
-run of their own (``extract_clusters``), so that many runs fetch in parallel, each step
-holding a slot of the ``runai_api`` pool; ``daily_refresh`` is the rest (telemetry, the day's
-commit, the load, dbt, serving). At 02:00 UTC the schedule asks for the previous day of every
-known cluster; the ``runai_clusters`` sensor adds the clusters the control plane has; the
-``cluster_days_complete`` sensor runs ``daily_refresh`` for a day once every known cluster
-of it is extracted (again when a cluster of it is extracted again).
+Extraction by day x cluster: the workload lists, metrics and telemetry of each cluster of a
+day are a run of their own (``extract_clusters``), so that many runs fetch in parallel, each
+step holding a slot of the ``runai_api`` pool; ``daily_refresh`` is the rest (the day's
+commit, with the telemetry no cluster owns, the load, dbt, serving). At 02:00 UTC the
+schedule asks for the previous day of every known cluster; the ``runai_clusters`` sensor
+adds the clusters the control plane has; the ``cluster_days_complete`` sensor runs
+``daily_refresh`` for a day once every known cluster of it is extracted (again when a
+cluster of it is extracted again).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def build_jobs(
         CLUSTER_JOB_NAME,
         selection=extracted,
         partitions_def=by_cluster,
-        description="The workload lists and metrics of one cluster for one UTC day.",
+        description="The workload lists, metrics and telemetry of one cluster for one UTC day.",
     )
     job = dg.define_asset_job(
         JOB_NAME,
@@ -144,23 +145,29 @@ def _completeness_sensor(job: Any, by_cluster: dg.MultiPartitionsDefinition) -> 
     def cluster_days_complete(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         cursor = int(context.cursor or 0)
         touched: dict[date, int] = {}
+        full: list[int] = []  # the last record of each batch that may have more after it
         for key in (extraction_key(ds) for ds in BY_CLUSTER):
             records = context.instance.fetch_materializations(
                 dg.AssetRecordsFilter(asset_key=key, after_storage_id=cursor),
                 limit=COMPLETENESS_BATCH,
                 ascending=True,
             ).records
+            if len(records) == COMPLETENESS_BATCH:
+                full.append(records[-1].storage_id)
             for record in records:
                 if record.partition_key is None:
                     continue
                 day = date.fromisoformat(_dimension(by_cluster, record.partition_key, DAY))
                 touched[day] = max(touched.get(day, 0), record.storage_id)
+        done = _materialised(context.instance)
+        clusters = context.instance.get_dynamic_partitions(CLUSTERS_NAME)
         requests = [
             dg.RunRequest(run_key=f"{day}@{last}", partition_key=day.isoformat())
             for day, last in sorted(touched.items())
-            if _complete(context.instance, day)
+            if _complete(done, clusters, day)
         ]
-        newest = max([cursor, *touched.values()])
+        # past every record read, but not past a record of another asset left unread
+        newest = min(full) if full else max([cursor, *touched.values()])
         return dg.SensorResult(run_requests=requests, cursor=str(newest))
 
     return cluster_days_complete
@@ -171,14 +178,14 @@ def _dimension(partitions: dg.MultiPartitionsDefinition, key: str, name: str) ->
     return str(parsed.keys_by_dimension[name])
 
 
-def _complete(instance: dg.DagsterInstance, day: date) -> bool:
-    """Every known cluster's lists and metrics of ``day`` are materialised."""
-    clusters = instance.get_dynamic_partitions(CLUSTERS_NAME)
+def _materialised(instance: dg.DagsterInstance) -> dict[str, set[str]]:
+    """The materialised day x cluster partitions of each extraction asset."""
+    return {ds: instance.get_materialized_partitions(extraction_key(ds)) for ds in BY_CLUSTER}
+
+
+def _complete(done: dict[str, set[str]], clusters: Sequence[str], day: date) -> bool:
+    """Every known cluster's extraction of ``day`` is materialised."""
     if not clusters:
         return False
-    wanted = [str(dg.MultiPartitionKey({DAY: day.isoformat(), CLUSTER: c})) for c in clusters]
-    for ds in BY_CLUSTER:
-        done = instance.get_materialized_partitions(extraction_key(ds))
-        if not set(wanted) <= done:
-            return False
-    return True
+    wanted = {str(dg.MultiPartitionKey({DAY: day.isoformat(), CLUSTER: c})) for c in clusters}
+    return all(wanted <= partitions for partitions in done.values())

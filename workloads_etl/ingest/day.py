@@ -80,7 +80,7 @@ class DayResult:
         }
 
 
-def _result(stats: ExtractStats, norm: NormaliseResult) -> DayResult:
+def _result(stats: ExtractStats, norm: NormaliseResult, cluster: str | None = None) -> DayResult:
     return DayResult(
         dataset=stats.dataset,
         day=stats.day,
@@ -91,6 +91,7 @@ def _result(stats: ExtractStats, norm: NormaliseResult) -> DayResult:
         rejected=norm.rejected,
         duplicates_dropped=norm.duplicates_dropped,
         extra=dict(stats.extra),
+        cluster=cluster,
     )
 
 
@@ -114,9 +115,7 @@ async def workload_list_day(
         norm = normalise_partition(
             paths, stats.dataset, day, run_id, limits=limits, cluster=cluster
         )
-        result = _result(stats, norm)
-        result.cluster = cluster
-        return result
+        return _result(stats, norm, cluster)
     finally:
         release_memory()
 
@@ -181,8 +180,7 @@ async def metrics_day(
         release_memory()
     stats.records = chunks.records
     norm = committed(writer, chunks)
-    result = _result(stats, norm)
-    result.cluster = cluster
+    result = _result(stats, norm, cluster)
     result.extra["alive_workloads"] = len(targets)
     result.extra["workloads_with_metrics"] = workloads_with_metrics(paths.lake, day, cluster)
     result.extra["files"] = len(norm.manifest.data_files) if norm.manifest else 0
@@ -202,9 +200,7 @@ async def telemetry_day(
     :data:`~workloads_etl.ingest.telemetry.CONTROL_PLANE`), into that segment of it."""
     stats = await extract_telemetry(client, RawLanding(paths.raw), day, run_id, cluster)
     norm = normalise_partition(paths, "telemetry", day, run_id, limits=limits, cluster=cluster)
-    result = _result(stats, norm)
-    result.cluster = cluster
-    return result
+    return _result(stats, norm, cluster)
 
 
 @dataclass(frozen=True)

@@ -432,16 +432,7 @@ class PartitionWriter:
         readers until :func:`commit_segments`)."""
         if self.cluster is not None:
             return self._commit_segment()
-        try:
-            previous = read_manifest(self.lake, self.dataset, self.day)
-        except ManifestError:
-            previous = None  # unreadable: replaced; its files are left to gc
-        manifest = self._manifest({})
-        # The commit: one rename on a disk, one PUT on an object store (each file it names is
-        # already whole: the store publishes files whole, and durably on a disk).
-        self.lake.write_bytes(f"{self.directory}/{MANIFEST_FILE}", manifest.to_json().encode())
-        if previous is not None:
-            _drop_previous(self.lake, previous, manifest)
+        manifest = _publish(self.lake, self._manifest({}))
         # A whole-day commit supersedes the segments of the day (their files are gc's).
         for cluster in list_segments(self.lake, self.dataset, self.day):
             self.lake.delete(segment_path(self.dataset, self.day, cluster))
@@ -498,18 +489,16 @@ class SegmentMissingError(LookupError):
 def read_segment(lake_dir: LakeLocation, dataset: str, day: date, cluster: str) -> Manifest | None:
     """The segment one cluster's extraction wrote of a dataset-day (None: none yet)."""
     lake = Store.at(lake_dir)
-    path = segment_path(dataset, day, cluster)
-    try:
-        text = lake.read_bytes(path).decode("utf-8")
-    except FileNotFoundError:
-        return None
-    try:
-        manifest = Manifest.from_dict(json.loads(text), partition_dir(dataset, day))
-        for f in manifest.files:
-            _checked(f.path)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ManifestError(f"{lake.uri(path)}: not a readable segment ({exc})") from None
-    return manifest
+    return _load_manifest(lake, partition_dir(dataset, day), segment_path(dataset, day, cluster))
+
+
+def read_commit(
+    lake_dir: LakeLocation, dataset: str, day: date, cluster: str | None = None
+) -> Manifest | None:
+    """The committed manifest of a dataset-day, or with ``cluster`` that cluster's segment."""
+    if cluster is None:
+        return read_manifest(lake_dir, dataset, day)
+    return read_segment(lake_dir, dataset, day, cluster)
 
 
 def list_segments(lake_dir: LakeLocation, dataset: str, day: date) -> list[str]:
@@ -535,8 +524,9 @@ def commit_segments(
     if not clusters:
         raise ValueError("commit_segments needs at least one cluster")
     lake = Store.at(lake_dir)
+    names = sorted(set(clusters))
     segments: list[Manifest] = []
-    for cluster in sorted(set(clusters)):
+    for cluster in names:
         segment = read_segment(lake, dataset, day, cluster)
         if segment is None:
             raise SegmentMissingError(
@@ -557,10 +547,6 @@ def commit_segments(
         files = {p: f for p, f in files.items() if f.role != DATA or f.rows}
         if not any(f.role == DATA for f in files.values()):
             files[data[0].path] = data[0]
-    try:
-        previous = read_manifest(lake, dataset, day)
-    except ManifestError:
-        previous = None
     manifest = Manifest(
         dataset=dataset,
         partition=_partition_values(DATASETS[dataset], day, None),
@@ -570,11 +556,23 @@ def commit_segments(
         written_at=datetime.now(UTC).isoformat(),
         files=tuple(sorted(files.values(), key=lambda f: (f.role, f.path))),
         columns=file_schema(dataset).names,
-        segments={c: s.run_id for c, s in zip(sorted(set(clusters)), segments, strict=True)},
+        segments={c: s.run_id for c, s in zip(names, segments, strict=True)},
     )
-    lake.write_bytes(f"{partition_dir(dataset, day)}/{MANIFEST_FILE}", manifest.to_json().encode())
+    return _publish(lake, manifest, keep=_segment_files(lake, dataset, day))
+
+
+def _publish(lake: Store, manifest: Manifest, keep: set[str] | None = None) -> Manifest:
+    """Commit ``manifest`` as its partition: one write (one rename on a disk, one PUT on an
+    object store; each file it names is already whole), then the previous commit's files it
+    no longer names are deleted, except those in ``keep``."""
+    try:
+        previous = read_manifest(lake, manifest.dataset, manifest.day)
+    except ManifestError:
+        previous = None  # unreadable: replaced; its files are left to gc
+    directory = partition_dir(manifest.dataset, manifest.day)
+    lake.write_bytes(f"{directory}/{MANIFEST_FILE}", manifest.to_json().encode())
     if previous is not None:
-        _drop_previous(lake, previous, manifest, keep=_segment_files(lake, dataset, day))
+        _drop_previous(lake, previous, manifest, keep)
     return manifest
 
 
@@ -640,8 +638,9 @@ def file_uri(lake_dir: LakeLocation, f: ManifestFile) -> str:
     return Store.at(lake_dir).uri(_checked(f.path))
 
 
-def _load_manifest(lake: Store, directory: str) -> Manifest | None:
-    path = f"{directory}/{MANIFEST_FILE}"
+def _load_manifest(lake: Store, directory: str, path: str | None = None) -> Manifest | None:
+    """The manifest at ``path`` (default: the commit of ``directory``, the partition's)."""
+    path = path or f"{directory}/{MANIFEST_FILE}"
     try:
         text = lake.read_bytes(path).decode("utf-8")
     except FileNotFoundError:
@@ -752,11 +751,10 @@ def read_partition(
         source = read_manifest(lake, values["dataset"], day)
         table = _read_files(lake, source.quarantine_files if source else (), dataset, columns)
     else:
+        manifest = read_commit(lake, dataset, day, cluster)
         if cluster is not None:
-            manifest = read_segment(lake, dataset, day, cluster)
             where = lake.uri(segment_path(dataset, day, cluster))
         else:
-            manifest = read_manifest(lake, dataset, day)
             where = f"{lake.uri(partition_dir(dataset, day))}/{MANIFEST_FILE}"
         if manifest is None:
             raise PartitionNotFoundError(
@@ -786,10 +784,7 @@ def head_of_partition(
     """The first ``n`` rows of the partition's first data file (``columns`` only), read
     without loading the partition (with ``cluster``: of that cluster's segment)."""
     lake = Store.at(lake_dir)
-    if cluster is None:
-        manifest = read_manifest(lake, dataset, day)
-    else:
-        manifest = read_segment(lake, dataset, day, cluster)
+    manifest = read_commit(lake, dataset, day, cluster)
     files = manifest.data_files if manifest else ()
     target = pa.schema([f for f in file_schema(dataset).remove_metadata() if f.name in columns])
     for f in files:

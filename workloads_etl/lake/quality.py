@@ -12,8 +12,7 @@ from workloads_etl.lake.parquet import (
     LakeLocation,
     PartitionNotFoundError,
     file_uri,
-    read_manifest,
-    read_segment,
+    read_commit,
 )
 from workloads_etl.lake.store import Store
 
@@ -34,10 +33,7 @@ def _scalar(lake: LakeLocation, sql: str, params: Sequence[object]) -> int:
 def _files(lake: LakeLocation, dataset: str, day: date, cluster: str | None = None) -> list[str]:
     """The data files the partition's manifest names (with ``cluster``: that cluster's
     segment)."""
-    if cluster is None:
-        manifest = read_manifest(lake, dataset, day)
-    else:
-        manifest = read_segment(lake, dataset, day, cluster)
+    manifest = read_commit(lake, dataset, day, cluster)
     if manifest is None:
         of = "" if cluster is None else f" (cluster {cluster})"
         raise PartitionNotFoundError(f"no lake partition {dataset} {day.isoformat()}{of}")

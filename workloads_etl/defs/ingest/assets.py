@@ -54,9 +54,6 @@ def extraction_key(dataset: str) -> dg.AssetKey:
     return dg.AssetKey(["runai", dataset])
 
 
-_key = extraction_key
-
-
 def _checks(name: str, *extra: str) -> list[dg.AssetCheckSpec]:
     base = {
         "no_duplicate_keys": "No primary key repeats in the lake partitions written.",
@@ -66,7 +63,7 @@ def _checks(name: str, *extra: str) -> list[dg.AssetCheckSpec]:
         "metric_types_complete": "Every requested metric type arrived for every workload.",
     }
     return [
-        dg.AssetCheckSpec(check, asset=_key(name), description=base[check])
+        dg.AssetCheckSpec(check, asset=extraction_key(name), description=base[check])
         for check in ("no_duplicate_keys", "quarantine_share", *extra)
     ]
 
@@ -137,7 +134,7 @@ def _quality(
 ) -> Iterator[dg.AssetCheckResult]:
     dupes = {str(r.day): duplicate_keys(paths.lake, r.dataset, r.day, r.cluster) for r in results}
     yield dg.AssetCheckResult(
-        asset_key=_key(name),
+        asset_key=extraction_key(name),
         check_name="no_duplicate_keys",
         passed=not any(dupes.values()),
         metadata={"duplicates_per_day": dg.MetadataValue.json(dupes)},
@@ -145,7 +142,7 @@ def _quality(
     shares = {str(r.day): round(r.quarantine_share, 6) for r in results}
     worst = max(shares.values(), default=0.0)
     yield dg.AssetCheckResult(
-        asset_key=_key(name),
+        asset_key=extraction_key(name),
         check_name="quarantine_share",
         passed=worst <= MAX_QUARANTINE_SHARE,
         severity=dg.AssetCheckSeverity.WARN,
@@ -167,7 +164,7 @@ def _workload_list_asset(
     name: str, deleted: bool, partitions: dg.PartitionsDefinition, limits: Limits
 ) -> dg.AssetsDefinition:
     @dg.asset(
-        key=_key(name),
+        key=extraction_key(name),
         group_name=GROUP,
         partitions_def=partitions,
         backfill_policy=_policy(partitions),
@@ -197,7 +194,7 @@ def _workload_list_asset(
             for r in results
         }
         yield dg.AssetCheckResult(
-            asset_key=_key(name),
+            asset_key=extraction_key(name),
             check_name="completeness",
             passed=all(g["rows"] == g["count"] for g in gaps.values()),
             severity=dg.AssetCheckSeverity.WARN,
@@ -214,9 +211,9 @@ def _metrics_asset(
     chunk_samples: int,
 ) -> dg.AssetsDefinition:
     @dg.asset(
-        key=_key("workload_metrics"),
+        key=extraction_key("workload_metrics"),
         group_name=GROUP,
-        deps=[_key("workload_snapshots"), _key("deleted_workloads")],
+        deps=[extraction_key("workload_snapshots"), extraction_key("deleted_workloads")],
         partitions_def=partitions,
         backfill_policy=_policy(partitions),
         pool=RUNAI_POOL,
@@ -248,7 +245,7 @@ def _metrics_asset(
             for r in results
         }
         yield dg.AssetCheckResult(
-            asset_key=_key("workload_metrics"),
+            asset_key=extraction_key("workload_metrics"),
             check_name="metric_types_complete",
             passed=not any(v["workloads_missing_types"] for v in incomplete.values()),
             severity=dg.AssetCheckSeverity.WARN,
@@ -266,7 +263,7 @@ def _metrics_asset(
             for c in coverage.values()
         ]
         yield dg.AssetCheckResult(
-            asset_key=_key("workload_metrics"),
+            asset_key=extraction_key("workload_metrics"),
             check_name="metrics_coverage",
             passed=min(shares, default=1.0) >= MIN_METRICS_COVERAGE,
             severity=dg.AssetCheckSeverity.WARN,
@@ -282,7 +279,7 @@ def _metrics_asset(
 
 def _telemetry_asset(partitions: dg.PartitionsDefinition, limits: Limits) -> dg.AssetsDefinition:
     @dg.asset(
-        key=_key("telemetry"),
+        key=extraction_key("telemetry"),
         group_name=GROUP,
         partitions_def=partitions,
         backfill_policy=_policy(partitions),
@@ -313,7 +310,7 @@ def _day_commit_asset(partitions: dg.PartitionsDefinition, limits: Limits) -> dg
     @dg.asset(
         key=DAY_COMMIT,
         group_name=GROUP,
-        deps=[dg.AssetDep(_key(ds), partition_mapping=by_day) for ds in BY_CLUSTER],
+        deps=[dg.AssetDep(extraction_key(ds), partition_mapping=by_day) for ds in BY_CLUSTER],
         partitions_def=partitions,
         backfill_policy=backfill_policy,
         pool=RUNAI_POOL,
