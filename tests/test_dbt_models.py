@@ -872,6 +872,93 @@ def test_a_window_cut_in_builds_creates_fresh_models_from_its_own_days(
         write_window(paths.warehouse, None, DAY1)
 
 
+FOLDING_TABLES = (
+    "intermediate.int_workload_states",
+    "intermediate.int_workloads_latest",
+    "intermediate.int_workload_versions",
+    "marts.dim_workloads",
+    "marts.dim_workloads_history",
+)
+
+
+def test_nightly_runs_fold_their_days_into_the_rows_of_each_workload(
+    built: Built, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The workload rows (latest state, versions) built night by night, each run folding its
+    day's states into the rows held, equal one build of every day; a day run again or a past
+    day rebuilds them from every state, and a workload whose states are gone goes."""
+    paths = DataPaths(tmp_path_factory.mktemp("fold"))
+    shutil.copy(built.db, paths.warehouse)
+    contents = "select * from {} order by all"
+    expected = {t: query(built.db, contents.format(t)) for t in FOLDING_TABLES}
+    compiled = target_dir(paths) / "compiled" / "workloads_etl" / "models" / "intermediate"
+    select = ["run", "--select", " ".join(t.split(".")[1] for t in FOLDING_TABLES)]
+
+    def content() -> dict[str, list[tuple[Any, ...]]]:
+        return {t: query(paths.warehouse, contents.format(t)) for t in FOLDING_TABLES}
+
+    def folded() -> bool:
+        """Whether the last run read the rows it held (it folded its window into them)."""
+        sql = (compiled / "int_workloads_latest.sql").read_text()
+        versions = (compiled / "int_workload_versions.sql").read_text()
+        reads_itself = '"intermediate"."int_workloads_latest"' in sql
+        assert reads_itself == ('"intermediate"."int_workload_versions"' in versions)
+        return reads_itself
+
+    run_dbt([*select, "--full-refresh"], paths, days=[DAY1], full_build_through=DAY1)
+    latest = one(
+        paths.warehouse, "from intermediate.int_workloads_latest where workload_id = 'w-a100'"
+    )
+    assert (latest["project_name"], latest["n_states"]) == ("vision", 1)
+    run_dbt(select, paths, days=[DAY2])  # the next night
+    assert folded()
+    assert content() == expected
+    # a third night: a workload's third version, another's version going on
+    day3 = DAY2 + timedelta(days=1)
+    with duckdb.connect(str(paths.warehouse)) as con:
+        con.execute(
+            "insert into raw.workload_snapshots select * replace ("
+            " snapshot_date + 1 as snapshot_date, snapshot_at + interval 1 day as snapshot_at,"
+            " case workload_id when 'w-a100' then 'vision-3' else project_name end"
+            " as project_name) from raw.workload_snapshots where snapshot_date = ?",
+            [DAY2],
+        )
+    run_dbt(select, paths, days=[day3])
+    assert folded()
+    night_by_night = content()
+    run_dbt([*select, "--full-refresh"], paths)
+    assert content() == night_by_night
+    versions = query(
+        paths.warehouse,
+        "select workload_id, version, n_states, is_current from marts.dim_workloads_history"
+        " where workload_id in ('w-a100', 'w-unknown') order by all",
+    )
+    assert versions == [
+        ("w-a100", 1, 1, False),
+        ("w-a100", 2, 1, False),
+        ("w-a100", 3, 1, True),
+        ("w-unknown", 1, 3, True),
+    ]
+    with duckdb.connect(str(paths.warehouse)) as con:
+        con.execute("delete from raw.workload_snapshots where snapshot_date = ?", [day3])
+    run_dbt(select, paths, days=[day3])  # the third night emptied
+    assert not folded()
+    assert content() == expected
+    run_dbt(select, paths, days=[DAY2])  # the same day again
+    assert not folded()
+    assert content() == expected
+    run_dbt(select, paths, days=[DAY1])  # a past day
+    assert not folded()
+    assert content() == expected
+    with duckdb.connect(str(paths.warehouse)) as con:
+        con.execute("delete from raw.workload_snapshots where workload_id = 'w-t4'")
+    run_dbt(select, paths, days=[DAY2])
+    assert not folded()
+    ids = query(paths.warehouse, "select workload_id from intermediate.int_workloads_latest")
+    assert ("w-t4",) not in ids
+    assert len(ids) == len(expected["intermediate.int_workloads_latest"]) - 1
+
+
 # --- determinism -----------------------------------------------------------------------------
 
 

@@ -254,3 +254,25 @@
 {% macro spark__hours_decimal_type() -%}
     decimal(25, 9)
 {%- endmacro %}
+
+{#- The config of an incremental model with one row per `key` (a workload) that folds the
+    states of the run's window into the rows it holds (see macros/fold.sql). DuckDB replaces
+    the rows of the keys the run produces (delete+insert), after a pre-hook that empties the
+    table when the run rebuilds from every state instead; Spark rebuilds the table. -#}
+{% macro incremental_by_key(key) -%}
+    {{ return(adapter.dispatch('incremental_by_key')(key)) }}
+{%- endmacro %}
+
+{% macro default__incremental_by_key(key) -%}
+    {{ return({
+        'materialized': 'incremental',
+        'incremental_strategy': 'delete+insert',
+        'unique_key': key,
+        'pre_hook': "{{ delete_unless_folding() }}",
+        'on_schema_change': 'sync_all_columns',
+    }) }}
+{%- endmacro %}
+
+{% macro spark__incremental_by_key(key) -%}
+    {{ return({'materialized': 'table'}) }}
+{%- endmacro %}

@@ -9,9 +9,12 @@ usage as (
 
 ),
 
+-- The states of the workloads with usage in the run (of every day: a usage day without a
+-- state of its own takes the nearest one).
 states as (
 
     select * from {{ ref('int_workload_states') }}
+    where workload_id in (select workload_id from usage)
 
 ),
 
