@@ -3,6 +3,7 @@ that start whole runs, and the reference they compare with, one clean run of a d
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -33,6 +34,18 @@ class Launched:
             return psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             return []
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the run's process and its children so far (the ended ones included)."""
+        total = 0.0
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(self.proc.pid).cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+        for child in self.descendants():
+            with contextlib.suppress(psutil.Error):
+                times = child.cpu_times()
+                total += times.user + times.system
+        return total
 
     def output(self, timeout: float = 600) -> tuple[int, str]:
         out, err = self.proc.communicate(timeout=timeout)
