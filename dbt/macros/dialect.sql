@@ -255,24 +255,29 @@
     decimal(25, 9)
 {%- endmacro %}
 
-{#- The config of an incremental model with one row per `key` (a workload) that folds the
-    states of the run's window into the rows it holds (see macros/fold.sql). DuckDB replaces
-    the rows of the keys the run produces (delete+insert), after a pre-hook that empties the
-    table when the run rebuilds from every state instead; Spark rebuilds the table. -#}
-{% macro incremental_by_key(key) -%}
-    {{ return(adapter.dispatch('incremental_by_key')(key)) }}
+{#- The config of an incremental model with one row per `key` that folds the states of the
+    run's window (of the models named in `states`) into the rows it holds (see
+    macros/fold.sql; folded_date and folded_at: its columns of the last day and fetch folded).
+    DuckDB replaces the rows of the keys the run produces (delete+insert), after a pre-hook
+    that empties the table when the run rebuilds from every state instead; Spark rebuilds
+    the table. -#}
+{% macro incremental_by_key(key, states=['int_workload_states'],
+        folded_date='last_snapshot_date', folded_at='last_seen_at') -%}
+    {{ return(adapter.dispatch('incremental_by_key')(key, states, folded_date, folded_at)) }}
 {%- endmacro %}
 
-{% macro default__incremental_by_key(key) -%}
+{% macro default__incremental_by_key(key, states, folded_date, folded_at) -%}
+    {%- set hook = "{{ delete_unless_folding(" ~ states ~ ", '" ~ folded_date ~ "', '"
+        ~ folded_at ~ "') }}" -%}
     {{ return({
         'materialized': 'incremental',
         'incremental_strategy': 'delete+insert',
         'unique_key': key,
-        'pre_hook': "{{ delete_unless_folding() }}",
+        'pre_hook': hook,
         'on_schema_change': 'sync_all_columns',
     }) }}
 {%- endmacro %}
 
-{% macro spark__incremental_by_key(key) -%}
+{% macro spark__incremental_by_key(key, states, folded_date, folded_at) -%}
     {{ return({'materialized': 'table'}) }}
 {%- endmacro %}

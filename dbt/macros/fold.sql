@@ -15,9 +15,10 @@
     the result is the same either way. -#}
 
 {#- Whether this run folds its window into the rows held (true) or rebuilds from every state
-    (false); read when the node runs, like the window. `states` is the relation of the
-    states (snapshot_date, snapshot_at); `folded_date` and `folded_at` are the columns of
-    this model holding the last day and the last fetch folded into each row. -#}
+    (false); read when the node runs, like the window. `states` are the relations of the
+    states the model folds (columns snapshot_date, snapshot_at); `folded_date` and
+    `folded_at` are the columns of this model holding the last day and the last fetch folded
+    into each row. -#}
 {% macro folds_window(states, folded_date='last_snapshot_date', folded_at='last_seen_at') -%}
     {%- if not execute or model.resource_type == 'unit_test' or not is_incremental() -%}
         {{ return(false) }}
@@ -33,8 +34,13 @@
         ),
         window_states as (
             select min(snapshot_at) as first_at
-            from {{ states }}
-            where {{ usage_window_filter('snapshot_date') }}
+            from (
+                {%- for relation in states %}
+                select snapshot_at from {{ relation }}
+                where {{ usage_window_filter('snapshot_date') }}
+                {{- ' union all' if not loop.last }}
+                {%- endfor %}
+            ) as fetched
         )
         select coalesce(
             held.last_day < date '{{ bounds[0] }}'
@@ -47,9 +53,14 @@
 {%- endmacro %}
 
 {#- The pre-hook of the folding models: empty the table when the run rebuilds it from every
-    state (so a workload whose states are all gone goes too). -#}
-{% macro delete_unless_folding() -%}
-    {%- if is_incremental() and not folds_window(ref('int_workload_states')) -%}
+    state (so a workload whose states are all gone goes too). `states` are the names of the
+    models it folds. -#}
+{% macro delete_unless_folding(states, folded_date, folded_at) -%}
+    {%- set relations = [] -%}
+    {%- for name in states -%}
+        {%- do relations.append(ref(name)) -%}
+    {%- endfor -%}
+    {%- if is_incremental() and not folds_window(relations, folded_date, folded_at) -%}
         delete from {{ this }}
     {%- endif -%}
 {%- endmacro %}

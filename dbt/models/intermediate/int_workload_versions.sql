@@ -4,7 +4,7 @@
     window into the versions of the workloads it lists (macros/fold.sql): the workload's
     current version goes first, as one state standing for all of its states, and the
     window's states follow; the earlier versions stay as they are. -#}
-{%- set folding = folds_window(ref('int_workload_states')) %}
+{%- set folding = folds_window([ref('int_workload_states')]) %}
 {%- set attributes = [
     'workload_name', 'workload_type', 'category', 'phase', 'cluster_id', 'project_id',
     'project_name', 'department_id', 'department_name', 'submitted_by',

@@ -4,7 +4,7 @@
     it lists (macros/fold.sql). Every row carries what the fold needs besides its answer:
     the order of its latest state (latest_state_at, updated_at, latest_state_source), the
     state it last ran in (placement_*), and its lifetime so far. -#}
-{%- set folding = folds_window(ref('int_workload_states')) %}
+{%- set folding = folds_window([ref('int_workload_states')]) %}
 
 with
 
