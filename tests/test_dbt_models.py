@@ -957,6 +957,27 @@ def test_nightly_runs_fold_their_days_into_the_rows_of_each_workload(
     ids = query(paths.warehouse, "select workload_id from intermediate.int_workloads_latest")
     assert ("w-t4",) not in ids
     assert len(ids) == len(expected["intermediate.int_workloads_latest"]) - 1
+    # a backfill fetches several days' lists at one time: one fetch, its state on the last day
+    with duckdb.connect(str(paths.warehouse)) as con:
+        con.execute(
+            "insert into raw.workload_snapshots select * replace (snapshot_date + 1"
+            " as snapshot_date) from raw.workload_snapshots where snapshot_date = ?",
+            [DAY2],
+        )
+    run_dbt(select, paths, days=[day3])
+    assert not folded()
+    states = query(
+        paths.warehouse,
+        "select snapshot_date, state_source, count(*) from intermediate.int_workload_states"
+        " group by all order by all",
+    )
+    # DAY2's fetch belongs to day3 now, but for the deleted-list row (preferred in a fetch)
+    assert [(day, source) for day, source, _ in states] == [
+        (DAY1, "snapshot"),
+        (DAY2, "deleted_list"),
+        (day3, "snapshot"),
+    ]
+    assert sum(n for *_, n in states) == len(expected["intermediate.int_workload_states"]) - 1
 
 
 # --- determinism -----------------------------------------------------------------------------
