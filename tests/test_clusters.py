@@ -5,6 +5,7 @@ The lake must hold exactly what one extraction of every cluster at once writes."
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 import pytest
+import sqlalchemy.exc
 
 from tests.conftest import E2E_DAYS, marts_content
 from workloads_etl.ingest import day as ingest_day
@@ -163,7 +165,17 @@ def cluster_runs(
         def extract(partition: tuple[str, int]) -> Any:
             cluster, n = partition
             key = dg.MultiPartitionKey({"day": E2E_DAYS[n].isoformat(), "cluster": cluster})
-            return job.execute_in_process(instance=instance, partition_key=key)
+            # The ephemeral instance keeps its runs in one in-memory SQLite database, which
+            # two threads writing at once can find locked: the run is started again (an
+            # extraction is idempotent). A deployment's runs are processes of their own.
+            for attempt in range(5):
+                try:
+                    return job.execute_in_process(instance=instance, partition_key=key)
+                except sqlalchemy.exc.OperationalError as exc:
+                    if "locked" not in str(exc) or attempt == 4:
+                        raise
+                    time.sleep(0.5)
+            raise AssertionError("unreachable")
 
         def two_at_once(*partitions: tuple[str, int]) -> list[Any]:
             with ThreadPoolExecutor(max_workers=2) as pool:
