@@ -70,21 +70,6 @@ state_rows as (
 
 ),
 
-{%- set fold_columns = [
-    'workload_id', 'workload_name', 'workload_type', 'category', 'phase', 'k8s_phase',
-    'cluster_id', 'project_id', 'project_name', 'department_id', 'department_name',
-    'namespace', 'submitted_by', 'priority', 'preemptible', 'distributed_framework',
-    'requested_node_pool', 'requested_node_pools', 'current_node_pools', 'created_at',
-    'updated_at', 'phase_updated_at', 'completed_at', 'latest_deleted_at', 'latest_state_at',
-    'latest_state_source', 'total_pending_time_seconds', 'total_running_time_seconds',
-    'requested_pods_number', 'requested_gpu_request_type', 'requested_gpu',
-    'requested_gpu_memory_bytes', 'requested_cpu_cores', 'requested_cpu_memory_bytes',
-    'allocated_gpu', 'allocated_cpu_cores', 'allocated_cpu_memory_bytes',
-    'placement_node_pool', 'placement_at', 'placement_updated_at', 'placement_state_source',
-    'first_seen_at', 'last_seen_at', 'last_snapshot_date', 'lifetime_deleted_at',
-    'seen_in_deleted_list', 'n_states',
-] %}
-
 -- What to fold: the states, and when the run folds its window, the rows already held for
 -- the window's workloads.
 rows_to_fold as (
@@ -92,7 +77,8 @@ rows_to_fold as (
     select * from state_rows
     {%- if folding %}
     {{ union_all_by_name() }}
-    select {{ fold_columns | join(', ') }}
+    -- the rows held, less the columns final derives from the others
+    select * exclude (nodepool, nodepool_source, deleted_at, is_deleted)
     from {{ this }}
     where workload_id in (select workload_id from state_rows)
     {%- endif %}
