@@ -28,6 +28,7 @@ E2E_DBT_WINDOW_SAMPLES = 1
 SHARED_FIXTURE_GROUPS = {"pipeline_run": "pipeline", "clean_run": "clean-run"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's hook, which reads the group markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         names = getattr(item, "fixturenames", ())

@@ -271,11 +271,12 @@ def test_a_day_on_s3_equals_the_local_lake_and_a_killed_run_counts_nothing_twice
     remote = tmp_path / "remote"
     lake_url = s3.url("pipeline")
     env = _cli_env(e2e_simulator, remote, lake_url, s3)
-    # the day's samples in many chunks: the kill lands between the first file and the commit
-    # however loaded the machine is (one chunk is committed milliseconds after its file)
-    env["WORKLOADS_ETL_CHUNK_SAMPLES"] = "20000"
     store = Store.at(lake_url).child("lake")
-    killed = _run_day(env, day)
+    # the killed run writes the day's samples in many chunks: the kill lands between the first
+    # file and the commit however loaded the machine is (one chunk is committed milliseconds
+    # after its file); the re-run writes them in the default chunks, other files than the
+    # killed run's
+    killed = _run_day({**env, "WORKLOADS_ETL_CHUNK_SAMPLES": "20000"}, day)
     deadline = time.monotonic() + 300
     while not store.list("workload_metrics", suffix=".parquet"):
         assert killed.poll() is None, "the run ended before it wrote the lake"
