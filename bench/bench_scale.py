@@ -42,6 +42,8 @@ The two runs of a day are measured one after the other, with latency, once the b
 done (a quiet machine is only needed for those last minutes); the ratio is the day-N runs'
 total wall time over the day-1 runs'. (Measuring day 1 on the calendar's first day instead
 would compare days of different sizes: the simulated clusters fill up over their history.)
+Beside the ratio, the dbt nodes whose time grew most between the two kinds of run (from each
+run's ``run_results.json``) show where a growing nightly cost would come from.
 """
 
 from __future__ import annotations
@@ -153,6 +155,8 @@ class RunFigures:
     samples: int = 0
     workloads: int = 0
     lake_files: int = 0
+    # seconds of each dbt node (model, test) in the run's dbt build, from its run_results.json
+    dbt_nodes: dict[str, float] = field(default_factory=dict)
 
     @property
     def extraction(self) -> float:
@@ -245,6 +249,30 @@ def _read_run(home: Path, data: Path, figures: RunFigures, launched: float, ende
         figures.lake_files = sum(int(d.get("files", 0)) for d in days.values())
     finally:
         instance.dispose()
+    results = data / ".dbt" / "target" / "run_results.json"
+    if results.exists():
+        figures.dbt_nodes = {
+            r["unique_id"]: round(float(r.get("execution_time") or 0.0), 3)
+            for r in json.loads(results.read_text()).get("results", [])
+        }
+
+
+def node_growth(one: list[RunFigures], many: list[RunFigures], top: int = 12) -> str:
+    """The dbt nodes whose time grew most from the day-1 runs to the day-N runs (summed)."""
+    before: dict[str, float] = {}
+    after: dict[str, float] = {}
+    for runs, total in ((one, before), (many, after)):
+        for f in runs:
+            for node, seconds in f.dbt_nodes.items():
+                total[node] = total.get(node, 0.0) + seconds
+    growth = sorted(after.keys() | before.keys(), key=lambda k: before.get(k, 0) - after.get(k, 0))
+    lines = ["| dbt node | day 1 s | day N s |", "|---|---|---|"]
+    lines += [
+        f"| {node.split('.', 2)[-1]} | {before.get(node, 0):.2f} | {after.get(node, 0):.2f} |"
+        for node in growth[:top]
+    ]
+    lines.append(f"| all nodes | {sum(before.values()):.1f} | {sum(after.values()):.1f} |")
+    return "\n".join(lines)
 
 
 def _rate(n: int, seconds: float) -> str:
@@ -321,6 +349,7 @@ def main() -> int:
             f"on day 1 of history: {history['dayN_s']:.0f} s / {history['day1_s']:.0f} s = "
             f"{history['ratio']:.2f}"
         )
+        print("\nthe dbt nodes that grew most:\n" + history["nodes"])
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
@@ -358,8 +387,10 @@ def history_ratio(work: Path, n: int, days: int, latency_ms: float, repeat: int)
             runs[f"{n:,}/day, {day}, day {nth} of history"] = many[-1]
             print(table({"day 1": one[-1], f"day {nth}": many[-1]}, 16, latency_ms), flush=True)
     total_one, total_many = sum(f.wall for f in one), sum(f.wall for f in many)
+    print("\n" + node_growth(one, many), flush=True)
     return {
         "runs": runs,
+        "nodes": node_growth(one, many),
         "ratio": total_many / total_one,
         "day1_s": total_one,
         "dayN_s": total_many,
