@@ -123,6 +123,36 @@ def clean_run(e2e_simulator: Any, tmp_path_factory: pytest.TempPathFactory) -> A
     return clean_reference(e2e_simulator, tmp_path_factory)
 
 
+def lake_fingerprint(paths: DataPaths, day: date) -> dict[str, Any]:
+    """Each extracted dataset's lake partition of ``day``, without what a re-run changes by
+    definition (run ids, fetch times)."""
+    from workloads_etl.lake.datasets import EXTRACTED
+    from workloads_etl.lake.parquet import read_partition
+
+    out = {}
+    for ds in EXTRACTED:
+        table = read_partition(paths.lake, ds, day)
+        keep = [c for c in table.column_names if c not in ("run_id", "fetched_at")]
+        out[ds] = table.select(keep)
+    return out
+
+
+def assert_same_content(
+    before: dict[str, list[tuple[Any, ...]]], after: dict[str, list[tuple[Any, ...]]]
+) -> None:
+    """Equal row for row, to the bit (sums are exact, so their order does not matter)."""
+    assert before.keys() == after.keys()
+    for table, rows in before.items():
+        assert len(after[table]) == len(rows), table
+        for old, new in zip(rows, after[table], strict=True):
+            same = [
+                a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
+                for a, b in zip(old, new, strict=True)
+            ]
+            differ = [i for i, ok in enumerate(same) if not ok]
+            assert not differ, (table, [(old[i], new[i]) for i in differ], old[:2])
+
+
 def read_only(paths: DataPaths) -> Any:
     import duckdb
 

@@ -1,6 +1,6 @@
 """The serving database readers use: never blocked by a run, always consistent, described,
-readable by DuckDB 1.4 clients and through SQLAlchemy; and a run on a real terminal keeps
-dbt's output in its log."""
+readable by DuckDB 1.4 clients and through SQLAlchemy; a day run again changes nothing; and
+a run on a real terminal keeps dbt's output in its log."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests.conftest import PipelineRun
+from tests.conftest import PipelineRun, assert_same_content, lake_fingerprint, marts_content
 from tests.tools import tool_venv
 from workloads_etl.warehouse.serving import SERVED_SCHEMAS, serving_path
 
@@ -82,6 +82,9 @@ class Rerun:
     code: int
     terminal: str
     reader: dict[str, Any]
+    # the marts and the last day's lake partitions before and after the run
+    marts: tuple[dict[str, list[tuple[Any, ...]]], dict[str, list[tuple[Any, ...]]]]
+    lake: tuple[dict[str, Any], dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +92,9 @@ def cli_rerun(pipeline_run: PipelineRun, tmp_path_factory: pytest.TempPathFactor
     """The last day run again by the command line on a real terminal, while a reader queries
     the serving database in a loop from another process."""
     tmp = tmp_path_factory.mktemp("rerun")
+    last = pipeline_run.days[-1]
+    marts_before = marts_content(pipeline_run.paths)
+    lake_before = lake_fingerprint(pipeline_run.paths, last)
     stop, result = tmp / "stop", tmp / "reader.json"
     sim = pipeline_run.simulator
     reader = subprocess.Popen(
@@ -96,7 +102,7 @@ def cli_rerun(pipeline_run: PipelineRun, tmp_path_factory: pytest.TempPathFactor
     )
     try:
         time.sleep(1.0)  # reads of the published state before the run
-        day = pipeline_run.days[-1].isoformat()
+        day = last.isoformat()
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("RUNAI_", "WORKLOADS_"))},
             "TERM": "xterm-256color",
@@ -113,7 +119,23 @@ def cli_rerun(pipeline_run: PipelineRun, tmp_path_factory: pytest.TempPathFactor
     finally:
         stop.touch()
         reader.wait(timeout=60)
-    return Rerun(code, terminal, json.loads(result.read_text()))
+    return Rerun(
+        code,
+        terminal,
+        json.loads(result.read_text()),
+        (marts_before, marts_content(pipeline_run.paths)),
+        (lake_before, lake_fingerprint(pipeline_run.paths, last)),
+    )
+
+
+def test_a_day_run_again_changes_nothing(cli_rerun: Rerun) -> None:
+    """The last day, already run as its nightly, run again: the same lake partitions and
+    the same marts, to the bit."""
+    assert cli_rerun.code == 0, cli_rerun.terminal[-3000:]
+    before, after = cli_rerun.lake
+    for ds, table in before.items():
+        assert after[ds].equals(table), f"lake partition {ds} changed"
+    assert_same_content(*cli_rerun.marts)
 
 
 def test_readers_are_never_blocked_and_always_consistent(cli_rerun: Rerun) -> None:
