@@ -6,6 +6,7 @@ run, so the suite pays for the simulator start-up and the dbt build once.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -46,6 +47,7 @@ class PipelineRun:
     result: Any  # ExecuteInProcessResult of the 3-day backfill
     days: list[date]
     nightly: list[Any]  # the nightly run of each day, each at its day's end
+    dbt_results: dict[str, Any]  # run_results.json of the last nightly's dbt build
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +72,7 @@ def pipeline_run(
     from workloads_etl.defs import build_definitions
     from workloads_etl.defs.launch import RANGE_END_TAG, RANGE_START_TAG
     from workloads_etl.defs.resources import RunaiResource
+    from workloads_etl.warehouse.dbt import target_dir
 
     paths = DataPaths(tmp_path_factory.mktemp("pipeline")).ensure()
     # Small chunks: every metrics partition is several files, as a large day's would be.
@@ -109,7 +112,10 @@ def pipeline_run(
                 )
         finally:
             e2e_simulator.set_clock(E2E_NOW)
-        yield PipelineRun(paths, e2e_simulator, defs, job, instance, result, E2E_DAYS, nightly)
+        dbt_results = json.loads((target_dir(paths) / "run_results.json").read_text())
+        yield PipelineRun(
+            paths, e2e_simulator, defs, job, instance, result, E2E_DAYS, nightly, dbt_results
+        )
 
 
 @pytest.fixture(scope="session")

@@ -63,6 +63,17 @@ def test_backfill_run_succeeds_with_every_check_passing(pipeline_run: PipelineRu
     ]
 
 
+def test_the_runs_dbt_build_runs_the_data_tests_and_leaves_the_unit_tests_to_ci(
+    pipeline_run: PipelineRun,
+) -> None:
+    kinds: dict[str, int] = defaultdict(int)
+    for result in pipeline_run.dbt_results["results"]:
+        kinds[result["unique_id"].split(".")[0]] += 1
+        assert result["status"] not in ("error", "fail"), result["unique_id"]
+    assert kinds["model"] > 20 and kinds["test"] > 100
+    assert kinds["unit_test"] == 0
+
+
 def test_materialisations_carry_row_counts(pipeline_run: PipelineRun) -> None:
     mats = pipeline_run.result.asset_materializations_for_node("runai__workload_metrics")
     assert mats, "no materialization of runai/workload_metrics"

@@ -92,7 +92,17 @@ def build_dbt_assets(
         window = usage_window(partition_days(context))
         samples = samples_by_day(paths.warehouse, window) if window else {}
         windows = split_window(window, samples, window_samples)
-        args = ["build", "--vars", dbt_vars_json(user_vars), "--log-path", str(log_dir(paths))]
+        # The models and their data tests; the unit tests (a model's logic on fixed inputs,
+        # whatever the data) belong to development and CI, where make test runs them.
+        args = [
+            "build",
+            "--exclude-resource-type",
+            "unit_test",
+            "--vars",
+            dbt_vars_json(user_vars),
+            "--log-path",
+            str(log_dir(paths)),
+        ]
         try:
             for n, part in enumerate(windows, 1):
                 # the builds before the last create a fresh warehouse's models from their
