@@ -35,13 +35,16 @@ class Launched:
         except psutil.NoSuchProcess:
             return []
 
-    def cpu_seconds(self) -> float:
-        """CPU time of the run's process and its children so far (the ended ones included)."""
+    def cpu_seconds(self, children: bool = True) -> float:
+        """CPU time of the run's process so far, with its children's (the ended ones included)
+        unless ``children`` is false."""
         total = 0.0
         with contextlib.suppress(psutil.Error):
             times = psutil.Process(self.proc.pid).cpu_times()
-            total += times.user + times.system + times.children_user + times.children_system
-        for child in self.descendants():
+            total += times.user + times.system
+            if children:
+                total += times.children_user + times.children_system
+        for child in self.descendants() if children else ():
             with contextlib.suppress(psutil.Error):
                 times = child.cpu_times()
                 total += times.user + times.system
