@@ -249,7 +249,10 @@ def _read_run(home: Path, data: Path, figures: RunFigures, launched: float, ende
         figures.lake_files = sum(int(d.get("files", 0)) for d in days.values())
     finally:
         instance.dispose()
-    results = data / ".dbt" / "target" / "run_results.json"
+    from workloads_etl.settings import DataPaths
+    from workloads_etl.warehouse.dbt import target_dir
+
+    results = target_dir(DataPaths(data)) / "run_results.json"
     if results.exists():
         figures.dbt_nodes = {
             r["unique_id"]: round(float(r.get("execution_time") or 0.0), 3)
@@ -387,10 +390,11 @@ def history_ratio(work: Path, n: int, days: int, latency_ms: float, repeat: int)
             runs[f"{n:,}/day, {day}, day {nth} of history"] = many[-1]
             print(table({"day 1": one[-1], f"day {nth}": many[-1]}, 16, latency_ms), flush=True)
     total_one, total_many = sum(f.wall for f in one), sum(f.wall for f in many)
-    print("\n" + node_growth(one, many), flush=True)
+    nodes = node_growth(one, many)
+    print("\n" + nodes, flush=True)
     return {
         "runs": runs,
-        "nodes": node_growth(one, many),
+        "nodes": nodes,
         "ratio": total_many / total_one,
         "day1_s": total_one,
         "dayN_s": total_many,

@@ -5,7 +5,6 @@ The lake must hold exactly what one extraction of every cluster at once writes."
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 import sqlalchemy.exc
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_fixed
 
 from tests.conftest import E2E_DAYS, marts_content
 from workloads_etl.ingest import day as ingest_day
@@ -168,14 +168,17 @@ def cluster_runs(
             # The ephemeral instance keeps its runs in one in-memory SQLite database, which
             # two threads writing at once can find locked: the run is started again (an
             # extraction is idempotent). A deployment's runs are processes of their own.
-            for attempt in range(5):
-                try:
-                    return job.execute_in_process(instance=instance, partition_key=key)
-                except sqlalchemy.exc.OperationalError as exc:
-                    if "locked" not in str(exc) or attempt == 4:
-                        raise
-                    time.sleep(0.5)
-            raise AssertionError("unreachable")
+            for attempt in Retrying(
+                retry=retry_if_exception(
+                    lambda e: isinstance(e, sqlalchemy.exc.OperationalError) and "locked" in str(e)
+                ),
+                stop=stop_after_attempt(5),
+                wait=wait_fixed(0.5),
+                reraise=True,
+            ):
+                with attempt:
+                    result = job.execute_in_process(instance=instance, partition_key=key)
+            return result
 
         def two_at_once(*partitions: tuple[str, int]) -> list[Any]:
             with ThreadPoolExecutor(max_workers=2) as pool:
