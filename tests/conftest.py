@@ -24,17 +24,53 @@ E2E_DBT_WINDOW_SAMPLES = 1
 
 
 # The expensive session fixtures, each made once: with `pytest -n 2 --dist loadgroup` (make
-# test), every test that uses one runs in the same worker, and every other test runs in the
-# worker of the rest of its module (module fixtures are made once too).
+# test), every test that uses one runs in the same worker, and so does every test of its
+# module that shares a module fixture with it; every other test runs in the worker of the
+# rest of its module (module fixtures are made once too).
 SHARED_FIXTURE_GROUPS = {"pipeline_run": "pipeline", "clean_run": "clean-run"}
+
+
+def _module_fixtures(item: pytest.Item) -> set[str]:
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs if info is not None else {}
+    return {name for name, fixtures in defs.items() if fixtures[-1].scope == "module"}
+
+
+def xdist_groups(items: list[pytest.Item]) -> dict[str, str]:
+    """Each test's group (by node id): the group of the shared fixture it uses, or of a test
+    of its module it shares a module fixture with, else its module's."""
+    groups: dict[str, str] = {}
+    by_module: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        group = next((g for f, g in SHARED_FIXTURE_GROUPS.items() if f in names), None)
+        if group is not None:
+            groups[item.nodeid] = group
+        by_module.setdefault(item.nodeid.split("::")[0], []).append(item)
+    for module, members in by_module.items():
+        fixtures = {m.nodeid: _module_fixtures(m) for m in members}
+        changed = True
+        while changed:  # a module fixture's tests all join the group of any of them
+            changed = False
+            for a in members:
+                for b in members:
+                    if (
+                        a.nodeid in groups
+                        and b.nodeid not in groups
+                        and fixtures[a.nodeid] & fixtures[b.nodeid]
+                    ):
+                        groups[b.nodeid] = groups[a.nodeid]
+                        changed = True
+        for m in members:
+            groups.setdefault(m.nodeid, module)
+    return groups
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's hook, which reads the group markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    groups = xdist_groups(items)
     for item in items:
-        names = getattr(item, "fixturenames", ())
-        group = next((g for f, g in SHARED_FIXTURE_GROUPS.items() if f in names), None)
-        item.add_marker(pytest.mark.xdist_group(group or item.nodeid.split("::")[0]))
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
 
 
 @dataclass

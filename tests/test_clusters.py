@@ -15,8 +15,6 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 import pytest
-import sqlalchemy.exc
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_fixed
 
 from tests.conftest import E2E_DAYS, marts_content
 from workloads_etl.ingest import day as ingest_day
@@ -154,7 +152,10 @@ def cluster_runs(
     )
     defs = build_definitions(settings, {"runai": runai})
     day = E2E_DAYS[0].isoformat()
-    with dg.DagsterInstance.ephemeral() as instance:
+    # An instance on disk, as a deployment's: two runs writing at once wait for each other's
+    # SQLite commits (an in-memory instance would refuse the second writer outright).
+    home = tmp_path_factory.mktemp("dagster-home")
+    with dg.DagsterInstance.local_temp(tempdir=str(home)) as instance:
         found = _sensor_requests(defs, "runai_clusters", instance, runai=runai)
         for request in found.dynamic_partitions_requests:
             instance.add_dynamic_partitions(request.partitions_def_name, request.partition_keys)
@@ -165,20 +166,7 @@ def cluster_runs(
         def extract(partition: tuple[str, int]) -> Any:
             cluster, n = partition
             key = dg.MultiPartitionKey({"day": E2E_DAYS[n].isoformat(), "cluster": cluster})
-            # The ephemeral instance keeps its runs in one in-memory SQLite database, which
-            # two threads writing at once can find locked: the run is started again (an
-            # extraction is idempotent). A deployment's runs are processes of their own.
-            for attempt in Retrying(
-                retry=retry_if_exception(
-                    lambda e: isinstance(e, sqlalchemy.exc.OperationalError) and "locked" in str(e)
-                ),
-                stop=stop_after_attempt(5),
-                wait=wait_fixed(0.5),
-                reraise=True,
-            ):
-                with attempt:
-                    result = job.execute_in_process(instance=instance, partition_key=key)
-            return result
+            return job.execute_in_process(instance=instance, partition_key=key)
 
         def two_at_once(*partitions: tuple[str, int]) -> list[Any]:
             with ThreadPoolExecutor(max_workers=2) as pool:
