@@ -44,7 +44,9 @@ class Launched:
             total += times.user + times.system
             if children:
                 total += times.children_user + times.children_system
-        for child in self.descendants() if children else ():
+        if not children:
+            return total
+        for child in self.descendants():
             with contextlib.suppress(psutil.Error):
                 times = child.cpu_times()
                 total += times.user + times.system
