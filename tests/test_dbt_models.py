@@ -1101,7 +1101,8 @@ def test_run_dbt_names_the_failure(built: Built) -> None:
 
 def test_breaking_a_mart_column_fails_the_build(built: Built, tmp_path: Path) -> None:
     """The marts' contracts are enforced: a model that stops producing a documented column
-    (or changes its type) fails, instead of silently breaking the BI tools that read it."""
+    (or changes its type, or puts a null where its contract says never) fails, instead of
+    silently breaking the BI tools that read it."""
     project = tmp_path / "dbt"
     shutil.copytree(dbt_project_dir(), project, ignore=shutil.ignore_patterns("target", "logs"))
     model = project / "models" / "marts" / "rpt_chargeback_monthly.sql"
@@ -1116,5 +1117,21 @@ def test_breaking_a_mart_column_fails_the_build(built: Built, tmp_path: Path) ->
     model.write_text(sql.replace("end as gpu_efficiency", "end::varchar as gpu_efficiency"))
     with pytest.raises(DbtRunError, match="contract"):
         run_dbt(["run", "--select", "rpt_chargeback_monthly"], paths, project=project)
+    # a column the contract declares not_null (a constraint, not a test) fails on a null
+    assert "        project_id,\n" in sql
+    model.write_text(sql.replace("        project_id,\n", "        null::varchar as project_id,\n"))
+    with pytest.raises(DbtRunError, match=r"NOT NULL constraint failed.*project_id"):
+        run_dbt(["run", "--select", "rpt_chargeback_monthly"], paths, project=project)
+    # a mart built before its contract declared a constraint gets it on the next build
+    with duckdb.connect(str(paths.warehouse)) as con:
+        con.execute(
+            "alter table marts.rpt_chargeback_monthly alter column project_id drop not null"
+        )
     model.write_text(sql)
     run_dbt(["run", "--select", "rpt_chargeback_monthly"], paths, project=project)
+    not_null = query(
+        paths.warehouse,
+        "select column_name from information_schema.columns where table_schema = 'marts'"
+        " and table_name = 'rpt_chargeback_monthly' and is_nullable = 'NO' order by all",
+    )
+    assert not_null == [("cluster_id",), ("department_id",), ("project_id",), ("usage_month",)]
