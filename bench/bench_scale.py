@@ -215,6 +215,8 @@ def _read_run(home: Path, data: Path, figures: RunFigures, launched: float, ende
     """Step times and counts of the last run from the Dagster instance in ``home``."""
     import dagster as dg
 
+    # the instance settings name DAGSTER_HOME (the event log's location), as for the run
+    os.environ["DAGSTER_HOME"] = str(home)
     instance = dg.DagsterInstance.from_config(str(home))
     try:
         run = instance.get_runs(limit=1)[0]
