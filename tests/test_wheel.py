@@ -108,6 +108,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             "pip",
             "install",
             "-q",
+            # Bytecode compiled at install, as pip and system packages do: a read-only
+            # installation cannot cache it at first import, so every process would compile
+            # every module it imports again.
+            "--compile-bytecode",
             "--python",
             venv / "bin" / "python",
             "-c",
