@@ -20,7 +20,9 @@ from workloads_etl.settings import DataPaths, PipelineSettings
 E2E_NOW = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
 E2E_DAYS = [date(2026, 11, 17), date(2026, 11, 18), date(2026, 11, 19)]
 E2E_CHUNK_SAMPLES = 20_000
-E2E_DBT_WINDOW_SAMPLES = 1
+# The backfill's metric samples per day are about 384,000, 550,000 and 661,000: one build may
+# take the first two days, the third is a window of its own.
+E2E_DBT_WINDOW_SAMPLES = 1_000_000
 
 
 # The expensive session fixtures, each made once: with `pytest -n 2 --dist loadgroup` (make
@@ -112,8 +114,8 @@ def pipeline_run(
 
     paths = DataPaths(tmp_path_factory.mktemp("pipeline")).ensure()
     # Small chunks: every metrics partition is several files, as a large day's would be.
-    # And the backfill's dbt builds one day at a time, as a long backfill of a large cluster
-    # is built (its days hold more samples than one build may take).
+    # And the backfill's dbt builds in two windows, as a long backfill of a large cluster is
+    # built (its days hold more samples than one build may take).
     settings = PipelineSettings.read(
         data_dir=paths.root,
         chunk_samples=E2E_CHUNK_SAMPLES,
@@ -152,6 +154,14 @@ def pipeline_run(
         yield PipelineRun(
             paths, e2e_simulator, defs, job, instance, result, E2E_DAYS, nightly, dbt_results
         )
+
+
+@pytest.fixture(scope="session")
+def parsed_data_dir(tmp_path_factory: pytest.TempPathFactory) -> DataPaths:
+    """A data directory for the tests that only build the definitions: the first of them has
+    dbt parse the project there (the manifest the asset graph is built from), the others
+    find the manifest, so dbt parses the project once per worker instead of once for each."""
+    return DataPaths(tmp_path_factory.mktemp("parsed")).ensure()
 
 
 @pytest.fixture(scope="session")

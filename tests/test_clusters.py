@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -245,10 +244,10 @@ def test_a_day_committed_from_clusters_is_rebuilt_from_each_clusters_raw_run(
     assert after.segments == before.segments and after.files == before.files
 
 
-def test_the_definitions_by_cluster_validate(tmp_path: Path) -> None:
+def test_the_definitions_by_cluster_validate(parsed_data_dir: DataPaths) -> None:
     from workloads_etl.defs import build_definitions
 
-    settings = PipelineSettings.read(data_dir=tmp_path, extract_by="day_cluster")
+    settings = PipelineSettings.read(data_dir=parsed_data_dir.root, extract_by="day_cluster")
     defs = build_definitions(settings)
     dg.Definitions.validate_loadable(defs)
     assert {j.name for j in defs.jobs} == {"extract_clusters", "daily_refresh"}

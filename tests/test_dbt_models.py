@@ -373,6 +373,23 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     return Built(paths)
 
 
+@pytest.fixture(scope="module")
+def scratch(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Callable[[], DataPaths]:
+    """A data directory the tests here take turns on (one at a time, in one worker): each turn
+    starts from a copy of the built warehouse and keeps dbt's target, whose parse of the
+    project holds as long as the warehouse path is the same. So dbt parses the whole project
+    once for all of them, instead of once for each fresh directory."""
+    paths = DataPaths(tmp_path_factory.mktemp("scratch"))
+
+    def fresh() -> DataPaths:
+        for old in paths.root.glob(f"{paths.warehouse.name}*"):  # the database and its WAL
+            old.unlink()
+        shutil.copy(built.db, paths.warehouse)
+        return paths
+
+    return fresh
+
+
 # --- fct_workload_usage_daily ---------------------------------------------------------------
 
 
@@ -846,14 +863,13 @@ def test_the_window_table_restricts_the_incremental_models(incremental: Incremen
 
 
 def test_a_window_cut_in_builds_creates_fresh_models_from_its_own_days(
-    built: Built, tmp_path_factory: pytest.TempPathFactory
+    scratch: Callable[[], DataPaths],
 ) -> None:
     """A long backfill on a fresh warehouse is built in several windows: the first build
     creates the incremental models from the days up to its window's end only (not from
     every day loaded, which would not fit in memory), the next adds the later days, and the
     result is the one build of every day."""
-    paths = DataPaths(tmp_path_factory.mktemp("split"))
-    shutil.copy(built.db, paths.warehouse)
+    paths = scratch()
     before = records(paths.warehouse, FCT_CONTENT)
     assert {r["usage_date"] for r in before} == {DAY1, DAY2}
     with duckdb.connect(str(paths.warehouse)) as con:
@@ -882,13 +898,12 @@ FOLDING_TABLES = (
 
 
 def test_nightly_runs_fold_their_days_into_the_rows_of_each_workload(
-    built: Built, tmp_path_factory: pytest.TempPathFactory
+    built: Built, scratch: Callable[[], DataPaths]
 ) -> None:
     """The workload rows (latest state, versions) built night by night, each run folding its
     day's states into the rows held, equal one build of every day; a day run again or a past
     day rebuilds them from every state, and a workload whose states are gone goes."""
-    paths = DataPaths(tmp_path_factory.mktemp("fold"))
-    shutil.copy(built.db, paths.warehouse)
+    paths = scratch()
     contents = "select * from {} order by all"
     expected = {t: query(built.db, contents.format(t)) for t in FOLDING_TABLES}
     compiled = target_dir(paths) / "compiled" / "workloads_etl" / "models" / "intermediate"
@@ -1023,14 +1038,13 @@ def marts_content(path: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_same_input_in_another_row_order_gives_bit_identical_marts(
-    built: Built, tmp_path_factory: pytest.TempPathFactory
+    scratch: Callable[[], DataPaths],
 ) -> None:
     rows = jitter_metric_rows()
     content: list[dict[str, list[tuple[Any, ...]]]] = []
     naive: list[list[tuple[Any, ...]]] = []
     for order in (rows, rows[::-1]):
-        paths = DataPaths(tmp_path_factory.mktemp("order"))
-        shutil.copy(built.db, paths.warehouse)
+        paths = scratch()
         with duckdb.connect(str(paths.warehouse)) as con:
             _replace(con, "workload_metrics", order)
         args = ["run", "--full-refresh", "--select", "int_workload_metric_samples+"]

@@ -13,15 +13,14 @@ import dagster as dg
 import pytest
 
 from workloads_etl.defs import build_definitions
-from workloads_etl.settings import PipelineSettings
+from workloads_etl.settings import DataPaths, PipelineSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def defs(tmp_path_factory: pytest.TempPathFactory) -> dg.Definitions:
-    data_dir = tmp_path_factory.mktemp("definitions")
-    return build_definitions(PipelineSettings.read(data_dir=data_dir))
+def defs(parsed_data_dir: DataPaths) -> dg.Definitions:
+    return build_definitions(PipelineSettings.read(data_dir=parsed_data_dir.root))
 
 
 EXPECTED_ASSET_KEYS = {
@@ -102,12 +101,12 @@ def test_credentials_are_environment_references_not_values(defs: dg.Definitions)
     }
 
 
-def test_dagster_definitions_validate(tmp_path: Path) -> None:
+def test_dagster_definitions_validate(parsed_data_dir: DataPaths) -> None:
     dagster = Path(sys.executable).with_name("dagster")
     proc = subprocess.run(
         [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
         cwd=ROOT,
-        env={**os.environ, "WORKLOADS_ETL_DATA_DIR": str(tmp_path)},
+        env={**os.environ, "WORKLOADS_ETL_DATA_DIR": str(parsed_data_dir.root)},
         capture_output=True,
         text=True,
         timeout=300,

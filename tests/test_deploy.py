@@ -33,7 +33,7 @@ from dagster_postgres import DagsterPostgresStorage
 from tests.tools import ROOT, run, uv
 from workloads_etl.defs import build_definitions
 from workloads_etl.defs.schedules import JOB_NAME
-from workloads_etl.settings import PipelineSettings, SettingsError
+from workloads_etl.settings import DataPaths, PipelineSettings, SettingsError
 
 DEPLOY = ROOT / "deploy"
 HELM_SCHEMA = ROOT / "tests" / "fixtures" / "dagster_helm" / "values.schema.json"
@@ -64,9 +64,9 @@ def _workspace_module() -> str:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One data directory for the definitions built here: dbt parses the project once."""
-    return tmp_path_factory.mktemp("k8s-definitions")
+def data_dir(parsed_data_dir: DataPaths) -> Path:
+    """The data directory of the definitions built here (dbt's parse of the project, shared)."""
+    return parsed_data_dir.root
 
 
 @pytest.fixture(scope="module")
