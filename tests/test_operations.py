@@ -9,18 +9,18 @@ killed at any moment and then re-run must give the same marts.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
+import dagster as dg
 import psutil
 import pytest
 
@@ -47,24 +47,16 @@ def extracting(run: Launched) -> bool:
 
 
 def runs_of(home: Path) -> dict[str, tuple[str, dict[str, str]]]:
-    """run id -> (status, tags) from the Dagster instance in ``home``, read in a separate
-    process so this one never holds its storage open."""
-    script = (
-        "import json, dagster as dg;"
-        "i = dg.DagsterInstance.get();"
-        "print(json.dumps({'runs': {r.run_id: [r.status.value, dict(r.tags)] for r in"
-        " i.get_runs()}, 'slots': sorted(i.event_log_storage.get_concurrency_run_ids())}))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        env={**os.environ, "DAGSTER_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    data = json.loads(out.stdout.strip().splitlines()[-1])
-    runs = {k: (v[0], v[1]) for k, v in data["runs"].items()}
-    runs["__slots__"] = ("", {s: "" for s in data["slots"]})
+    """run id -> (status, tags) from the Dagster instance in ``home``, and under
+    ``__slots__`` the runs holding pool slots; the instance is closed again before this
+    returns, so nothing here holds its storage open while a run uses it."""
+    with (
+        mock.patch.dict(os.environ, {"DAGSTER_HOME": str(home)}),
+        dg.DagsterInstance.from_config(str(home)) as instance,
+    ):
+        runs = {r.run_id: (r.status.value, dict(r.tags)) for r in instance.get_runs()}
+        slots = sorted(instance.event_log_storage.get_concurrency_run_ids())
+    runs["__slots__"] = ("", {s: "" for s in slots})
     return runs
 
 
