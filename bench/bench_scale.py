@@ -215,10 +215,9 @@ def _read_run(home: Path, data: Path, figures: RunFigures, launched: float, ende
     """Step times and counts of the last run from the Dagster instance in ``home``."""
     import dagster as dg
 
-    # the instance settings name DAGSTER_HOME (the event log's location), as for the run
-    os.environ["DAGSTER_HOME"] = str(home)
-    instance = dg.DagsterInstance.from_config(str(home))
-    try:
+    from workloads_etl.defs.launch import dagster_instance
+
+    with dagster_instance(home) as instance:
         run = instance.get_runs(limit=1)[0]
         stats = {s.step_key: s for s in instance.get_run_step_stats(run.run_id)}
 
@@ -249,8 +248,6 @@ def _read_run(home: Path, data: Path, figures: RunFigures, launched: float, ende
         days = getattr(metadata.get("days"), "value", {}) or {}
         figures.workloads = sum(int(d.get("alive_workloads", 0)) for d in days.values())
         figures.lake_files = sum(int(d.get("files", 0)) for d in days.values())
-    finally:
-        instance.dispose()
     from workloads_etl.settings import DataPaths
     from workloads_etl.warehouse.dbt import target_dir
 

@@ -4,6 +4,7 @@ and written through engines kept open, bounded in number, and safe across a fork
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -12,15 +13,14 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventL
 from dagster._core.test_utils import create_run_for_test
 
 from workloads_etl.defs.event_log import OPEN_DATABASES, PooledSqliteEventLogStorage
-from workloads_etl.defs.launch import install_instance_config
+from workloads_etl.defs.launch import dagster_instance
 
 
 @pytest.fixture
-def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dg.DagsterInstance:
-    home = tmp_path / "home"
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    install_instance_config(home)
-    with dg.DagsterInstance.from_config(str(home)) as inst:
+def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.DagsterInstance]:
+    # the home the instance is made for wins over the environment's
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "elsewhere"))
+    with dagster_instance(tmp_path / "home") as inst:
         yield inst
 
 
@@ -36,7 +36,7 @@ def test_the_instance_keeps_its_events_where_dagster_does(instance: dg.DagsterIn
         instance.report_engine_event(f"m{i}", run)
     assert _messages(instance, run.run_id) == [f"m{i}" for i in range(20)]
     # Dagster's own storage reads the same files
-    runs_dir = Path(os.environ["DAGSTER_HOME"]) / "history" / "runs"
+    runs_dir = Path(instance.root_directory) / "history" / "runs"
     assert (runs_dir / f"{run.run_id}.db").is_file()
     plain = SqliteEventLogStorage(str(runs_dir))
     assert [e.message for e in plain.get_logs_for_run(run.run_id)][-20:] == [

@@ -18,14 +18,13 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
-import dagster as dg
 import psutil
 import pytest
 
 from tests.cli_runs import DAY, EXE, Launched, Reference, ignore_sigint, launch, wait_for
 from tests.conftest import E2E_DAYS, marts_content
+from workloads_etl.defs.launch import dagster_instance
 from workloads_etl.settings import DataPaths
 
 pytestmark = pytest.mark.slow
@@ -50,10 +49,7 @@ def runs_of(home: Path) -> dict[str, tuple[str, dict[str, str]]]:
     """run id -> (status, tags) from the Dagster instance in ``home``, and under
     ``__slots__`` the runs holding pool slots; the instance is closed again before this
     returns, so nothing here holds its storage open while a run uses it."""
-    with (
-        mock.patch.dict(os.environ, {"DAGSTER_HOME": str(home)}),
-        dg.DagsterInstance.from_config(str(home)) as instance,
-    ):
+    with dagster_instance(home) as instance:
         runs = {r.run_id: (r.status.value, dict(r.tags)) for r in instance.get_runs()}
         slots = sorted(instance.event_log_storage.get_concurrency_run_ids())
     runs["__slots__"] = ("", {s: "" for s in slots})

@@ -76,10 +76,22 @@ def install_instance_config(home: Path) -> None:
 
 @contextmanager
 def dagster_instance(home: Path | None) -> Iterator[dg.DagsterInstance]:
-    """The persistent instance of ``home`` (runs show in the UI), else an ephemeral one."""
+    """The persistent instance of ``home`` (runs show in the UI), else an ephemeral one.
+    The instance settings name ``DAGSTER_HOME`` (the event log's location,
+    :mod:`workloads_etl.defs.event_log`): it is ``home`` while the instance is made, whatever
+    the environment says, and as it was afterwards."""
     if home is not None:
         install_instance_config(home)
-        with dg.DagsterInstance.from_config(str(home)) as instance:
+        before = os.environ.get("DAGSTER_HOME")
+        os.environ["DAGSTER_HOME"] = str(home)
+        try:
+            instance = dg.DagsterInstance.from_config(str(home))
+        finally:
+            if before is None:
+                del os.environ["DAGSTER_HOME"]
+            else:
+                os.environ["DAGSTER_HOME"] = before
+        with instance:
             yield instance
     else:
         with dg.DagsterInstance.ephemeral() as instance:
