@@ -32,6 +32,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,10 @@ from workloads_etl.warehouse.dbt import (
     usage_window,
     write_window,
 )
+
+# The runner in this process (no Python start, no dbt import: about 5 s a call); the fixture
+# `built` and the failure test run dbt in a process of its own, as the pipeline does.
+dbt_here = partial(run_dbt, in_process=True)
 
 STEP = 900
 GIB = float(2**30)
@@ -777,23 +782,23 @@ def incremental(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Incre
     # the incremental chain; the views it reads exist since the first build
     chain = "int_workload_metric_samples int_workload_usage_daily fct_workload_usage_daily"
     args = ["run", "--select", chain]
-    run_dbt(args, paths, days=[DAY2])
+    dbt_here(args, paths, days=[DAY2])
     first = records(paths.warehouse, FCT_CONTENT)
     # the independent-path check holds on the rebuilt day; 2026-11-14 still has the hours
     # built from its old raw data, so checking every day fails
     check = ["test", "--select", "assert_fct_gpu_hours_match_metric_samples"]
-    windowed = run_dbt(check, paths, days=[DAY2])
+    windowed = dbt_here(check, paths, days=[DAY2])
     with pytest.raises(DbtRunError) as unwindowed:
-        run_dbt(check, paths)
-    run_dbt(args, paths, days=[DAY2])
+        dbt_here(check, paths)
+    dbt_here(args, paths, days=[DAY2])
     second = records(paths.warehouse, FCT_CONTENT)
     # every raw sample of 2026-11-15 is removed, then the day is reprocessed
     counts_before = rows_per_day(paths.warehouse)
     with duckdb.connect(str(paths.warehouse)) as con:
         con.execute("delete from raw.workload_metrics where usage_date = date '2026-11-15'")
-    run_dbt(args, paths, days=[DAY2])
+    dbt_here(args, paths, days=[DAY2])
     window_rows_after = query(paths.warehouse, f"select * from {WINDOW_TABLE}")  # noqa: S608
-    run_dbt(["compile", "--select", "int_workload_usage_daily"], paths, days=[DAY1])
+    dbt_here(["compile", "--select", "int_workload_usage_daily"], paths, days=[DAY1])
     compiled = target_dir(paths) / "compiled" / "workloads_etl" / "models" / "intermediate"
     return Incremental(
         before,
@@ -876,14 +881,14 @@ def test_a_window_cut_in_builds_creates_fresh_models_from_its_own_days(
         for table in INCREMENTAL_TABLES:
             con.execute(f"drop table {table}")
     chain = ["run", "--select", " ".join(t.split(".")[1] for t in INCREMENTAL_TABLES)]
-    run_dbt(chain, paths, days=[DAY1], full_build_through=DAY1)
+    dbt_here(chain, paths, days=[DAY1], full_build_through=DAY1)
     assert set(rows_per_day(paths.warehouse)["marts.fct_workload_usage_daily"]) == {DAY1}
     assert set(rows_per_day(paths.warehouse)["intermediate.int_workload_metric_samples"]) == {DAY1}
-    run_dbt(chain, paths, days=[DAY2])
+    dbt_here(chain, paths, days=[DAY2])
     assert records(paths.warehouse, FCT_CONTENT) == before
     # the unit tests read their own fixtures, whatever the bound (theirs are of 2026-11-15)
     unit = ["test", "--select", "test_type:unit"]
-    run_dbt(unit, paths, days=[date(2026, 1, 1)], full_build_through=date(2026, 1, 1))
+    dbt_here(unit, paths, days=[date(2026, 1, 1)], full_build_through=date(2026, 1, 1))
     with pytest.raises(ValueError, match="pass a window"):
         write_window(paths.warehouse, None, DAY1)
 
@@ -920,12 +925,12 @@ def test_nightly_runs_fold_their_days_into_the_rows_of_each_workload(
         assert reads_itself == ('"intermediate"."int_workload_versions"' in versions)
         return reads_itself
 
-    run_dbt([*select, "--full-refresh"], paths, days=[DAY1], full_build_through=DAY1)
+    dbt_here([*select, "--full-refresh"], paths, days=[DAY1], full_build_through=DAY1)
     latest = one(
         paths.warehouse, "from intermediate.int_workloads_latest where workload_id = 'w-a100'"
     )
     assert (latest["project_name"], latest["n_states"]) == ("vision", 1)
-    run_dbt(select, paths, days=[DAY2])  # the next night
+    dbt_here(select, paths, days=[DAY2])  # the next night
     assert folded()
     assert content() == expected
     # a third night: a workload's third version, another's version going on
@@ -938,10 +943,10 @@ def test_nightly_runs_fold_their_days_into_the_rows_of_each_workload(
             " as project_name) from raw.workload_snapshots where snapshot_date = ?",
             [DAY2],
         )
-    run_dbt(select, paths, days=[day3])
+    dbt_here(select, paths, days=[day3])
     assert folded()
     night_by_night = content()
-    run_dbt([*select, "--full-refresh"], paths)
+    dbt_here([*select, "--full-refresh"], paths)
     assert content() == night_by_night
     versions = query(
         paths.warehouse,
@@ -956,18 +961,18 @@ def test_nightly_runs_fold_their_days_into_the_rows_of_each_workload(
     ]
     with duckdb.connect(str(paths.warehouse)) as con:
         con.execute("delete from raw.workload_snapshots where snapshot_date = ?", [day3])
-    run_dbt(select, paths, days=[day3])  # the third night emptied
+    dbt_here(select, paths, days=[day3])  # the third night emptied
     assert not folded()
     assert content() == expected
-    run_dbt(select, paths, days=[DAY2])  # the same day again
+    dbt_here(select, paths, days=[DAY2])  # the same day again
     assert not folded()
     assert content() == expected
-    run_dbt(select, paths, days=[DAY1])  # a past day
+    dbt_here(select, paths, days=[DAY1])  # a past day
     assert not folded()
     assert content() == expected
     with duckdb.connect(str(paths.warehouse)) as con:
         con.execute("delete from raw.workload_snapshots where workload_id = 'w-t4'")
-    run_dbt(select, paths, days=[DAY2])
+    dbt_here(select, paths, days=[DAY2])
     assert not folded()
     ids = query(paths.warehouse, "select workload_id from intermediate.int_workloads_latest")
     assert ("w-t4",) not in ids
@@ -979,7 +984,7 @@ def test_nightly_runs_fold_their_days_into_the_rows_of_each_workload(
             " as snapshot_date) from raw.workload_snapshots where snapshot_date = ?",
             [DAY2],
         )
-    run_dbt(select, paths, days=[day3])
+    dbt_here(select, paths, days=[day3])
     assert not folded()
     states = query(
         paths.warehouse,
@@ -1048,7 +1053,7 @@ def test_same_input_in_another_row_order_gives_bit_identical_marts(
         with duckdb.connect(str(paths.warehouse)) as con:
             _replace(con, "workload_metrics", order)
         args = ["run", "--full-refresh", "--select", "int_workload_metric_samples+"]
-        run_dbt(args, paths)
+        dbt_here(args, paths)
         content.append(marts_content(paths.warehouse))
         naive.append(query(paths.warehouse, NAIVE_USED_GPU_SECONDS))
     # the input is order-sensitive: plain float sums of the two orders differ
@@ -1127,22 +1132,22 @@ def test_breaking_a_mart_column_fails_the_build(built: Built, tmp_path: Path) ->
     paths.root.mkdir()
     shutil.copy(built.db, paths.warehouse)
     with pytest.raises(DbtRunError, match="contract"):
-        run_dbt(["run", "--select", "rpt_chargeback_monthly"], paths, project=project)
+        dbt_here(["run", "--select", "rpt_chargeback_monthly"], paths, project=project)
     model.write_text(sql.replace("end as gpu_efficiency", "end::varchar as gpu_efficiency"))
     with pytest.raises(DbtRunError, match="contract"):
-        run_dbt(["run", "--select", "rpt_chargeback_monthly"], paths, project=project)
+        dbt_here(["run", "--select", "rpt_chargeback_monthly"], paths, project=project)
     # a column the contract declares not_null (a constraint, not a test) fails on a null
     assert "        project_id,\n" in sql
     model.write_text(sql.replace("        project_id,\n", "        null::varchar as project_id,\n"))
     with pytest.raises(DbtRunError, match=r"NOT NULL constraint failed.*project_id"):
-        run_dbt(["run", "--select", "rpt_chargeback_monthly"], paths, project=project)
+        dbt_here(["run", "--select", "rpt_chargeback_monthly"], paths, project=project)
     # a mart built before its contract declared a constraint gets it on the next build
     with duckdb.connect(str(paths.warehouse)) as con:
         con.execute(
             "alter table marts.rpt_chargeback_monthly alter column project_id drop not null"
         )
     model.write_text(sql)
-    run_dbt(["run", "--select", "rpt_chargeback_monthly"], paths, project=project)
+    dbt_here(["run", "--select", "rpt_chargeback_monthly"], paths, project=project)
     not_null = query(
         paths.warehouse,
         "select column_name from information_schema.columns where table_schema = 'marts'"

@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -67,6 +68,16 @@ def dbt_project_dir() -> Path:
     raise FileNotFoundError(
         f"the dbt project is missing: neither {packaged} nor {checkout} holds a dbt_project.yml"
     )
+
+
+@dataclass(frozen=True)
+class DbtOutcome:
+    """How a dbt invocation ended: its exit code, its log events (as dbt's JSON log lines)
+    and what it wrote to stderr."""
+
+    returncode: int
+    events: list[dict[str, Any]]
+    stderr: str
 
 
 class DbtRunError(RuntimeError):
@@ -303,8 +314,10 @@ def run_dbt(
     target: Path | None = None,
     project: Path | None = None,
     dbt_target: str = TARGET,
-) -> subprocess.CompletedProcess[str]:
-    """Run ``dbt <args>`` on the warehouse at ``paths.warehouse``, in a subprocess.
+    in_process: bool = False,
+) -> DbtOutcome:
+    """Run ``dbt <args>`` on the warehouse at ``paths.warehouse``, in a subprocess (or in
+    this process: ``in_process``, see :func:`_invoke_in_process`).
 
     The vars are :func:`dbt_vars` of ``extra_vars``; the window of ``days`` (default: every
     day) is written to the warehouse before a command that runs nodes and cleared after it,
@@ -317,6 +330,8 @@ def run_dbt(
     lake and the window recorded in the same process, right before dbt runs).
     Raises :class:`DbtRunError` naming the failures unless ``raise_on_failure`` is false.
     """
+    if in_process and dbt_target == SPARK_TARGET:
+        raise ValueError("dbt on Spark runs in a process of its own (its Spark session's)")
     paths.root.mkdir(parents=True, exist_ok=True)
     window = usage_window(days)
     database = warehouse or paths.warehouse
@@ -352,33 +367,78 @@ def run_dbt(
     if windowed:
         write_window(database, window, full_build_through)
     try:
-        proc = subprocess.run(
-            full_args,
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-            cwd=paths.root,
-            preexec_fn=die_with_parent(),
-        )
+        if in_process:
+            outcome = _invoke_in_process(full_args[1:])
+        else:
+            proc = subprocess.run(
+                full_args,
+                capture_output=True,
+                text=True,
+                env=env,
+                check=False,
+                cwd=paths.root,
+                preexec_fn=die_with_parent(),
+            )
+            outcome = DbtOutcome(
+                proc.returncode, [_event(line) for line in proc.stdout.splitlines()], proc.stderr
+            )
     finally:
         if windowed and window is not None:
             clear_window(database)
-    events = []
-    for line in proc.stdout.splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            event = {"info": {"level": "info", "msg": line}}
-        events.append(event)
-        if log is not None:
+    if log is not None:
+        for event in outcome.events:
             log.write(str(event.get("info", {}).get("msg", "")) + "\n")
-    if log is not None and proc.stderr:
-        log.write(proc.stderr)
-    if raise_on_failure and proc.returncode != 0:
-        problems = _problems(events) or [line for line in proc.stderr.splitlines()[-5:] if line]
+        log.write(outcome.stderr)
+    if raise_on_failure and outcome.returncode != 0:
+        problems = _problems(outcome.events) or [
+            line for line in outcome.stderr.splitlines()[-5:] if line
+        ]
         raise DbtRunError(args, problems)
-    return proc
+    return outcome
+
+
+def _event(line: str) -> dict[str, Any]:
+    """One line of dbt's JSON log on stdout, as its event (a line of text as an info event)."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return {"info": {"level": "info", "msg": line}}
+    return event if isinstance(event, dict) else {"info": {"level": "info", "msg": line}}
+
+
+def _invoke_in_process(args: Sequence[str]) -> DbtOutcome:
+    """``dbt <args>`` in this process (dbt's ``dbtRunner``), its events as the subprocess
+    prints them at the info level and above.
+
+    For a process that imports dbt already and calls it many times (the model tests): each
+    call saves starting Python and importing dbt, about 5 s of CPU. Runs of the pipeline keep
+    dbt in a process of its own, whose memory (DuckDB's) is returned when it ends and whose
+    life is tied to the run's. Calls must not overlap (dbt keeps global state).
+    """
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    from dbt.cli.main import dbtRunner
+
+    events: list[dict[str, Any]] = []
+
+    def collect(msg: Any) -> None:
+        if msg.info.level != "debug":
+            info = {"name": msg.info.name, "level": msg.info.level, "msg": msg.info.msg}
+            events.append({"info": info})
+
+    try:
+        # the events reach ``collect``, nothing is printed, the log file is as a subprocess's
+        quiet = ["--log-level", "none", "--log-level-file", "debug"]
+        result = dbtRunner(callbacks=[collect]).invoke([*args, *quiet])
+    finally:
+        # dbt-duckdb keeps the database open after dbt ends, for a next call in this process;
+        # closed, the file can be opened again here (with other settings) and by others.
+        environment = getattr(DuckDBConnectionManager, "_ENV", None)
+        if environment is not None:
+            environment.close()
+        DuckDBConnectionManager.close_all_connections()
+    if result.exception is not None:
+        return DbtOutcome(2, events, f"{type(result.exception).__name__}: {result.exception}\n")
+    return DbtOutcome(0 if result.success else 1, events, "")
 
 
 # -- windows of bounded size ----------------------------------------------------------------
