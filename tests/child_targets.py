@@ -26,3 +26,14 @@ def refused(send: Callable[[object], None]) -> None:
 def crash(send: Callable[[object], None]) -> None:
     send("about to die")
     os._exit(7)
+
+
+def arrays_from_lists(send: Callable[[object], None]) -> dict[str, object]:
+    """Arrow arrays of Python lists, as the normalisers make them: whether pandas got
+    imported, and the arrays' content."""
+    import sys
+
+    import pyarrow as pa
+
+    made = [pa.array([1.5, None], pa.float64()), pa.array(["a", None]), pa.array([[1], []])]
+    return {"pandas": "pandas" in sys.modules, "arrays": [a.to_pylist() for a in made]}

@@ -38,3 +38,10 @@ def test_a_child_that_dies_is_an_error_naming_its_exit_code() -> None:
     with pytest.raises(RuntimeError, match=r"ended without an answer \(exit code 7\)"):
         call_in_child("tests.child_targets:crash", (), messages.append)
     assert messages == ["about to die"]
+
+
+def test_a_child_makes_arrays_of_lists_without_importing_pandas() -> None:
+    """pyarrow would import pandas (about 0.7 CPU-s a child) to ask whether a list is a pandas
+    object; children refuse it, and the arrays are the same."""
+    result = call_in_child("tests.child_targets:arrays_from_lists", (), lambda m: None)
+    assert result == {"pandas": False, "arrays": [[1.5, None], ["a", None], [[1], []]]}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import importlib
+import importlib.abc
 import logging
 import os
 import pickle
@@ -136,6 +137,16 @@ class _Forward(logging.Handler):
             self.handleError(record)
 
 
+class _WithoutPandas(importlib.abc.MetaPathFinder):
+    """No pandas in a child: pyarrow imports it (about 0.7 CPU-s) the first time it makes an
+    array of a Python list, only to ask whether the list is a pandas object. Nothing a child
+    runs uses pandas; refused, pyarrow takes it as not installed."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> None:
+        if fullname.partition(".")[0] == "pandas":
+            raise ModuleNotFoundError(f"No module named {fullname!r} here", name=fullname)
+
+
 def _child_main() -> None:
     """``python -m workloads_etl.children``: the child side of :func:`call_in_child`."""
     # This module runs as __main__ here: the error class the parent unpickles is the
@@ -157,6 +168,7 @@ def _child_main() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _stop)
+    sys.meta_path.insert(0, _WithoutPandas())
     root = logging.getLogger()
     root.handlers[:] = [_Forward(post)]
     root.setLevel(logging.INFO)
