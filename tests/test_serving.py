@@ -50,7 +50,7 @@ READER = textwrap.dedent(
         except Exception as exc:
             errors += 1
             messages.append(f"{type(exc).__name__}: {exc}"[:300])
-        time.sleep(0.05)
+        time.sleep(0.2)  # opening the database takes CPU the run needs too
     with open(result, "w") as f:
         json.dump({"reads": reads, "errors": errors, "inconsistent": inconsistent,
                    "published": sorted(published), "messages": messages[:5]}, f)
