@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from tests.conftest import E2E_DAYS
+from workloads_etl.defs.launch import dagster_instance
 
 DAY = E2E_DAYS[0].isoformat()
 EXE = str(Path(sys.executable).with_name("workloads-etl"))
@@ -97,6 +98,43 @@ def launch(
         preexec_fn=preexec,
     )
     return Launched(proc, data, home)
+
+
+def dbt_child(run: Launched) -> psutil.Process | None:
+    for p in run.descendants():
+        try:
+            if any(part.endswith("dbt") for part in p.cmdline()[:2]) and "build" in p.cmdline():
+                return p
+        except psutil.Error:
+            continue
+    return None
+
+
+def extracting(run: Launched) -> bool:
+    """The run has started real work: a raw run file is being written."""
+    return any(run.data.glob("raw/*/*/.run=*.tmp")) or any(run.data.glob("raw/*/*/run=*"))
+
+
+def runs_of(home: Path) -> dict[str, tuple[str, dict[str, str]]]:
+    """run id -> (status, tags) from the Dagster instance in ``home``, and under
+    ``__slots__`` the runs holding pool slots; the instance is closed again before this
+    returns, so nothing here holds its storage open while a run uses it."""
+    with dagster_instance(home) as instance:
+        runs = {r.run_id: (r.status.value, dict(r.tags)) for r in instance.get_runs()}
+        slots = sorted(instance.event_log_storage.get_concurrency_run_ids())
+    runs["__slots__"] = ("", {s: "" for s in slots})
+    return runs
+
+
+def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    alive = []
+    for p in processes:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.NoSuchProcess:
+            continue
+    return alive
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -1,8 +1,9 @@
 """The raw landing and the lake on an S3-API store: a local moto server (a real HTTP S3 API).
 
 The pipeline runs as users run it (the command line, ``WORKLOADS_ETL_LAKE_URL=s3://...``):
-its marts must equal those of a local-lake run of the same day, and a run killed while it
-writes the lake, then run again, must leave nothing counted twice.
+its marts must equal those of a local-lake run of the same day after a run killed while it
+writes the lake and a run killed while dbt builds: nothing counted twice, no run left
+stuck, no pool slot held.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import httpx
 import pyarrow as pa
 import pytest
 
+from tests.cli_runs import Launched, alive, dbt_child, runs_of, wait_for
 from tests.conftest import E2E_DAYS, marts_content
 from workloads_etl.lake import store as store_module
 from workloads_etl.lake.housekeeping import STALE_SECONDS, collect_garbage
@@ -261,16 +263,18 @@ def _finish(proc: subprocess.Popen[str]) -> str:
 
 
 @pytest.mark.slow
-def test_a_day_on_s3_equals_the_local_lake_and_a_killed_run_counts_nothing_twice(
+def test_a_day_on_s3_equals_the_local_lake_after_runs_killed_mid_write_and_mid_build(
     s3: S3, e2e_simulator: Any, clean_run: Any, tmp_path: Path
 ) -> None:
-    # The local-lake run of the day is the shared clean reference (tests/cli_runs.py); the S3
-    # run is killed (the whole process tree) as soon as it has written a metrics chunk,
-    # before the day's commit, then run again.
+    # The local-lake run of the day is the shared clean reference (tests/cli_runs.py). On S3,
+    # a first run is killed (the whole process tree) as soon as it has written a metrics
+    # chunk, before the day's commit; a second is killed (its own process only) while dbt
+    # builds; a third runs to the end.
     day = E2E_DAYS[0]
     remote = tmp_path / "remote"
+    home = remote / "dagster-home"
     lake_url = s3.url("pipeline")
-    env = _cli_env(e2e_simulator, remote, lake_url, s3)
+    env = {**_cli_env(e2e_simulator, remote, lake_url, s3), "DAGSTER_HOME": str(home)}
     store = Store.at(lake_url).child("lake")
     # the killed run writes the day's samples in many chunks: the kill lands between the first
     # file and the commit however loaded the machine is (one chunk is committed milliseconds
@@ -289,7 +293,22 @@ def test_a_day_on_s3_equals_the_local_lake_and_a_killed_run_counts_nothing_twice
     uncommitted = store.list("workload_metrics", suffix=".parquet")
     assert uncommitted
 
+    # SIGKILL while dbt builds: the run cannot clean up; its dbt dies with it, and its
+    # Dagster run stays STARTED until the next run finds its process gone.
+    run = Launched(_run_day(env, day), remote, home)
+    dbt = wait_for(lambda: dbt_child(run), 300, "dbt to start")
+    killed_run = next(k for k, (s, _) in runs_of(home).items() if s == "STARTED")
+    run.proc.kill()
+    run.proc.wait()
+    wait_for(lambda: not alive([dbt]), 5, "dbt to die with its parent")
+    assert runs_of(home)[killed_run][0] == "STARTED"
+
     out = _finish(_run_day(env, day))
+    flat = " ".join(out.split())
+    assert f"run {killed_run}: the process of this run (PID {run.proc.pid}) ended" in flat, out
+    runs = runs_of(home)
+    assert runs[killed_run][0] == "FAILURE"
+    assert runs["__slots__"][1] == {}  # its pool slots are free again
     remote_paths = DataPaths(remote, lake_url)
     assert clean_run.outcome[0] == 0, clean_run.outcome[1]
     assert marts_content(remote_paths) == marts_content(DataPaths(clean_run.run.data))

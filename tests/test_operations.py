@@ -2,8 +2,8 @@
 writer per data directory, long ranges, days outside the partitions.
 
 Every test runs the real command line in its own process, with ``DAGSTER_HOME`` set as in
-production, against the shared simulator. One clean run of a day is the reference: a run
-killed at any moment and then re-run must give the same marts.
+production, against the shared simulator. One clean run of a day is the reference that runs
+killed and run again are compared with (here, and in tests/test_lake_s3.py).
 """
 
 from __future__ import annotations
@@ -22,49 +22,22 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.cli_runs import DAY, EXE, Launched, Reference, ignore_sigint, launch, wait_for
-from tests.conftest import E2E_DAYS, marts_content
-from workloads_etl.defs.launch import dagster_instance
-from workloads_etl.settings import DataPaths
+from tests.cli_runs import (
+    DAY,
+    EXE,
+    Launched,
+    Reference,
+    alive,
+    dbt_child,
+    extracting,
+    ignore_sigint,
+    launch,
+    runs_of,
+    wait_for,
+)
+from tests.conftest import E2E_DAYS
 
 pytestmark = pytest.mark.slow
-
-
-def dbt_child(run: Launched) -> psutil.Process | None:
-    for p in run.descendants():
-        try:
-            if any(part.endswith("dbt") for part in p.cmdline()[:2]) and "build" in p.cmdline():
-                return p
-        except psutil.Error:
-            continue
-    return None
-
-
-def extracting(run: Launched) -> bool:
-    """The run has started real work: a raw run file is being written."""
-    return any(run.data.glob("raw/*/*/.run=*.tmp")) or any(run.data.glob("raw/*/*/run=*"))
-
-
-def runs_of(home: Path) -> dict[str, tuple[str, dict[str, str]]]:
-    """run id -> (status, tags) from the Dagster instance in ``home``, and under
-    ``__slots__`` the runs holding pool slots; the instance is closed again before this
-    returns, so nothing here holds its storage open while a run uses it."""
-    with dagster_instance(home) as instance:
-        runs = {r.run_id: (r.status.value, dict(r.tags)) for r in instance.get_runs()}
-        slots = sorted(instance.event_log_storage.get_concurrency_run_ids())
-    runs["__slots__"] = ("", {s: "" for s in slots})
-    return runs
-
-
-def _alive(processes: list[psutil.Process]) -> list[psutil.Process]:
-    alive = []
-    for p in processes:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                alive.append(p)
-        except psutil.NoSuchProcess:
-            continue
-    return alive
 
 
 def test_the_clean_run_succeeds(clean_run: Reference) -> None:
@@ -88,9 +61,10 @@ def test_a_second_run_on_the_same_data_directory_waits_then_names_the_first(
     assert "Traceback" not in text and len(text.splitlines()) <= 20, text
 
 
-def test_stops_and_kills_never_leave_a_stuck_run_and_a_rerun_matches_a_clean_run(
-    clean_run: Reference, e2e_simulator: Any, tmp_path: Path
+def test_sigterm_stops_a_long_backfill_soon_and_leaves_no_stuck_run(
+    e2e_simulator: Any, tmp_path: Path
 ) -> None:
+    """(A run killed with SIGKILL while dbt builds, then run again: tests/test_lake_s3.py.)"""
     data, home = tmp_path / "data", tmp_path / "home"
 
     # A ten-year backfill starts real work after less than 60 s of its own process's CPU time
@@ -128,26 +102,6 @@ def test_stops_and_kills_never_leave_a_stuck_run_and_a_rerun_matches_a_clean_run
     assert [status for k, (status, _) in runs.items() if k != "__slots__"] == ["CANCELED"]
     assert runs["__slots__"][1] == {}
 
-    # SIGKILL while dbt builds: the run cannot clean up; its dbt dies with it.
-    run = launch(data, home, e2e_simulator)
-    dbt = wait_for(lambda: dbt_child(run), 180, "dbt to start")
-    killed = next(k for k, (s, _) in runs_of(home).items() if s == "STARTED")
-    run.proc.kill()
-    run.proc.wait()
-    wait_for(lambda: not _alive([dbt]), 5, "dbt to die with its parent")
-    assert runs_of(home)[killed][0] == "STARTED"
-
-    # The next run marks the killed one failed, frees its slots and runs to the end.
-    code, text = launch(data, home, e2e_simulator).output()
-    assert code == 0, text
-    assert f"run {killed}: the process of this run (PID {run.proc.pid}) ended" in " ".join(
-        text.split()
-    ), text
-    runs = runs_of(home)
-    assert runs[killed][0] == "FAILURE"
-    assert runs["__slots__"][1] == {}
-    assert marts_content(DataPaths(data)) == marts_content(DataPaths(clean_run.run.data))
-
 
 def test_sigint_stops_a_background_demo_its_dbt_and_its_simulator(tmp_path: Path) -> None:
     data, home = tmp_path / "data", tmp_path / "home"
@@ -173,7 +127,7 @@ def test_sigint_stops_a_background_demo_its_dbt_and_its_simulator(tmp_path: Path
     assert time.monotonic() - sent < 10, text
     assert code == 130 and "cancelled" in text and "Traceback" not in text, text
     # Dagster's compute-log watchers notice their parent is gone within a second.
-    wait_for(lambda: not _alive(tree), max(0.5, sent + 10 - time.monotonic()), "every child")
+    wait_for(lambda: not alive(tree), max(0.5, sent + 10 - time.monotonic()), "every child")
     runs = runs_of(home)
     assert [s for k, (s, _) in runs.items() if k != "__slots__"] == ["CANCELED"]
     assert runs["__slots__"][1] == {}
@@ -222,7 +176,7 @@ def test_dev_and_every_process_it_started_stop_on_sigterm(tmp_path: Path) -> Non
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         assert time.monotonic() - sent < 10
-        wait_for(lambda: not _alive(tree), 2, "every child to end")
+        wait_for(lambda: not alive(tree), 2, "every child to end")
     finally:
         if proc.poll() is None:
             proc.kill()
