@@ -127,14 +127,14 @@ def runs_of(home: Path) -> dict[str, tuple[str, dict[str, str]]]:
 
 
 def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
-    alive = []
+    living = []
     for p in processes:
         try:
             if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                alive.append(p)
+                living.append(p)
         except psutil.NoSuchProcess:
             continue
-    return alive
+    return living
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -348,8 +348,7 @@ def run_dbt(
         ]
     else:
         command = [dbt_executable()]
-    full_args = [
-        *command,
+    dbt_args = [
         *args,
         *invocation_args(paths, warehouse=warehouse, extra_vars=extra_vars, dbt_target=dbt_target),
         "--project-dir",
@@ -362,19 +361,18 @@ def run_dbt(
         "text",
         "--no-use-colors",
     ]
-    env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     windowed = bool(args) and args[0] in _WINDOWED_COMMANDS and not spark
     if windowed:
         write_window(database, window, full_build_through)
     try:
         if in_process:
-            outcome = _invoke_in_process(full_args[1:])
+            outcome = _invoke_in_process(dbt_args)
         else:
             proc = subprocess.run(
-                full_args,
+                [*command, *dbt_args],
                 capture_output=True,
                 text=True,
-                env=env,
+                env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
                 check=False,
                 cwd=paths.root,
                 preexec_fn=die_with_parent(),
@@ -402,7 +400,7 @@ def _event(line: str) -> dict[str, Any]:
     try:
         event = json.loads(line)
     except ValueError:
-        return {"info": {"level": "info", "msg": line}}
+        event = None
     return event if isinstance(event, dict) else {"info": {"level": "info", "msg": line}}
 
 
