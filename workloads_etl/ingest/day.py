@@ -172,6 +172,7 @@ async def metrics_day(
             metric_types=metric_types,
             progress=progress,
             parse=chunks.parse,
+            settle=chunks.gather,
             on_workload=chunks.add,
         )
         chunks.finish()

@@ -80,15 +80,18 @@ async def extract_metrics(
     metric_types: Sequence[str] = metric_type_names(),
     progress: Callable[[int, int], None] | None = None,
     parse: Callable[[RawResponse], Any] | None = None,
-    on_workload: Callable[[list[Any]], None] | None = None,
+    settle: Callable[[list[Any]], Any] | None = None,
+    on_workload: Callable[[Any], None] | None = None,
 ) -> ExtractStats:
     """Land the metrics of ``workloads`` (``{id: workload type}``) over ``day`` at
     ``step_seconds``: the selected ``metric_types`` that apply to each workload's type.
 
     The answers of one workload (its windows and metric batches) land together in the raw run
     once the workload is done. Each answer goes to ``parse`` as it arrives, with the client's
-    decoding of its body (which is then let go), and the workload's parsed answers go
-    together to ``on_workload`` (the normaliser). A fixed pool of workers, twice the client's
+    decoding of its body, and once the workload's answers are all in, ``settle`` takes its
+    parsed answers together (the normaliser gathers their samples and lets the decoded bodies
+    go, before the workload waits its turn); what it gives goes to ``on_workload`` (the
+    normaliser) in the workloads' order. A fixed pool of workers, twice the client's
     concurrency, walks the workloads, so memory does not grow with their number.
 
     Workloads are handed on (landed, normalised) in the order of ``workloads``, whatever
@@ -101,14 +104,14 @@ async def extract_metrics(
     missing: dict[str, list[str]] = {}
     gone: list[str] = []
     queue = iter(enumerate(workloads.items()))
-    waiting: dict[int, tuple[list[RawResponse], list[Any]]] = {}
+    waiting: dict[int, tuple[list[RawResponse], Any]] = {}
     waiting_bytes = 0
     handed = 0  # workloads handed on, in order
     room = asyncio.Condition()
 
     with landing.writer(stats.dataset, stats.day, stats.run_id) as writer:
 
-        def hand_on(answers: list[RawResponse], parsed: list[Any]) -> None:
+        def hand_on(answers: list[RawResponse], parsed: Any) -> None:
             for answer in answers:  # what arrived before a 404 is kept too
                 writer.record(answer)
             stats.responses += len(answers)
@@ -141,7 +144,8 @@ async def extract_metrics(
             else:
                 if result.missing_types:
                     missing[workload_id] = sorted(result.missing_types)
-            waiting[index] = (answers, parsed)
+            settled = settle(parsed) if settle is not None and parse is not None else parsed
+            waiting[index] = (answers, settled)
             waiting_bytes += sum(len(a.text) for a in answers)
             while handed in waiting:
                 done_answers, done_parsed = waiting.pop(handed)

@@ -344,17 +344,23 @@ def _global_codes(parts: Sequence[Samples], column: str) -> tuple[pa.DictionaryA
     return array, idx  # names are sorted: the index is the rank
 
 
-def concat_samples(parts: Sequence[Samples]) -> tuple[pa.Table, list[Reject]]:
-    """The samples of several collections (one per answer) as one table, ``source`` being the
-    collection's index and ``pos`` its own (:meth:`Samples.locate` of ``parts[source]``), with
-    one dictionary and one rank order for the metric types and the labels; and their
-    rejects, ``source`` set likewise."""
-    rejects = [replace(r, source=i) for i, p in enumerate(parts) for r in p.rejects]
+def concat_samples(
+    parts: Sequence[Samples], offsets: Sequence[int] | None = None
+) -> tuple[pa.Table, list[Reject]]:
+    """The samples of several collections as one table, with one dictionary and one rank
+    order for the metric types and the labels; and their rejects. ``source`` becomes
+    ``offsets[i]`` plus the source within ``parts[i]`` (by default ``i``, for collections of
+    one answer each); ``pos`` stays the collection's own (:meth:`Samples.locate`)."""
+    starts = range(len(parts)) if offsets is None else offsets
+    rejects = [
+        replace(r, source=o + r.source)
+        for o, p in zip(starts, parts, strict=True)
+        for r in p.rejects
+    ]
     if not parts:
         return SampleCollector().finish().table, rejects
     metric_type, type_rank = _global_codes(parts, "metric_type")
     labels_json, labels_rank = _global_codes(parts, "labels_json")
-    sizes = [p.table.num_rows for p in parts]
     columns = {
         name: pa.concat_arrays([p.table[name].combine_chunks() for p in parts])
         for name in ("pos", "ts", "value", "ts_code", "value_code")
@@ -362,7 +368,14 @@ def concat_samples(parts: Sequence[Samples]) -> tuple[pa.Table, list[Reject]]:
     table = pa.table(
         {
             "pos": columns["pos"],
-            "source": pa.array(np.repeat(np.arange(len(parts), dtype=np.int32), sizes)),
+            "source": pa.array(
+                np.concatenate(
+                    [
+                        p.table["source"].to_numpy().astype(np.int32) + o
+                        for o, p in zip(starts, parts, strict=True)
+                    ]
+                )
+            ),
             "metric_type": metric_type,
             "labels_json": labels_json,
             "type_rank": pa.array(type_rank),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -84,16 +84,26 @@ def _dense_ranks(names: Sequence[str]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Answer:
-    """One metrics answer parsed on arrival: its samples as Arrow columns (the decoded body is
-    let go at once), its text (to quote a quarantined point as received), workload, step and
-    time received; or, for an unusable answer, why (``problem``)."""
+    """One metrics answer checked on arrival: its text (to quote a quarantined point as
+    received), workload, step and time received, and its decoded body (``doc``) until its
+    samples are gathered; or, for an unusable answer, why (``problem``)."""
 
     text: str
     received: datetime
-    samples: Samples | None = None
     wid: str = ""
     step: int = 0
     problem: str | None = None
+    doc: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """The answers of one workload, their samples gathered together as Arrow columns (one
+    :class:`SampleCollector` for all of them: its fixed cost is paid once a workload, not once
+    an answer). ``samples.source`` is an answer's index in ``answers``."""
+
+    answers: list[Answer]
+    samples: Samples | None
 
     @property
     def size(self) -> int:
@@ -102,14 +112,14 @@ class Answer:
 
 @dataclass
 class _Chunk:
-    """The answers gathered for one chunk."""
+    """The workloads gathered for one chunk."""
 
-    answers: list[Answer] = field(default_factory=list)
+    workloads: list[Gathered] = field(default_factory=list)
     samples: int = 0
 
-    def add(self, answer: Answer) -> None:
-        self.answers.append(answer)
-        self.samples += answer.size
+    def add(self, gathered: Gathered) -> None:
+        self.workloads.append(gathered)
+        self.samples += gathered.size
 
 
 class MetricsChunks:
@@ -117,7 +127,8 @@ class MetricsChunks:
 
     Feed it the answers of one workload at a time (:meth:`add`, all its windows and metric
     batches together); each answer's body is decoded once (the client's decoding is reused,
-    :meth:`RawResponse.decoded`) and its samples gathered column-wise. When the gathered
+    :meth:`RawResponse.decoded`) and the workload's samples gathered column-wise
+    (:meth:`gather`), after which the decoded bodies are let go. When the gathered
     samples reach ``chunk_samples``, the chunk is classified, de-duplicated and handed to
     ``sink`` as rows and quarantine rows, and its memory released. A workload's answers are
     never split across chunks, so chunks hold disjoint keys and a repeat of a point is always
@@ -159,18 +170,18 @@ class MetricsChunks:
     def _new_chunk(self) -> _Chunk:
         return _Chunk()
 
-    def add(self, responses: Iterable[RawResponse | Answer]) -> None:
-        """Gather the answers of one workload (raw, or already :meth:`parse`-d); flush the
-        chunk when it is full."""
-        for resp in responses:
-            self._chunk.add(self.parse(resp))
+    def add(self, responses: Iterable[RawResponse | Answer] | Gathered) -> None:
+        """Take the answers of one workload (raw, :meth:`parse`-d, or already
+        :meth:`gather`-ed); flush the chunk when it is full."""
+        gathered = responses if isinstance(responses, Gathered) else self.gather(responses)
+        self._chunk.add(gathered)
         if self.chunk_samples is not None and self._chunk.samples >= self.chunk_samples:
             self._flush()
 
     def finish(self) -> None:
         """Flush the last chunk (always one, so an empty day still yields its empty rows) and
         wait until every chunk is sunk."""
-        if self._chunk.answers or (not self.chunks and self._pending is None):
+        if self._chunk.workloads or (not self.chunks and self._pending is None):
             self._flush()
         self._wait()
         self.close()
@@ -205,8 +216,23 @@ class MetricsChunks:
         self.chunks += 1
 
     @staticmethod
+    def gather(responses: Iterable[RawResponse | Answer]) -> Gathered:
+        """The answers of one workload with their samples gathered into Arrow columns; each
+        decoded body is let go once its samples are taken."""
+        collector = SampleCollector(keep_items=False)
+        answers: list[Answer] = []
+        for i, resp in enumerate(responses):
+            answer = MetricsChunks.parse(resp)
+            if answer.doc is not None:
+                collector.add(answer.doc, source=i)
+                answer = replace(answer, doc=None)
+            answers.append(answer)
+        usable = any(a.problem is None for a in answers)
+        return Gathered(answers, collector.finish() if usable else None)
+
+    @staticmethod
     def parse(resp: RawResponse | Answer) -> Answer:
-        """One answer, decoded once and gathered into Arrow columns (or why it is unusable)."""
+        """One answer, checked and decoded once (or why it is unusable)."""
         if isinstance(resp, Answer):
             return resp
         at = observed_at(resp)
@@ -231,37 +257,40 @@ class MetricsChunks:
                 why = "body has no measurements array"
         if why is not None:
             return Answer(resp.text, at, problem=f"unparsable metrics response: {why}")
-        collector = SampleCollector(keep_items=False)
-        collector.add(doc)
-        return Answer(resp.text, at, collector.finish(), str(wid), step)
+        return Answer(resp.text, at, str(wid), step, doc=doc)
 
     def _normalise_chunk(self, chunk: _Chunk) -> tuple[pa.Table, pa.Table, int, int]:
         """A gathered chunk -> (rows, quarantine rows, records, points of another day)."""
         day, run_id, limits = self.day, self.run_id, self.limits
         quarantine = Quarantine(self.dataset, day, run_id)
         records = 0
-        usable: list[Answer] = []
-        for answer in chunk.answers:
-            if answer.samples is None:
+        answers: list[Answer] = []  # every answer of the chunk; a sample's source is its index
+        parts: list[Samples] = []
+        offsets: list[int] = []  # per part: the index of its workload's first answer
+        part_of: list[int] = []  # per answer: its workload's part
+        for gathered in chunk.workloads:
+            if gathered.samples is not None:
+                offsets.append(len(answers))
+                parts.append(gathered.samples)
+            part = len(parts) - 1 if gathered.samples is not None else -1
+            part_of += [part] * len(gathered.answers)
+            answers += gathered.answers
+        for answer in answers:
+            if answer.problem is not None:
                 records += 1
-                quarantine.add(
-                    answer.problem or "unusable metrics response", answer.text, answer.received
-                )
-            else:
-                usable.append(answer)
-        texts = [a.text for a in usable]
-        wids = [a.wid for a in usable]
-        steps = [a.step for a in usable]
-        received = [a.received for a in usable]
-        parts = [a.samples for a in usable if a.samples is not None]
-        table, rejects = concat_samples(parts)
+                quarantine.add(answer.problem, answer.text, answer.received)
+        texts = [a.text for a in answers]
+        wids = [a.wid for a in answers]
+        steps = [a.step for a in answers]
+        received = [a.received for a in answers]
+        table, rejects = concat_samples(parts, offsets)
         decoded: dict[int, Any] = {}
 
         def raw_point(src: int, p: int) -> str:
             """The point as received (its answer is decoded again, only for quarantined points)."""
             if src not in decoded:
                 decoded[src] = loads(texts[src])
-            mi, vi = parts[src].locate(p)
+            mi, vi = parts[part_of[src]].locate(p)
             return dumps(decoded[src]["measurements"][mi]["values"][vi])
 
         for r in rejects:
