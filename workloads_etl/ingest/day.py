@@ -146,8 +146,9 @@ async def metrics_day(
     cluster: str | None = None,
 ) -> DayResult:
     """Fetch, land and normalise a day's metrics in one pass: each workload's answers are
-    normalised as they arrive (decoded once), in chunks of about ``chunk_samples`` samples,
-    each chunk a file of the partition; the partition is committed once the raw run is.
+    normalised once they are all in (each body decoded once), in chunks of about
+    ``chunk_samples`` samples, each chunk a file of the partition; the partition is committed
+    once the raw run is.
     With ``cluster``: the workloads of that cluster's list segments, into its segment."""
     targets = metrics_targets(paths, day, cluster)
     dataset = "workload_metrics"
@@ -171,8 +172,7 @@ async def metrics_day(
             step_seconds=step_seconds,
             metric_types=metric_types,
             progress=progress,
-            parse=chunks.parse,
-            settle=chunks.gather,
+            gather=chunks.gather,
             on_workload=chunks.add,
         )
         chunks.finish()

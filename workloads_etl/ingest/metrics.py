@@ -79,19 +79,18 @@ async def extract_metrics(
     step_seconds: int = 60,
     metric_types: Sequence[str] = metric_type_names(),
     progress: Callable[[int, int], None] | None = None,
-    parse: Callable[[RawResponse], Any] | None = None,
-    settle: Callable[[list[Any]], Any] | None = None,
+    gather: Callable[[list[RawResponse]], Any] | None = None,
     on_workload: Callable[[Any], None] | None = None,
 ) -> ExtractStats:
     """Land the metrics of ``workloads`` (``{id: workload type}``) over ``day`` at
     ``step_seconds``: the selected ``metric_types`` that apply to each workload's type.
 
     The answers of one workload (its windows and metric batches) land together in the raw run
-    once the workload is done. Each answer goes to ``parse`` as it arrives, with the client's
-    decoding of its body, and once the workload's answers are all in, ``settle`` takes its
-    parsed answers together (the normaliser gathers their samples and lets the decoded bodies
-    go, before the workload waits its turn); what it gives goes to ``on_workload`` (the
-    normaliser) in the workloads' order. A fixed pool of workers, twice the client's
+    once the workload is done. Once its answers are all in, they go to ``gather`` with the
+    client's decoding of their bodies (the normaliser gathers their samples; the decoded
+    bodies are let go before the workload waits its turn), and what it gives goes to
+    ``on_workload`` (the normaliser) in the workloads' order; without ``gather``, the answers
+    themselves. A fixed pool of workers, twice the client's
     concurrency, walks the workloads, so memory does not grow with their number.
 
     Workloads are handed on (landed, normalised) in the order of ``workloads``, whatever
@@ -111,25 +110,19 @@ async def extract_metrics(
 
     with landing.writer(stats.dataset, stats.day, stats.run_id) as writer:
 
-        def hand_on(answers: list[RawResponse], parsed: Any) -> None:
+        def hand_on(answers: list[RawResponse], gathered: Any) -> None:
             for answer in answers:  # what arrived before a 404 is kept too
                 writer.record(answer)
             stats.responses += len(answers)
             if on_workload is not None and answers:
-                on_workload(parsed if parse is not None else answers)
+                on_workload(gathered if gather is not None else answers)
 
         async def one(index: int, workload_id: str, workload_type: str | None) -> None:
             nonlocal waiting_bytes, handed
-            answers: list[RawResponse] = []
-            parsed: list[Any] = []
-
-            def arrived(answer: RawResponse) -> None:
-                if parse is not None:
-                    parsed.append(parse(answer))
-                answers.append(answer.without_body())
+            decoded: list[RawResponse] = []  # with the client's decoding of each body
 
             try:
-                result = await client.recorded(arrived).get_workload_metrics(
+                result = await client.recorded(decoded.append).get_workload_metrics(
                     workload_id,
                     types_for(workload_type, metric_types),
                     start,
@@ -144,13 +137,15 @@ async def extract_metrics(
             else:
                 if result.missing_types:
                     missing[workload_id] = sorted(result.missing_types)
-            settled = settle(parsed) if settle is not None and parse is not None else parsed
-            waiting[index] = (answers, settled)
+            gathered = gather(decoded) if gather is not None and decoded else None
+            answers = [a.without_body() for a in decoded]
+            del decoded
+            waiting[index] = (answers, gathered)
             waiting_bytes += sum(len(a.text) for a in answers)
             while handed in waiting:
-                done_answers, done_parsed = waiting.pop(handed)
+                done_answers, done_gathered = waiting.pop(handed)
                 waiting_bytes -= sum(len(a.text) for a in done_answers)
-                hand_on(done_answers, done_parsed)
+                hand_on(done_answers, done_gathered)
                 handed += 1
                 if progress is not None:
                     progress(handed, len(workloads))

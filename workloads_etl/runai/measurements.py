@@ -345,16 +345,15 @@ def _global_codes(parts: Sequence[Samples], column: str) -> tuple[pa.DictionaryA
 
 
 def concat_samples(
-    parts: Sequence[Samples], offsets: Sequence[int] | None = None
+    parts: Sequence[Samples], offsets: Sequence[int]
 ) -> tuple[pa.Table, list[Reject]]:
     """The samples of several collections as one table, with one dictionary and one rank
     order for the metric types and the labels; and their rejects. ``source`` becomes
-    ``offsets[i]`` plus the source within ``parts[i]`` (by default ``i``, for collections of
-    one answer each); ``pos`` stays the collection's own (:meth:`Samples.locate`)."""
-    starts = range(len(parts)) if offsets is None else offsets
+    ``offsets[i]`` plus the source within ``parts[i]``; ``pos`` stays the collection's own
+    (:meth:`Samples.locate`)."""
     rejects = [
         replace(r, source=o + r.source)
-        for o, p in zip(starts, parts, strict=True)
+        for o, p in zip(offsets, parts, strict=True)
         for r in p.rejects
     ]
     if not parts:
@@ -372,7 +371,7 @@ def concat_samples(
                 np.concatenate(
                     [
                         p.table["source"].to_numpy().astype(np.int32) + o
-                        for o, p in zip(starts, parts, strict=True)
+                        for o, p in zip(offsets, parts, strict=True)
                     ]
                 )
             ),

@@ -84,7 +84,7 @@ def _dense_ranks(names: Sequence[str]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Answer:
-    """One metrics answer checked on arrival: its text (to quote a quarantined point as
+    """One metrics answer, checked: its text (to quote a quarantined point as
     received), workload, step and time received, and its decoded body (``doc``) until its
     samples are gathered; or, for an unusable answer, why (``problem``)."""
 
@@ -170,9 +170,9 @@ class MetricsChunks:
     def _new_chunk(self) -> _Chunk:
         return _Chunk()
 
-    def add(self, responses: Iterable[RawResponse | Answer] | Gathered) -> None:
-        """Take the answers of one workload (raw, :meth:`parse`-d, or already
-        :meth:`gather`-ed); flush the chunk when it is full."""
+    def add(self, responses: Iterable[RawResponse] | Gathered) -> None:
+        """Take the answers of one workload (raw, or already :meth:`gather`-ed); flush the
+        chunk when it is full."""
         gathered = responses if isinstance(responses, Gathered) else self.gather(responses)
         self._chunk.add(gathered)
         if self.chunk_samples is not None and self._chunk.samples >= self.chunk_samples:
@@ -216,7 +216,7 @@ class MetricsChunks:
         self.chunks += 1
 
     @staticmethod
-    def gather(responses: Iterable[RawResponse | Answer]) -> Gathered:
+    def gather(responses: Iterable[RawResponse]) -> Gathered:
         """The answers of one workload with their samples gathered into Arrow columns; each
         decoded body is let go once its samples are taken."""
         collector = SampleCollector(keep_items=False)
@@ -231,10 +231,8 @@ class MetricsChunks:
         return Gathered(answers, collector.finish() if usable else None)
 
     @staticmethod
-    def parse(resp: RawResponse | Answer) -> Answer:
+    def parse(resp: RawResponse) -> Answer:
         """One answer, checked and decoded once (or why it is unusable)."""
-        if isinstance(resp, Answer):
-            return resp
         at = observed_at(resp)
         try:
             wid = resp.path_params.get("workloadId")
@@ -269,10 +267,11 @@ class MetricsChunks:
         offsets: list[int] = []  # per part: the index of its workload's first answer
         part_of: list[int] = []  # per answer: its workload's part
         for gathered in chunk.workloads:
+            part = -1
             if gathered.samples is not None:
+                part = len(parts)
                 offsets.append(len(answers))
                 parts.append(gathered.samples)
-            part = len(parts) - 1 if gathered.samples is not None else -1
             part_of += [part] * len(gathered.answers)
             answers += gathered.answers
         for answer in answers:
