@@ -9,8 +9,9 @@ Access tokens are JWTs signed with HS256 by a secret of this process (never stor
 sent): claims ``sub`` (the client or app id), ``iat``, ``exp`` (whole epoch seconds;
 ``exp`` is rounded up, so a token lives at least ``expiresIn`` seconds), ``iss`` and a
 random ``jti``. Every authenticated request checks the signature and the expiry against
-the wall clock (tokens expire in real time even when the cluster clock is frozen); nothing
-is kept per token.
+the wall clock (tokens expire in real time even when the cluster clock is frozen). The claims
+of the last :data:`VERIFIED_TOKENS` tokens whose signature checked out are remembered, so a
+token's signature is checked once, not once per request; its expiry still is.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import jwt
@@ -33,6 +35,8 @@ GRANT_FIELDS = {
     GRANT_CLIENT_CREDENTIALS: ("clientID", "clientSecret"),
     GRANT_APP_TOKEN: ("appID", "appSecret"),
 }
+# Tokens whose verified claims are remembered (a signature is checked once per token).
+VERIFIED_TOKENS = 256
 # The TokenRequest fields this control plane reads.
 TOKEN_REQUEST_FIELDS = ("grantType", "clientID", "clientSecret", "appID", "appSecret")
 
@@ -96,6 +100,8 @@ class TokenStore:
         self.ttl_seconds = ttl_seconds
         self.clock = clock
         self._secret = secret if secret is not None else secrets.token_bytes(32)
+        # Only tokens that verify are remembered: a rejected one raises, which is not cached.
+        self._verified = lru_cache(maxsize=VERIFIED_TOKENS)(self._verify)
 
     def grant(self, body: Any) -> dict[str, Any]:
         """Validate a TokenRequest body and return a TokenResponse. Raises AuthError (400)."""
@@ -142,6 +148,16 @@ class TokenStore:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise AuthError(401, "Authorization header must be 'Bearer <token>'")
+        claims = self._verified(token)
+        exp = claims["exp"]
+        if not isinstance(exp, int | float) or isinstance(exp, bool):
+            raise AuthError(401, "Invalid token")
+        if self.clock() >= exp:
+            raise AuthError(401, "Token has expired")
+        return dict(claims)  # the remembered claims stay as verified
+
+    def _verify(self, token: str) -> dict[str, Any]:
+        """The claims of a token signed by this store, or AuthError (401)."""
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -150,7 +166,7 @@ class TokenStore:
                 issuer=ISSUER,
                 options={
                     "require": ["exp", "iat", "sub"],
-                    "verify_exp": False,  # checked below against ``clock``
+                    "verify_exp": False,  # checked by check() against ``clock``
                     "verify_iat": False,
                 },
             )
@@ -158,9 +174,4 @@ class TokenStore:
             raise AuthError(401, "Issuer is not familiar.") from None
         except jwt.InvalidTokenError:
             raise AuthError(401, "Invalid token") from None
-        exp = claims["exp"]
-        if not isinstance(exp, int | float) or isinstance(exp, bool):
-            raise AuthError(401, "Invalid token")
-        if self.clock() >= exp:
-            raise AuthError(401, "Token has expired")
         return claims
