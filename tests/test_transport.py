@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 import httpx
 import pytest
 
-from workloads_etl.runai.transport import POOL_SIZE, PoolOfPools
+from workloads_etl.runai.transport import AiohttpTransport
 
 
 async def _slow_server(delay: float) -> tuple[asyncio.Server, dict[str, int]]:
@@ -17,49 +16,155 @@ async def _slow_server(delay: float) -> tuple[asyncio.Server, dict[str, int]]:
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         seen["connections"] += 1
-        while await reader.readuntil(b"\r\n\r\n"):
-            seen["now"] += 1
-            seen["peak"] = max(seen["peak"], seen["now"])
-            await asyncio.sleep(delay)
-            seen["now"] -= 1
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-            await writer.drain()
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                seen["now"] += 1
+                seen["peak"] = max(seen["peak"], seen["now"])
+                await asyncio.sleep(delay)
+                seen["now"] -= 1
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the client closed the connection
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     return server, seen
 
 
-def test_requests_go_to_the_pool_with_most_free_connections_and_use_them_all() -> None:
+async def _server(answer: bytes) -> tuple[asyncio.Server, str, dict[str, list[bytes]]]:
+    """A server giving ``answer`` (raw HTTP) to each request, keeping the requests' heads."""
+    heads: dict[str, list[bytes]] = {"requests": []}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            heads["requests"].append(await reader.readuntil(b"\r\n\r\n"))
+            writer.write(answer)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", heads
+
+
+def test_connections_are_bounded_kept_alive_and_reused() -> None:
     async def main() -> None:
         server, seen = await _slow_server(0.2)
-        port = server.sockets[0].getsockname()[1]
-        url = f"http://127.0.0.1:{port}"
-        transport = PoolOfPools(url, 18, verify=False)
-        assert [p._pool._max_connections for p in transport._pools] == [4, 4, 4, 4, 2]
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        transport = AiohttpTransport(url, 18, verify=False)
         async with server, httpx.AsyncClient(base_url=url, transport=transport) as client:
             t0 = time.perf_counter()
             answers = await asyncio.gather(*(client.get("/") for _ in range(18)))
             took = time.perf_counter() - t0
             assert [a.text for a in answers] == ["ok"] * 18
-            # one round: had a request waited in a full pool, it would take two delays
+            # one round: had a request waited for a connection, it would take two delays
             assert took < 0.2 * 1.9
-            assert transport._busy == [0] * 5  # every answer closed released its pool
             await asyncio.gather(*(client.get("/") for _ in range(54)))
             assert seen["peak"] <= 18  # never more than the connections asked for
             assert seen["connections"] == 18  # each opened once, kept alive and reused
-        assert POOL_SIZE == 4
 
     asyncio.run(main())
 
 
-def test_a_failed_request_releases_its_pool() -> None:
+def test_answers_reach_httpx_as_sent_and_it_decodes_them() -> None:
+    """Status, reason, repeated headers and a gzip body: httpx decodes it, not the transport."""
+    import gzip
+
+    body = gzip.compress(b'{"count": 7}')
+    answer = (
+        b"HTTP/1.1 207 Multi-Status\r\ncontent-type: application/json\r\n"
+        b"content-encoding: gzip\r\nx-note: a\r\nx-note: b\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+
     async def main() -> None:
-        transport = PoolOfPools("http://127.0.0.1:9", 4, verify=False)
+        server, url, heads = await _server(answer)
+        transport = AiohttpTransport(url, 2, verify=False)
+        async with server, httpx.AsyncClient(base_url=url, transport=transport) as client:
+            resp = await client.post(
+                "/api/v1/workloads/a%2Fb/metrics",
+                params={"metricType": "GPU_UTILIZATION,CPU_USAGE_CORES"},
+                json={"k": "v"},
+                headers={"Authorization": "Bearer t0ken"},
+            )
+        assert resp.status_code == 207 and resp.reason_phrase == "Multi-Status"
+        assert resp.headers.get_list("x-note") == ["a", "b"]
+        assert resp.json() == {"count": 7}
+        head = heads["requests"][0]
+        # the path and query exactly as httpx encoded them; httpx's headers as they were
+        assert head.startswith(
+            b"POST /api/v1/workloads/a%2Fb/metrics?metricType=GPU_UTILIZATION%2CCPU_USAGE_CORES "
+        )
+        lines = head.lower().split(b"\r\n")
+        assert b"authorization: bearer t0ken" in lines and b"content-length: 9" in lines
+        for name in (b"host", b"user-agent", b"accept-encoding", b"content-length"):
+            assert sum(line.startswith(name + b":") for line in lines) == 1  # none added
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort", httpx.RemoteProtocolError),
+        (b"", httpx.RemoteProtocolError),  # closed without an answer
+        (b"NOT HTTP AT ALL\r\n\r\n", httpx.RemoteProtocolError),
+    ],
+)
+def test_broken_answers_raise_httpx_transport_errors(
+    answer: bytes, error: type[httpx.TransportError]
+) -> None:
+    async def main() -> None:
+        server, url, _ = await _server(answer)
+        transport = AiohttpTransport(url, 2, verify=False)
+        async with server, httpx.AsyncClient(base_url=url, transport=transport) as client:
+            with pytest.raises(error):
+                await client.get("/")  # reads the whole body
+
+    asyncio.run(main())
+
+
+def test_a_refused_connection_is_a_connect_error_and_the_pool_recovers() -> None:
+    async def main() -> None:
+        transport = AiohttpTransport("http://127.0.0.1:9", 1, verify=False)
         async with httpx.AsyncClient(base_url="http://127.0.0.1:9", transport=transport) as c:
-            for _ in range(3):
-                with contextlib.suppress(httpx.ConnectError):
-                    await c.get("/")
-        assert transport._busy == [0]
+            for _ in range(3):  # a pool of one connection: a leaked one would hang here
+                with pytest.raises(httpx.ConnectError):
+                    await asyncio.wait_for(c.get("/"), 5)
+
+    asyncio.run(main())
+
+
+def test_a_read_timeout_is_httpx_read_timeout() -> None:
+    async def main() -> None:
+        server, _ = await _slow_server(2.0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        transport = AiohttpTransport(url, 1, verify=False)
+        async with server, httpx.AsyncClient(base_url=url, transport=transport) as client:
+            with pytest.raises(httpx.ReadTimeout):
+                await client.get("/", timeout=httpx.Timeout(5.0, read=0.2))
+
+    asyncio.run(main())
+
+
+def test_a_body_left_unread_closes_its_connection() -> None:
+    """An answer closed before its end (too large to read) does not go back to the pool
+    half-read: the next request gets a fresh connection and a whole answer."""
+
+    async def main() -> None:
+        big = b"x" * 1_000_000
+        server, url, heads = await _server(
+            b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(big) + big
+        )
+        transport = AiohttpTransport(url, 1, verify=False)
+        async with server, httpx.AsyncClient(base_url=url, transport=transport) as client:
+            async with client.stream("GET", "/") as resp:
+                async for _ in resp.aiter_bytes():
+                    break
+            resp = await client.get("/")
+            assert len(resp.content) == len(big)
+        assert len(heads["requests"]) == 2
 
     asyncio.run(main())
 
@@ -67,7 +172,7 @@ def test_a_failed_request_releases_its_pool() -> None:
 def test_the_proxy_variables_apply_as_to_httpx_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("NO_PROXY", "internal.example")
-    via = PoolOfPools("https://cp.example", 4, verify=True)
-    direct = PoolOfPools("https://cp.internal.example", 4, verify=True)
-    assert type(via._pools[0]._pool).__name__ == "AsyncHTTPProxy"
-    assert type(direct._pools[0]._pool).__name__ == "AsyncConnectionPool"
+    assert AiohttpTransport("https://cp.example", 4, verify=True).proxy == (
+        "http://proxy.example:3128"
+    )
+    assert AiohttpTransport("https://cp.internal.example", 4, verify=True).proxy is None
