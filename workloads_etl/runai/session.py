@@ -63,7 +63,6 @@ from workloads_etl.runai.retry import (
     retryable,
 )
 from workloads_etl.runai.settings import RunaiSettings
-from workloads_etl.runai.transport import AiohttpTransport
 
 logger = logging.getLogger("workloads_etl.runai")
 
@@ -136,6 +135,10 @@ class Session:
         self.request_count = 0
 
     async def open(self) -> None:
+        # aiohttp is imported by the processes that send requests, not by every process that
+        # imports the client (the run's own process only starts the extraction steps).
+        from workloads_etl.runai.transport import AiohttpTransport
+
         s = self.settings
         self._wire = (
             self._given_transport
