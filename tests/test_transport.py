@@ -9,9 +9,9 @@ import pytest
 from workloads_etl.runai.transport import AiohttpTransport
 
 
-async def _slow_server(delay: float) -> tuple[asyncio.Server, dict[str, int]]:
-    """An HTTP/1.1 server answering every request after ``delay``, counting the requests it
-    holds at once and the connections it was opened."""
+async def _slow_server(delay: float) -> tuple[asyncio.Server, str, dict[str, int]]:
+    """An HTTP/1.1 server (and its URL) answering every request after ``delay``, counting
+    the requests it holds at once and the connections it was opened."""
     seen = {"now": 0, "peak": 0, "connections": 0}
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -28,7 +28,7 @@ async def _slow_server(delay: float) -> tuple[asyncio.Server, dict[str, int]]:
             pass  # the client closed the connection
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    return server, seen
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", seen
 
 
 async def _server(answer: bytes) -> tuple[asyncio.Server, str, dict[str, list[bytes]]]:
@@ -50,8 +50,7 @@ async def _server(answer: bytes) -> tuple[asyncio.Server, str, dict[str, list[by
 
 def test_connections_are_bounded_kept_alive_and_reused() -> None:
     async def main() -> None:
-        server, seen = await _slow_server(0.2)
-        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        server, url, seen = await _slow_server(0.2)
         transport = AiohttpTransport(url, 18, verify=False)
         async with server, httpx.AsyncClient(base_url=url, transport=transport) as client:
             t0 = time.perf_counter()
@@ -138,8 +137,7 @@ def test_a_refused_connection_is_a_connect_error_and_the_pool_recovers() -> None
 
 def test_a_read_timeout_is_httpx_read_timeout() -> None:
     async def main() -> None:
-        server, _ = await _slow_server(2.0)
-        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        server, url, _ = await _slow_server(2.0)
         transport = AiohttpTransport(url, 1, verify=False)
         async with server, httpx.AsyncClient(base_url=url, transport=transport) as client:
             with pytest.raises(httpx.ReadTimeout):
