@@ -170,7 +170,26 @@ def test_a_body_left_unread_closes_its_connection() -> None:
 def test_the_proxy_variables_apply_as_to_httpx_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("NO_PROXY", "internal.example")
-    assert AiohttpTransport("https://cp.example", 4, verify=True).proxy == (
-        "http://proxy.example:3128"
-    )
+    via = AiohttpTransport("https://cp.example", 4, verify=True)
+    assert via.proxy == "http://proxy.example:3128"
     assert AiohttpTransport("https://cp.internal.example", 4, verify=True).proxy is None
+
+
+def test_a_proxy_gets_the_requests_with_its_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain-HTTP control plane through a proxy: the request goes to the proxy, with the
+    target's absolute URL and the proxy URL's credentials as Proxy-Authorization."""
+
+    async def main() -> None:
+        proxy, proxy_url, heads = await _server(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        monkeypatch.setenv("HTTP_PROXY", proxy_url.replace("http://", "http://me:s3cret@"))
+        for name in ("http_proxy", "NO_PROXY", "no_proxy"):  # lower case would win
+            monkeypatch.delenv(name, raising=False)
+        target = "http://cp.example:8080"
+        transport = AiohttpTransport(target, 1, verify=False)
+        async with proxy, httpx.AsyncClient(base_url=target, transport=transport) as client:
+            assert (await client.get("/api/v1/workloads/count")).text == "ok"
+        head = heads["requests"][0].lower()
+        assert head.startswith(b"get http://cp.example:8080/api/v1/workloads/count http/1.1")
+        assert b"proxy-authorization: basic bwu6cznjcmv0" in head  # me:s3cret
+
+    asyncio.run(main())

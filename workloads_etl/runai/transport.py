@@ -92,6 +92,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         proxy = proxies.get(url.scheme) or proxies.get("all")
         if proxy and urllib.request.proxy_bypass(url.host):
             proxy = None
+        # aiohttp sends credentials in the proxy's URL as its Proxy-Authorization.
         self.proxy = proxy or None
         self.max_connections = max_connections
         self._ssl: ssl.SSLContext | bool = verify
