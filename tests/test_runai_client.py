@@ -460,6 +460,26 @@ async def test_total_retry_time_bounds_the_retries() -> None:
     assert 2 <= ei.value.attempts <= 4
 
 
+async def test_the_first_attempts_time_counts_toward_the_total_retry_time() -> None:
+    """The first attempt is made before the retry loop starts; its time is still part of
+    the total: an answer slower than the whole retry time is not retried."""
+    cp = ControlPlane()
+
+    async def slow_failure(request: Request) -> Response:
+        await asyncio.sleep(0.4)
+        return JSONResponse({"code": 503, "message": "busy"}, 503)
+
+    cp.handlers["/api/v1/workloads/count"] = sequence(slow_failure, reply({"count": 2}))
+    async with asgi_client(cp, max_attempts=5, max_total_retry_time=0.3) as c:
+        with pytest.raises(errors.RetryExhaustedError) as ei:
+            await c.count_workloads()
+    assert ei.value.attempts == 1
+    assert isinstance(ei.value.last_error, errors.ServerError)
+    async with asgi_client(cp, max_attempts=5, max_total_retry_time=30) as c:
+        cp.handlers["/api/v1/workloads/count"] = sequence(slow_failure, reply({"count": 2}))
+        assert await c.count_workloads() == 2
+
+
 @pytest.mark.parametrize(
     ("status", "cls"),
     [
