@@ -416,6 +416,33 @@ async def test_429_waits_for_retry_after_capped_by_max_retry_wait(form: str) -> 
     assert recorded[0].status == 200
 
 
+@pytest.mark.parametrize(
+    ("content_type", "encoding"),
+    [
+        ("application/json", "utf-8"),
+        ("application/json; Charset=UTF-8", "utf-8"),
+    ],
+)
+async def test_the_landed_text_is_the_body_decoded_as_its_charset_says(
+    content_type: str, encoding: str
+) -> None:
+    """The raw landing keeps the body as text, non-ASCII characters included, whether the
+    answer names its charset or not (JSON is UTF-8)."""
+    text = '{"count": 3, "note": "caf\u00e9 d\u00e9j\u00e0"}'
+
+    async def h(request: Request) -> Response:
+        return Response(
+            text.encode(encoding), 200, media_type=None, headers={"content-type": content_type}
+        )
+
+    cp = ControlPlane()
+    cp.handlers["/api/v1/workloads/count"] = h
+    recorded: list[RawResponse] = []
+    async with asgi_client(cp, recorded.append) as c:
+        assert await c.count_workloads() == 3
+    assert recorded[0].text == text
+
+
 async def test_retry_after_shorter_than_the_cap_is_honoured_exactly() -> None:
     cp = ControlPlane()
     cp.handlers["/api/v1/workloads/count"] = sequence(

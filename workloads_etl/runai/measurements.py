@@ -103,8 +103,12 @@ class Samples:
         return self.series_measurement[i], pos - first
 
 
+_EMPTY = MEASUREMENTS_SCHEMA.empty_table()
+
+
 def empty_table() -> pa.Table:
-    return MEASUREMENTS_SCHEMA.empty_table()
+    """A table of no samples (one shared instance: Arrow tables are immutable)."""
+    return _EMPTY
 
 
 def canonical_labels(labels: Any) -> str | None:

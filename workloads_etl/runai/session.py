@@ -74,6 +74,14 @@ MIB = 1024 * 1024
 _WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
+def _text(resp: httpx.Response) -> str:
+    """The answer's body as text: what ``resp.text`` gives, without its charset lookups when
+    the answer names no charset (JSON is UTF-8)."""
+    if "charset" in resp.headers.get("content-type", "").lower():
+        return resp.text
+    return resp.content.decode("utf-8", errors="replace")
+
+
 def _is_cert_error(exc: BaseException) -> bool:
     seen: set[int] = set()
     cur: BaseException | None = exc
@@ -473,7 +481,7 @@ class Session:
                 exc, started, method, path, params, json_body, ok, authenticated
             )
         self.budget.success()
-        text = resp.text
+        text = _text(resp)
         if recorder is not None and operation != "grant_token":
             recorder(
                 RawResponse(

@@ -40,8 +40,10 @@ def iso_z(dt: datetime) -> str:
     return utc(dt).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+@lru_cache(maxsize=64)
 def parse_http_date(value: str | None) -> datetime | None:
-    """An HTTP date (``Sun, 06 Nov 1994 08:49:37 GMT``) as an aware UTC datetime, or None."""
+    """An HTTP date (``Sun, 06 Nov 1994 08:49:37 GMT``) as an aware UTC datetime, or None.
+    Remembered for the last few values: every answer of a second carries the same date."""
     if not value:
         return None
     try:
