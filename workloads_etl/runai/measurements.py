@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -103,12 +104,11 @@ class Samples:
         return self.series_measurement[i], pos - first
 
 
-_EMPTY = MEASUREMENTS_SCHEMA.empty_table()
-
-
+@cache
 def empty_table() -> pa.Table:
-    """A table of no samples (one shared instance: Arrow tables are immutable)."""
-    return _EMPTY
+    """A table of no samples (one shared instance: Arrow tables are immutable). Made on first
+    use, not at import: pyarrow would import pandas to make it."""
+    return MEASUREMENTS_SCHEMA.empty_table()
 
 
 def canonical_labels(labels: Any) -> str | None:
