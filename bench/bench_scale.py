@@ -337,8 +337,9 @@ def main() -> int:
         data, home = work / f"d{n}", work / f"h{n}"
         label = f"{n:,}/day first run" if args.first_run else f"{n:,}/day nightly"
         if not args.first_run:
+            night_before = day - timedelta(days=1)
             with simulator(size, now, 0) as url:
-                run(url, data, home, day - timedelta(days=1), day - timedelta(days=1))
+                run(url, data, home, night_before, night_before)
         with simulator(size, now, args.latency_ms) as url:
             rows[label] = f = run(url, data, home, day, day)
         print(table({label: f}, 16, args.latency_ms), flush=True)
