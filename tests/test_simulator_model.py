@@ -11,6 +11,7 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -18,9 +19,14 @@ import pytest
 from openapi_schema import schema_errors
 
 from workloads_etl.openapi import enum_values, load_spec
-from workloads_etl.simulator import catalogue
+from workloads_etl.simulator import catalogue, rng
 from workloads_etl.simulator.catalogue import NEVER
-from workloads_etl.simulator.cluster import SNAPSHOT_CACHE_SIZE, Cluster, GroundTruth
+from workloads_etl.simulator.cluster import (
+    SAMPLED_STATE_CACHE_SIZE,
+    SNAPSHOT_CACHE_SIZE,
+    Cluster,
+    GroundTruth,
+)
 from workloads_etl.simulator.config import SimulatorConfig, catalogue_for
 from workloads_etl.simulator.metrics import T_DISTRIBUTED
 
@@ -256,6 +262,68 @@ def test_metrics_are_a_function_of_the_instant(small: Cluster) -> None:
         alone = _one(small.metrics(i, "GPU_UTILIZATION", common[k : k + 1]))
         both = _one(small.metrics(i, "GPU_UTILIZATION", ts_a))[ia[k]]
         assert np.array_equal(alone, [both], equal_nan=True)
+
+
+def _splitmix64(x: int) -> int:
+    """splitmix64's finaliser on one Python int: the reference for ``rng``'s arrays."""
+    mask = (1 << 64) - 1
+    z = (x + 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
+def test_the_per_minute_hash_is_splitmix64_of_key_salt_and_minute() -> None:
+    """``uniform`` is ``mix64(mix64(key ^ mix64(salt)) ^ counter)``, top 53 bits, whether
+    the key is an int or an array and the counter an array or a single value."""
+    keys = [0, 1, 123456789, 2**63 + 5, 2**64 - 1]
+    minutes = np.array([0, 1, 29_400_000, 2**40 + 7], dtype=np.int64)
+
+    def expected(key: int, salt: int, minute: int) -> float:
+        return (_splitmix64(_splitmix64(key ^ _splitmix64(salt)) ^ minute) >> 11) * 2.0**-53
+
+    for salt in (11, 16):
+        want = np.array([[expected(k, salt, int(m)) for m in minutes] for k in keys])
+        for row, key in enumerate(keys):
+            assert rng.uniform(key, salt, minutes).tolist() == want[row].tolist()
+            assert float(rng.uniform(key, salt, int(minutes[2]))) == want[row, 2]
+        by_array = rng.uniform(np.array(keys, dtype=np.uint64), salt, int(minutes[3]))
+        assert by_array.tolist() == want[:, 3].tolist()
+        as_column = np.array(keys, dtype=np.uint64)[:, None]
+        assert rng.uniform(as_column, salt, minutes).tolist() == want.tolist()
+    assert rng.mix64(np.array(keys, dtype=np.uint64)).tolist() == [_splitmix64(k) for k in keys]
+
+
+def test_series_from_the_kept_run_state_equal_a_fresh_clusters(small: Cluster) -> None:
+    """Asked again over the same instants (the run state and shared series come from the
+    cache), in other batches and orders, and after the clock moved, every series equals
+    what a cluster built afresh gives for that type alone."""
+    c = Cluster(SMALL)
+    busiest = np.argsort(-np.diff(c.timeline.iv_off))[:6].tolist()
+    grid = _grid(NOW - timedelta(days=2), NOW, 60)
+    halves = [METRIC_TYPES[::2], METRIC_TYPES[1::2], METRIC_TYPES[::-1]]
+
+    def fresh(i: int, metric: str, now: datetime) -> list[tuple[dict[str, str] | None, Any]]:
+        alone = Cluster(SMALL)
+        alone.set_now(now)
+        return alone.metrics(i, metric, grid)
+
+    def check(now: datetime) -> None:
+        for i in busiest:
+            want = {m: fresh(i, m, now) for m in METRIC_TYPES}
+            for batch in halves:
+                got = c.metrics_batch(i, list(batch), grid)
+                for metric, series in zip(batch, got, strict=True):
+                    assert [lab for lab, _ in series] == [lab for lab, _ in want[metric]]
+                    for (_, values), (_, expected) in zip(series, want[metric], strict=True):
+                        assert np.array_equal(values, expected, equal_nan=True), (i, metric)
+
+    check(NOW)
+    assert 0 < len(c._sampled) <= SAMPLED_STATE_CACHE_SIZE
+    earlier = NOW - timedelta(hours=7)
+    c.set_now(earlier)  # the kept states of the old clock must not answer
+    check(earlier)
+    assert small is not c
 
 
 def test_utilisation_is_constant_within_a_minute(small: Cluster) -> None:

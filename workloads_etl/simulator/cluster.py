@@ -56,6 +56,21 @@ from workloads_etl.simulator.scheduler import Timeline
 # Snapshots kept (one per whole second asked for); each holds every visible workload's row,
 # tens of MB at 100k workloads, so only the few a paging listing reuses are kept.
 SNAPSHOT_CACHE_SIZE = 4
+# Sampled run states kept (``Cluster._sampled_state``): a few per request in flight.
+SAMPLED_STATE_CACHE_SIZE = 64
+
+
+@dataclass(frozen=True)
+class _SampledState:
+    """One workload's run state at some instants (arrays over them, read-only), and the
+    memo its metric series share (``metrics.series``)."""
+
+    minute: np.ndarray
+    alive: np.ndarray
+    running: np.ndarray
+    run_seconds: np.ndarray
+    since_start: np.ndarray
+    memo: dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -136,6 +151,7 @@ class Cluster:
         self.anchor: datetime = midnight - timedelta(days=config.days)
         self._lock = threading.Lock()
         self._snapshots: OrderedDict[int, Snapshot] = OrderedDict()
+        self._sampled: OrderedDict[tuple[int, int, bytes], _SampledState] = OrderedDict()
         self.draws = Draws(config, self.anchor, self.catalogue)
         self.timeline = Timeline(self.draws)
         self._renderer = Renderer(self.draws, self.timeline)
@@ -206,7 +222,27 @@ class Cluster:
         for metric_type in metric_types:
             if metric_type not in _metric_types():
                 raise ValueError(f"unknown metric type {metric_type!r}")
+        at = self._sampled_state(index, timestamps)
+        profile = self.draws.profile(index)
+        return [
+            series(
+                profile, m, at.minute, at.alive, at.running, at.run_seconds, at.since_start, at.memo
+            )
+            for m in metric_types
+        ]
+
+    def _sampled_state(self, index: int, timestamps: np.ndarray) -> _SampledState:
+        """The run state of one workload at the instants, and what its series share; the
+        latest ``SAMPLED_STATE_CACHE_SIZE`` are kept: a client asks for one workload's
+        metric types over the same instants in a few requests in a row."""
         micros = np.asarray(timestamps, dtype="datetime64[us]").astype(np.int64)
+        now_us = to_micros(self.now())
+        key = (index, now_us, micros.tobytes())
+        with self._lock:
+            state = self._sampled.get(key)
+            if state is not None:
+                self._sampled.move_to_end(key)
+                return state
         t = micros // 1_000_000
         starts, ends, cum = self.timeline.intervals(index)
         running = np.zeros(t.shape, dtype=bool)
@@ -218,17 +254,18 @@ class Cluster:
             running = has & (t < ends[kk])
             run_seconds = np.where(has, cum[kk] + np.minimum(t, ends[kk]) - starts[kk], 0)
             since_start = np.where(has, t - starts[kk], 0)
-        now_us = to_micros(self.now())
         alive = (
             (t >= self.draws.created[index]) & (t < self.timeline.end[index]) & (micros < now_us)
         )
         minute = micros // 60_000_000
-        profile = self.draws.profile(index)
-        memo: dict[str, np.ndarray] = {}
-        return [
-            series(profile, m, minute, alive, running, run_seconds, since_start, memo)
-            for m in metric_types
-        ]
+        for array in (minute, alive, running, run_seconds, since_start):
+            array.flags.writeable = False
+        state = _SampledState(minute, alive, running, run_seconds, since_start, {})
+        with self._lock:
+            self._sampled[key] = state
+            while len(self._sampled) > SAMPLED_STATE_CACHE_SIZE:
+                self._sampled.popitem(last=False)
+        return state
 
     def ground_truth(self, workload_id: str, start: datetime, end: datetime) -> GroundTruth:
         """Exact GPU-seconds of one workload over ``[start, end)``, without sampling.

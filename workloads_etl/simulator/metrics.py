@@ -22,6 +22,7 @@ workload's from the interval's first second on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,13 +115,13 @@ class Profile:
 
     def utilization(self, minute: np.ndarray) -> np.ndarray:
         """GPU utilisation in the given minutes, were the workload running in them."""
-        key = np.asarray([self.key], dtype=np.uint64)
+        key = self.key
         usage = (self.util_base, self.util_amp, self.idle_prob, self.idle_block, self.zombie)
         return gpu_utilization(key, *usage, minute)
 
 
 def _u(p: Profile, salt: int, minute: np.ndarray) -> np.ndarray:
-    return rng.uniform(np.asarray([p.key], dtype=np.uint64), salt, minute)
+    return rng.uniform(p.key, salt, minute)
 
 
 def series(
@@ -140,15 +141,14 @@ def series(
     apply to this workload. ``memo``: shared by calls for the same workload and instants,
     it keeps what several types derive from (utilisation) for the next call.
     """
-    shape = minute.shape
     if metric_type == "RUNNING_POD_COUNT":
         started = np.minimum(p.pods, np.maximum(since_start, 0) // POD_START_STAGGER + 1)
         raw: _Raw = [(None, running * started.astype(np.float64))]
     else:
-        raw = _raw(p, metric_type, minute, running.astype(np.float64), run_seconds, memo)
+        run = _kept(memo, "run", lambda: running.astype(np.float64))
+        raw = _raw(p, metric_type, minute, run, run_seconds, memo)
     return [
-        (labels, np.where(alive, np.broadcast_to(np.asarray(v, dtype=np.float64), shape), np.nan))
-        for labels, v in raw
+        (labels, np.where(alive, v, np.nan).astype(np.float64, copy=False)) for labels, v in raw
     ]
 
 
@@ -161,13 +161,11 @@ def _raw(
     memo: dict[str, np.ndarray] | None = None,
 ) -> _Raw:
     def util() -> np.ndarray:
-        if memo is not None and "util" in memo:
-            return memo["util"]
-        value = p.utilization(minute) * run if p.gpus > 0 else np.zeros(minute.shape)
-        if memo is not None:
-            value.flags.writeable = False
-            memo["util"] = value
-        return value
+        return _kept(
+            memo,
+            "util",
+            lambda: p.utilization(minute) * run if p.gpus > 0 else np.zeros(minute.shape),
+        )
 
     if metric_type == "GPU_UTILIZATION":
         return [(None, util())]
@@ -202,8 +200,21 @@ def _raw(
         per_gpu = 18e9 if p.type == T_DISTRIBUTED else 4e9  # bytes/s at full utilisation
         return [(None, np.round(util() / 100.0 * p.gpus * per_gpu))]
     if metric_type in NIM_TYPES and p.type == T_INFERENCE:
-        return _nim(p, metric_type, minute, run, util(), run_seconds)
+        return _nim(p, metric_type, minute, run, util(), run_seconds, memo)
     return []
+
+
+def _kept(
+    memo: dict[str, np.ndarray] | None, name: str, make: Callable[[], np.ndarray]
+) -> np.ndarray:
+    """``make()``, made once per ``memo`` (read-only then: every series shares it)."""
+    if memo is None:
+        return make()
+    value = memo.get(name)
+    if value is None:
+        value = memo[name] = make()
+        value.flags.writeable = False
+    return value
 
 
 def _nim(
@@ -213,9 +224,13 @@ def _nim(
     run: np.ndarray,
     util: np.ndarray,
     run_seconds: np.ndarray,
+    memo: dict[str, np.ndarray] | None = None,
 ) -> _Raw:
     load = util / 100.0
-    jitter = _u(p, _S_NIM, minute)
+
+    def jitter() -> np.ndarray:
+        return _kept(memo, "nim_jitter", lambda: _u(p, _S_NIM, minute))
+
     if metric_type == "NIM_NUM_REQUESTS_RUNNING":
         return [(None, np.round(run * load * 0.8 * p.nim_max))]
     if metric_type == "NIM_NUM_REQUESTS_WAITING":
@@ -227,13 +242,15 @@ def _nim(
     if metric_type == "NIM_REQUEST_FAILURE_TOTAL":
         return [(None, np.floor(p.nim_rate * p.nim_fail * run_seconds))]
     if metric_type == "NIM_GPU_CACHE_USAGE_PERC":  # a fraction, 1 = full, as NIM reports it
-        return [(None, np.round(run * np.clip(0.9 * load + 0.05 * jitter, 0.0, 1.0), 4))]
-    serving = np.where(run > 0, 1.0, np.nan)  # latencies exist only while a pod serves
-    ttft = np.round((0.04 + 0.25 * load**2) * (0.9 + 0.2 * jitter), 4) * serving
-    e2e = np.round((0.8 + 3.0 * load**2) * (0.9 + 0.2 * jitter), 4) * serving
-    if metric_type == "NIM_TIME_TO_FIRST_TOKEN_SECONDS":
-        return [(None, ttft)]
-    if metric_type == "NIM_E2E_REQUEST_LATENCY_SECONDS":
-        return [(None, e2e)]
-    base = ttft if metric_type == "NIM_TIME_TO_FIRST_TOKEN_SECONDS_PERCENTILES" else e2e
+        return [(None, np.round(run * np.clip(0.9 * load + 0.05 * jitter(), 0.0, 1.0), 4))]
+
+    def latency(first_token: bool) -> np.ndarray:
+        serving = np.where(run > 0, 1.0, np.nan)  # latencies exist only while a pod serves
+        low, high = (0.04, 0.25) if first_token else (0.8, 3.0)
+        return np.round((low + high * load**2) * (0.9 + 0.2 * jitter()), 4) * serving
+
+    first_token = metric_type.startswith("NIM_TIME_TO_FIRST_TOKEN_SECONDS")
+    base = _kept(memo, "nim_ttft" if first_token else "nim_e2e", lambda: latency(first_token))
+    if not metric_type.endswith("_PERCENTILES"):
+        return [(None, base)]
     return [({"percentile": name}, np.round(base * f, 4)) for name, f in _PERCENTILES]

@@ -22,7 +22,9 @@ _U64 = np.uint64
 _GOLDEN = _U64(0x9E3779B97F4A7C15)
 _MUL1 = _U64(0xBF58476D1CE4E5B9)
 _MUL2 = _U64(0x94D049BB133111EB)
+_S11, _S27, _S30, _S31 = _U64(11), _U64(27), _U64(30), _U64(31)
 _MASK64 = (1 << 64) - 1
+_GOLDEN_INT, _MUL1_INT, _MUL2_INT = int(_GOLDEN), int(_MUL1), int(_MUL2)
 _TO_UNIT = 2.0**-53
 
 
@@ -33,29 +35,51 @@ def stream(seed: int, purpose: int) -> np.random.Generator:
 
 def mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser on a uint64 array (wrapping arithmetic)."""
-    with np.errstate(over="ignore"):
-        z = np.asarray(x, dtype=_U64) + _GOLDEN
-        z = (z ^ (z >> _U64(30))) * _MUL1
-        z = (z ^ (z >> _U64(27))) * _MUL2
-        return np.asarray(z ^ (z >> _U64(31)), dtype=_U64)
+    return _mix_in_place(np.array(x, dtype=_U64))
+
+
+def _mix_in_place(z: np.ndarray) -> np.ndarray:
+    """``mix64`` of the uint64 array ``z``, worked in ``z`` itself. Whatever its shape
+    (0-d too), an array wraps without the overflow warnings of numpy's scalars."""
+    z += _GOLDEN
+    z ^= z >> _S30
+    z *= _MUL1
+    z ^= z >> _S27
+    z *= _MUL2
+    z ^= z >> _S31
+    return z
+
+
+def _mix_int(x: int) -> int:
+    """``mix64`` of one value, on Python ints (for the per-workload keys)."""
+    z = (x + _GOLDEN_INT) & _MASK64
+    z = ((z ^ (z >> 30)) * _MUL1_INT) & _MASK64
+    z = ((z ^ (z >> 27)) * _MUL2_INT) & _MASK64
+    return z ^ (z >> 31)
 
 
 def uniform(key: np.ndarray | int, salt: int, counter: np.ndarray | int) -> np.ndarray:
-    """Uniform [0, 1) floats, one per broadcast element of ``key`` and ``counter``."""
-    k = np.asarray(key & _MASK64, dtype=_U64) if isinstance(key, int) else key.astype(_U64)
-    c = np.asarray(counter, dtype=np.int64).astype(_U64)
-    with np.errstate(over="ignore"):
-        salted = k ^ _salt_mix(salt)
-        h = mix64(mix64(salted) ^ c)
-    return (h >> _U64(11)).astype(np.float64) * _TO_UNIT
+    """Uniform [0, 1) floats, one per broadcast element of ``key`` and ``counter``:
+    ``mix64(mix64(key ^ mix64(salt)) ^ counter)``, its top 53 bits over ``2**53``."""
+    c = np.asarray(counter, dtype=np.int64).astype(_U64)  # a copy, worked in place
+    if isinstance(key, int):
+        c ^= _keyed(key & _MASK64, salt)
+        h = c
+    else:
+        k = key.astype(_U64)
+        k ^= _U64(_mix_int(salt & _MASK64))
+        h = _mix_in_place(k) ^ c
+    h = _mix_in_place(h)
+    h >>= _S11
+    out = h.astype(np.float64)
+    out *= _TO_UNIT
+    return out
 
 
-@lru_cache(maxsize=256)
-def _salt_mix(salt: int) -> np.ndarray:
-    """``mix64`` of a salt (a handful of constants, each hashed once)."""
-    mixed = mix64(np.asarray(salt & _MASK64, dtype=_U64))
-    mixed.flags.writeable = False
-    return mixed
+@lru_cache(maxsize=4096)
+def _keyed(key: int, salt: int) -> np.uint64:
+    """``mix64(key ^ mix64(salt))`` of one key: the same for every minute of a workload."""
+    return _U64(_mix_int(key ^ _mix_int(salt & _MASK64)))
 
 
 def keys(seed: int, n: int) -> np.ndarray:
