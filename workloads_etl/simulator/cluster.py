@@ -48,7 +48,7 @@ from workloads_etl.simulator.catalogue import (
 )
 from workloads_etl.simulator.config import SimulatorConfig, catalogue_for
 from workloads_etl.simulator.draws import Draws
-from workloads_etl.simulator.metrics import series
+from workloads_etl.simulator.metrics import Profile, series
 from workloads_etl.simulator.moves import Move
 from workloads_etl.simulator.render import Renderer, State
 from workloads_etl.simulator.scheduler import Timeline
@@ -62,9 +62,10 @@ SAMPLED_STATE_CACHE_SIZE = 64
 
 @dataclass(frozen=True)
 class _SampledState:
-    """One workload's run state at some instants (arrays over them, read-only), and the
-    memo its metric series share (``metrics.series``)."""
+    """One workload's usage profile, its run state at some instants (arrays over them,
+    read-only), and the memo its metric series share (``metrics.series``)."""
 
+    profile: Profile
     minute: np.ndarray
     alive: np.ndarray
     running: np.ndarray
@@ -223,10 +224,16 @@ class Cluster:
             if metric_type not in _metric_types():
                 raise ValueError(f"unknown metric type {metric_type!r}")
         at = self._sampled_state(index, timestamps)
-        profile = self.draws.profile(index)
         return [
             series(
-                profile, m, at.minute, at.alive, at.running, at.run_seconds, at.since_start, at.memo
+                at.profile,
+                m,
+                at.minute,
+                at.alive,
+                at.running,
+                at.run_seconds,
+                at.since_start,
+                at.memo,
             )
             for m in metric_types
         ]
@@ -260,7 +267,8 @@ class Cluster:
         minute = micros // 60_000_000
         for array in (minute, alive, running, run_seconds, since_start):
             array.flags.writeable = False
-        state = _SampledState(minute, alive, running, run_seconds, since_start, {})
+        profile = self.draws.profile(index)
+        state = _SampledState(profile, minute, alive, running, run_seconds, since_start, {})
         with self._lock:
             self._sampled[key] = state
             while len(self._sampled) > SAMPLED_STATE_CACHE_SIZE:

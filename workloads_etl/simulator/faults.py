@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -171,11 +172,17 @@ def request_key(method: str, path: str, query: str, body: bytes = b"") -> str:
     """The stable key of a request: method, path, sorted query parameters, body digest.
     The digest leaves out fields whose name holds "secret", so that no key (nor the decision
     log that shows keys) is derived from a credential."""
-    items = sorted(parse_qsl(query, keep_blank_values=True))
-    key = f"{method} {path}?{urlencode(items)}"
+    key = f"{method} {path}?{_sorted_query(query)}"
     if body:
         key += "#" + hashlib.blake2b(_without_secrets(body), digest_size=8).hexdigest()
     return key
+
+
+@lru_cache(maxsize=1024)
+def _sorted_query(query: str) -> str:
+    """The query's parameters, sorted and encoded again; many requests share one query (the
+    metrics of every workload over the same window), so each is worked out once."""
+    return urlencode(sorted(parse_qsl(query, keep_blank_values=True)))
 
 
 def _without_secrets(body: bytes) -> bytes:
