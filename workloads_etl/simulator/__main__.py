@@ -153,6 +153,7 @@ def main(
         log_level=log_level,
         access_log=access_log,
         date_header=False,  # the app sends the cluster clock's Date
+        proxy_headers=False,  # no proxy in front: the peer is the client
     )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from email.utils import format_datetime
 
 from starlette.applications import Starlette
@@ -137,6 +138,13 @@ class ClusterDateMiddleware:
     def __init__(self, app: ASGIApp, cluster: Cluster) -> None:
         self.app = app
         self.cluster = cluster
+        self._date: tuple[datetime, bytes] | None = None  # the latest clock, as sent
+
+    def _date_header(self) -> bytes:
+        now = self.cluster.now()
+        if self._date is None or self._date[0] != now:  # frozen clocks: formatted once
+            self._date = (now, format_datetime(now, usegmt=True).encode("latin-1"))
+        return self._date[1]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -146,7 +154,7 @@ class ClusterDateMiddleware:
         async def send_with_date(message: Message) -> None:
             if message["type"] == "http.response.start":
                 # read when the answer starts: a clock set by this request shows already
-                date = format_datetime(self.cluster.now(), usegmt=True).encode("latin-1")
+                date = self._date_header()
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
                 message = {**message, "headers": [*headers, (b"date", date)]}
             await send(message)

@@ -147,6 +147,7 @@ class SimulatorServer:
             lifespan="off",
             timeout_graceful_shutdown=2,
             date_header=False,  # the app sends the cluster clock's Date
+            proxy_headers=False,  # no proxy in front: the peer is the client
         )
         server = uvicorn.Server(config)
         self._server = server
