@@ -298,7 +298,7 @@ def table(rows: dict[str, RunFigures], concurrency: int, latency_ms: float) -> s
         out.append(
             f"| {name} | {f.workloads:,} | {f.samples:,} | {f.wall:.0f} | {s['start']:.1f} "
             f"| {s['lists']:.1f} | {s['metrics']:.1f} | {s['load']:.1f} | {s['dbt']:.1f} "
-            f"| {s['publish']:.1f} | {s['end']:.1f} | {rps:,.0f} | {rps / limit:.0%} "
+            f"| {s['publish']:.1f} | {s['end']:.1f} | {rps:,.0f} | {rps / limit:.1%} "
             f"| {_rate(f.samples, s['metrics'])} | {f.overhead_ratio:.2f} "
             f"| {f.peak_rss_mb:,.0f} |"
         )
