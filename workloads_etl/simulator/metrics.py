@@ -139,7 +139,8 @@ def series(
     Every series has a value wherever the workload is alive (NaN elsewhere), except the
     NIM latencies, which have none while no pod runs. An empty list: the type does not
     apply to this workload. ``memo``: shared by calls for the same workload and instants,
-    it keeps what several types derive from (utilisation) for the next call.
+    it keeps what several types derive from (utilisation, NIM jitter and latencies) for the
+    next call.
     """
     if metric_type == "RUNNING_POD_COUNT":
         started = np.minimum(p.pods, np.maximum(since_start, 0) // POD_START_STAGGER + 1)
