@@ -66,7 +66,7 @@ def uniform(key: np.ndarray | int, salt: int, counter: np.ndarray | int) -> np.n
         c ^= _keyed(key & _MASK64, salt)
         h = c
     else:
-        k = key.astype(_U64)
+        k = np.array(key, dtype=_U64)  # a copy, an array even of a numpy scalar
         k ^= _U64(_mix_int(salt & _MASK64))
         h = _mix_in_place(k) ^ c
     h = _mix_in_place(h)
